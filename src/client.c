@@ -1,0 +1,821 @@
+/*
+ * client.c - one connection's byte plumbing: TLS handshake, reads, the
+ * HTTP request, the WebSocket de-framing, and batched writes.
+ *
+ * Owns: the fd, the SSL, the input remainder (rbuf) and the output
+ * queues of a struct client. Runs only on the owning worker's thread.
+ *
+ * Memory: an idle connection holds no buffers. Reads land in the
+ * worker's scratch buffer and only a partial frame is copied into the
+ * client's rbuf; writes are gathered in the scratch buffer and only an
+ * unwritten tail is copied into wbuf. OpenSSL releases its own buffers
+ * when idle (SSL_MODE_RELEASE_BUFFERS, set by tls.c).
+ *
+ * Invariant: a closed client is never freed inside its own callback; it
+ * goes to the worker's closed list and the loop frees it afterwards.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "derp_frame.h"
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "worker_int.h"
+#include "ws.h"
+
+/* Largest input we ever hold for one client: a ClientInfo frame. */
+#define CLIENT_MAX_PENDING (DERP_FRAME_HEADER_LEN + DERP_MAX_INFO_LEN)
+/* A flush gathers up to this many bytes (plus one frame). */
+#define CLIENT_FLUSH_BYTES (128 * 1024)
+/* Reads per readiness event before yielding to other clients. */
+#define CLIENT_READS_PER_EVENT 16
+/* Control frames queued per client before we stop queueing more. */
+#define CLIENT_MAX_CTRL 64
+
+struct client *client_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr)
+{
+	static _Atomic uint64_t next_id = 1;
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(fd);
+		if (ssl)
+			SSL_free(ssl);
+		return NULL;
+	}
+	c->w = w;
+	c->id = atomic_fetch_add(&next_id, 1);
+	c->fd = fd;
+	c->ssl = ssl;
+	c->port80 = port80;
+	c->state = ssl ? CLIENT_TLS_HANDSHAKE : CLIENT_HTTP;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->deadline_ms = w->now_ms + w->srv->handshake_timeout_ms;
+	if (ssl)
+		SSL_set_fd(ssl, fd);
+	return c;
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CLIENT_CLOSED)
+		return;
+	log_debug("client", "%016llx %s: closed: %s", (unsigned long long)c->id, c->addr, reason);
+	c->state = CLIENT_CLOSED;
+	/* Out of epoll now so no further events arrive for it this turn. */
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	c->dirty_next = w->closed;
+	w->closed = c;
+}
+
+/* Free a queue's packets (counted as dropped: their receiver is gone). */
+static void pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt)
+{
+	while (q->len) {
+		free(q->ring[q->head]);
+		q->head = (q->head + 1) % depth;
+		q->len--;
+		metrics_add(mt, METRIC_DROP_GONE_DISCONNECTED, 1);
+	}
+	free(q->ring);
+	q->ring = NULL;
+}
+
+void client_free(struct client *c)
+{
+	struct worker *w = c->w;
+
+	if (c->registered)
+		derp_client_unregister(c);
+	if (c->on_again) {
+		for (struct client **pp = &w->again; *pp; pp = &(*pp)->again_next) {
+			if (*pp == c) {
+				*pp = c->again_next;
+				break;
+			}
+		}
+	}
+	pktq_free(&c->disco, w->srv->queue_depth, &w->metrics);
+	pktq_free(&c->data, w->srv->queue_depth, &w->metrics);
+	while (c->ctrl_head) {
+		struct wmsg *m = c->ctrl_head;
+
+		c->ctrl_head = m->next;
+		free(m);
+	}
+	if (c->ssl) {
+		/* Best effort close_notify; never wait for the peer's. */
+		SSL_set_quiet_shutdown(c->ssl, 0);
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+	}
+	close(c->fd);
+	keyset_free(&c->saw);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c->ws);
+	free(c);
+}
+
+/* ---- output ---- */
+
+void client_queue_ctrl(struct client *c, struct wmsg *m)
+{
+	if (c->state == CLIENT_CLOSED || c->nctrl >= CLIENT_MAX_CTRL) {
+		free(m);
+		return;
+	}
+	m->next = NULL;
+	if (c->ctrl_tail)
+		c->ctrl_tail->next = m;
+	else
+		c->ctrl_head = m;
+	c->ctrl_tail = m;
+	c->nctrl++;
+	worker_mark_dirty(c->w, c);
+}
+
+void client_queue_packet(struct client *c, struct wmsg *m)
+{
+	struct worker *w = c->w;
+	struct pktq *q = m->kind == WMSG_KIND_DISCO ? &c->disco : &c->data;
+	uint32_t depth = w->srv->queue_depth;
+
+	if (c->state != CLIENT_DERP) {
+		free(m);
+		metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
+		return;
+	}
+	if (!q->ring) {
+		q->ring = calloc(depth, sizeof(*q->ring));
+		if (!q->ring) {
+			free(m);
+			metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
+			return;
+		}
+	}
+	if (q->len == depth) {
+		/* Full: the oldest packet is the least useful one. */
+		free(q->ring[q->head]);
+		q->head = (q->head + 1) % depth;
+		q->len--;
+		metrics_add(&w->metrics, METRIC_DROP_QUEUE_HEAD, 1);
+	}
+	q->ring[(q->head + q->len) % depth] = m;
+	q->len++;
+	worker_mark_dirty(w, c);
+}
+
+static struct wmsg *pktq_pop(struct pktq *q, uint32_t depth)
+{
+	struct wmsg *m;
+
+	if (!q->len)
+		return NULL;
+	m = q->ring[q->head];
+	q->head = (q->head + 1) % depth;
+	q->len--;
+	return m;
+}
+
+/* Write buf[0..len). Returns bytes written (maybe short), or -EAGAIN
+ * when nothing could be written now, or another -errno on failure. */
+static long client_write_raw(struct client *c, const uint8_t *buf, size_t len)
+{
+	if (c->ssl) {
+		size_t written = 0;
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write_ex(c->ssl, buf, len, &written);
+		if (r == 1)
+			return (long)written;
+		switch (SSL_get_error(c->ssl, 0)) {
+		case SSL_ERROR_WANT_WRITE:
+		case SSL_ERROR_WANT_READ:
+			return -EAGAIN;
+		default:
+			return -EPIPE;
+		}
+	}
+	for (;;) {
+		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return -errno;
+	}
+}
+
+/* Try to write buf; keep what is left in c->wbuf. 0 or -errno (closed). */
+static int client_write_keep(struct client *c, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		long n = client_write_raw(c, buf + off, len - off);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
+			client_close(c, "write error");
+			return (int)n;
+		}
+		off += (size_t)n;
+		metrics_add(&c->w->metrics, METRIC_BYTES_SENT, (uint64_t)n);
+	}
+	if (off < len) {
+		/* OpenSSL needs the same bytes again (moving buffer allowed). */
+		uint8_t *tail = malloc(len - off);
+
+		if (!tail) {
+			client_close(c, "out of memory");
+			return -ENOMEM;
+		}
+		memcpy(tail, buf + off, len - off);
+		c->wbuf = tail;
+		c->wlen = (uint32_t)(len - off);
+		c->woff = 0;
+		if (!c->stall_since_ms)
+			c->stall_since_ms = c->w->now_ms;
+	} else {
+		c->stall_since_ms = 0;
+	}
+	worker_epoll_update(c->w, c);
+	return 0;
+}
+
+/* Finish writing a stuck tail. Returns true when wbuf is drained. */
+static bool client_write_tail(struct client *c)
+{
+	while (c->woff < c->wlen) {
+		long n = client_write_raw(c, c->wbuf + c->woff, c->wlen - c->woff);
+
+		if (n == -EAGAIN)
+			return false;
+		if (n < 0) {
+			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
+			client_close(c, "write error");
+			return false;
+		}
+		c->woff += (uint32_t)n;
+		metrics_add(&c->w->metrics, METRIC_BYTES_SENT, (uint64_t)n);
+	}
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wlen = c->woff = 0;
+	c->stall_since_ms = 0;
+	return true;
+}
+
+static bool client_has_output(const struct client *c)
+{
+	return c->ctrl_head || c->disco.len || c->data.len;
+}
+
+void client_flush(struct client *c)
+{
+	struct worker *w = c->w;
+	uint32_t depth = w->srv->queue_depth;
+	uint8_t *buf = w->scratch;
+	size_t hdr = c->ws ? 10 : 0; /* room for a WebSocket frame header */
+	size_t len = hdr;
+	uint64_t npkts = 0;
+
+	if (c->state == CLIENT_CLOSED)
+		return;
+	if (c->wbuf && !client_write_tail(c)) {
+		if (c->state != CLIENT_CLOSED)
+			worker_epoll_update(w, c);
+		return;
+	}
+	if (c->state == CLIENT_CLOSED)
+		return;
+	/* Gather: control frames, then disco, then data, into one write. */
+	while (len < CLIENT_FLUSH_BYTES && client_has_output(c)) {
+		struct wmsg *m = c->ctrl_head;
+
+		if (m) {
+			c->ctrl_head = m->next;
+			if (!c->ctrl_head)
+				c->ctrl_tail = NULL;
+			c->nctrl--;
+			if (m->type == WMSG_CTRL && m->len >= 1 && m->data[0] == 0xff) {
+				/* Marker: close once everything before it is out. */
+				c->close_after_flush = true;
+				free(m);
+				continue;
+			}
+		} else {
+			m = pktq_pop(&c->disco, depth);
+			if (!m)
+				m = pktq_pop(&c->data, depth);
+			npkts++;
+		}
+		if (len + m->len > WORKER_SCRATCH) {
+			/* Cannot happen with the limits we use; stay safe. */
+			free(m);
+			continue;
+		}
+		memcpy(buf + len, m->data, m->len);
+		len += m->len;
+		free(m);
+	}
+	if (len == hdr) {
+		if (c->close_after_flush)
+			client_close(c, "done");
+		return;
+	}
+	metrics_add(&w->metrics, METRIC_PACKETS_SENT, npkts);
+	if (c->ws) {
+		uint8_t h[10];
+		size_t hl = ws_frame_header_build(h, WS_OP_BINARY, len - hdr);
+
+		memcpy(buf + hdr - hl, h, hl);
+		if (client_write_keep(c, buf + hdr - hl, len - hdr + hl) < 0)
+			return;
+	} else if (client_write_keep(c, buf, len) < 0) {
+		return;
+	}
+	if (c->state == CLIENT_CLOSED)
+		return;
+	/* More queued than one flush takes: come back next turn. */
+	if (!c->wbuf && client_has_output(c))
+		worker_mark_dirty(w, c);
+	else if (!c->wbuf && c->close_after_flush)
+		client_close(c, "done");
+}
+
+/* Queue raw bytes (an HTTP response) as a control message. */
+static void client_queue_bytes(struct client *c, const void *data, size_t len, bool then_close)
+{
+	struct wmsg *m = wmsg_new(WMSG_CTRL, c->id, (uint32_t)len);
+
+	if (!m) {
+		client_close(c, "out of memory");
+		return;
+	}
+	memcpy(m->data, data, len);
+	client_queue_ctrl(c, m);
+	if (then_close) {
+		struct wmsg *mark = wmsg_new(WMSG_CTRL, c->id, 1);
+
+		if (!mark) {
+			client_close(c, "out of memory");
+			return;
+		}
+		mark->data[0] = 0xff;
+		/* The marker is consumed by client_flush, never written. */
+		client_queue_ctrl(c, mark);
+	}
+}
+
+/* ---- input ---- */
+
+static void client_http_error(struct client *c, int status, const char *reason)
+{
+	char buf[512];
+	ssize_t n = http_simple_response(buf, sizeof(buf), status, reason, reason);
+
+	metrics_add(&c->w->metrics, METRIC_HTTP_BAD_REQUESTS, 1);
+	log_peer("http", "%016llx %s: %d %s", (unsigned long long)c->id, c->addr, status, reason);
+	if (n > 0)
+		client_queue_bytes(c, buf, (size_t)n, true);
+	else
+		client_close(c, reason);
+}
+
+/* Parse one HTTP request; returns bytes consumed, 0 for "need more",
+ * -1 when the client is done (closed or closing). */
+static long client_http_input(struct client *c, const uint8_t *buf, size_t len)
+{
+	struct server *srv = c->w->srv;
+	struct http_request req;
+	struct http_result res;
+	int n = http_request_parse(buf, len, &req);
+
+	if (n == -EAGAIN)
+		return 0;
+	if (n == -E2BIG) {
+		client_http_error(c, 431, "Request Header Fields Too Large");
+		return -1;
+	}
+	if (n < 0) {
+		client_http_error(c, 400, "Bad Request");
+		return -1;
+	}
+	metrics_add(&c->w->metrics, METRIC_HTTP_REQUESTS, 1);
+	memset(&res, 0, sizeof(res));
+	if (http_route(&req, c->port80 ? &srv->site80 : &srv->site, &res) < 0) {
+		client_http_error(c, 500, "Internal Server Error");
+		return -1;
+	}
+	switch (res.action) {
+	case HTTP_ACTION_RESPOND:
+		client_queue_bytes(c, res.resp, res.resp_len, true);
+		http_result_free(&res);
+		return -1;
+	case HTTP_ACTION_WEBSOCKET:
+		/* The 101 goes out raw, now: everything queued from here on is
+		 * wrapped in WebSocket frames by client_flush, which writes any
+		 * unwritten tail of this response first. */
+		if (client_write_keep(c, (const uint8_t *)res.resp, res.resp_len) < 0) {
+			http_result_free(&res);
+			return -1;
+		}
+		c->ws = calloc(1, sizeof(*c->ws));
+		if (!c->ws) {
+			http_result_free(&res);
+			client_close(c, "out of memory");
+			return -1;
+		}
+		metrics_add(&c->w->metrics, METRIC_WEBSOCKET_ACCEPTS, 1);
+		break;
+	case HTTP_ACTION_DERP:
+		if (!res.fast_start) {
+			char up[512];
+			size_t ul = http_derp_upgrade_response(up, sizeof(up), srv->pub);
+
+			client_queue_bytes(c, up, ul, false);
+		}
+		break;
+	}
+	c->not_ideal = res.ideal_node_header;
+	http_result_free(&res);
+	derp_client_start(c);
+	return n;
+}
+
+/* Turn WebSocket frames in buf[0..len) into the DERP byte stream, in
+ * place (output never overtakes input). Partial frame headers and
+ * control frames are stashed in c->ws. Returns the decoded length, or -1
+ * when the client was closed. */
+static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
+{
+	struct ws_state *ws = c->ws;
+	size_t in = 0, out = 0;
+
+	while (in < len) {
+		if (ws->left) {
+			size_t n = len - in < ws->left ? len - in : (size_t)ws->left;
+
+			memmove(buf + out, buf + in, n);
+			ws_unmask(buf + out, n, ws->mask, ws->moff);
+			ws->moff += n;
+			ws->left -= n;
+			in += n;
+			out += n;
+			continue;
+		}
+		struct ws_frame f;
+		int h = ws_frame_parse(buf + in, len - in, &f);
+
+		if (h == -EAGAIN)
+			break;
+		if (h < 0) {
+			log_peer("ws", "%016llx %s: bad WebSocket frame", (unsigned long long)c->id,
+				 c->addr);
+			client_close(c, "bad websocket frame");
+			return -1;
+		}
+		if (f.opcode == WS_OP_BINARY || f.opcode == WS_OP_CONT || f.opcode == WS_OP_TEXT) {
+			in += (size_t)h;
+			ws->left = f.payload_len;
+			ws->moff = 0;
+			memcpy(ws->mask, f.mask, 4);
+			continue;
+		}
+		/* Control frame: needs its whole payload (<= 125 bytes). */
+		if (len - in < (size_t)h + f.payload_len)
+			break;
+		uint8_t *p = buf + in + h;
+
+		ws_unmask(p, (size_t)f.payload_len, f.mask, 0);
+		if (f.opcode == WS_OP_PING) {
+			uint8_t frame[10 + 125];
+			size_t hl = ws_frame_header_build(frame, WS_OP_PONG, f.payload_len);
+
+			memcpy(frame + hl, p, (size_t)f.payload_len);
+			/* Sent raw: it must not be wrapped in a binary frame, so
+			 * it goes out directly ahead of the queue. */
+			if (!c->wbuf)
+				client_write_keep(c, frame, hl + (size_t)f.payload_len);
+		} else if (f.opcode == WS_OP_CLOSE) {
+			client_close(c, "websocket close");
+			return -1;
+		}
+		in += (size_t)h + (size_t)f.payload_len;
+		if (c->state == CLIENT_CLOSED)
+			return -1;
+	}
+	/* Keep the undecoded tail (a partial header or control frame). */
+	if (in < len) {
+		size_t rest = len - in;
+
+		if (rest > sizeof(ws->stash)) {
+			client_close(c, "websocket frame header too large");
+			return -1;
+		}
+		memcpy(ws->stash, buf + in, rest);
+		ws->stash_len = (uint32_t)rest;
+	} else {
+		ws->stash_len = 0;
+	}
+	return (long)out;
+}
+
+/* Consume what we can of buf according to the state. Returns bytes
+ * consumed or -1 when the client is closed or closing. */
+static long client_consume(struct client *c, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		long n;
+
+		if (c->state == CLIENT_HTTP) {
+			if (c->close_after_flush)
+				return -1;
+			n = client_http_input(c, buf + off, len - off);
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				break;
+			off += (size_t)n;
+			if (c->ws) {
+				/* Bytes after the upgrade request are WebSocket
+				 * frames: hand them back to the caller to decode. */
+				return (long)off;
+			}
+		} else if (c->state == CLIENT_DERP_HANDSHAKE || c->state == CLIENT_DERP) {
+			n = derp_client_input(c, buf + off, len - off);
+			if (n < 0)
+				return -1;
+			if (n == 0)
+				break;
+			off += (size_t)n;
+		} else {
+			return -1;
+		}
+	}
+	return (long)off;
+}
+
+/* Keep buf[0..len) as the pending input, replacing rbuf. */
+static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
+{
+	if (len == 0) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rlen = c->rcap = 0;
+		return 0;
+	}
+	if (len > CLIENT_MAX_PENDING) {
+		client_close(c, "input too large");
+		return -1;
+	}
+	if (buf == c->rbuf) {
+		c->rlen = (uint32_t)len;
+		return 0;
+	}
+	if (c->rcap < len) {
+		uint8_t *nb = realloc(c->rbuf, len);
+
+		if (!nb) {
+			client_close(c, "out of memory");
+			return -1;
+		}
+		c->rbuf = nb;
+		c->rcap = (uint32_t)len;
+	}
+	memmove(c->rbuf, buf, len);
+	c->rlen = (uint32_t)len;
+	return 0;
+}
+
+/* Process newly read bytes data[0..len) (in the worker scratch). */
+static void client_input(struct client *c, uint8_t *data, size_t len)
+{
+	bool raw_ws = c->ws && c->state != CLIENT_HTTP;
+	uint8_t *buf = data;
+	size_t blen = len;
+	long used;
+
+	if (raw_ws) {
+		long d = client_ws_decode(c, data, len);
+
+		if (d < 0)
+			return;
+		blen = (size_t)d;
+	}
+	if (c->rlen) {
+		/* Append to the pending partial frame or request. */
+		if ((size_t)c->rlen + blen > CLIENT_MAX_PENDING) {
+			client_close(c, "input too large");
+			return;
+		}
+		if (c->rcap < c->rlen + blen) {
+			uint8_t *nb = realloc(c->rbuf, c->rlen + blen);
+
+			if (!nb) {
+				client_close(c, "out of memory");
+				return;
+			}
+			c->rbuf = nb;
+			c->rcap = c->rlen + (uint32_t)blen;
+		}
+		memcpy(c->rbuf + c->rlen, buf, blen);
+		c->rlen += (uint32_t)blen;
+		buf = c->rbuf;
+		blen = c->rlen;
+	}
+	used = client_consume(c, buf, blen);
+	if (used < 0 || c->state == CLIENT_CLOSED)
+		return;
+	if (!raw_ws && c->ws && (size_t)used < blen) {
+		/* Upgraded to WebSocket by this very request: the bytes after
+		 * it are frames. Decode them in place and go on. */
+		uint8_t *rest = buf + used;
+		long d = client_ws_decode(c, rest, blen - (size_t)used);
+		long used2;
+
+		if (d < 0)
+			return;
+		used2 = client_consume(c, rest, (size_t)d);
+		if (used2 < 0 || c->state == CLIENT_CLOSED)
+			return;
+		client_keep_input(c, rest + used2, (size_t)(d - used2));
+		return;
+	}
+	client_keep_input(c, buf + used, blen - (size_t)used);
+}
+
+static void client_tls_handshake(struct client *c)
+{
+	int r;
+
+	ERR_clear_error();
+	r = SSL_accept(c->ssl);
+	if (r == 1) {
+		c->state = CLIENT_HTTP;
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		/* The handshake flight did not fit the socket buffer. */
+		if (!c->epoll_out) {
+			c->epoll_out = true;
+			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+						  .data.ptr = c };
+			epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+		}
+		return;
+	default: {
+		unsigned long e = ERR_peek_last_error();
+		char msg[256] = "connection closed";
+
+		if (e)
+			ERR_error_string_n(e, msg, sizeof(msg));
+		metrics_add(&c->w->metrics, METRIC_TLS_HANDSHAKE_ERRORS, 1);
+		log_debug("tls", "%016llx %s: handshake failed: %s", (unsigned long long)c->id,
+			  c->addr, msg);
+		client_close(c, "tls handshake failed");
+	}
+	}
+}
+
+/* One read into scratch (after the WebSocket stash). Returns bytes read,
+ * 0 on EOF, -EAGAIN when drained, or another -errno. */
+static long client_read(struct client *c, uint8_t *buf, size_t cap)
+{
+	if (c->ssl) {
+		size_t n = 0;
+		int r;
+
+		ERR_clear_error();
+		r = SSL_read_ex(c->ssl, buf, cap, &n);
+		if (r == 1)
+			return (long)n;
+		switch (SSL_get_error(c->ssl, 0)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			return -EAGAIN;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		default:
+			return -EIO;
+		}
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, cap, 0);
+
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return -errno;
+	}
+}
+
+void client_on_event(struct client *c, uint32_t events)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CLIENT_TLS_HANDSHAKE) {
+		client_tls_handshake(c);
+		if (c->state != CLIENT_HTTP)
+			return;
+		if (c->epoll_out && !c->wbuf) {
+			c->epoll_out = false;
+			worker_epoll_update(w, c);
+		}
+	}
+	if ((events & EPOLLOUT) && c->wbuf) {
+		if (client_write_tail(c))
+			worker_mark_dirty(w, c);
+		if (c->state == CLIENT_CLOSED)
+			return;
+		worker_epoll_update(w, c);
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !c->on_again)
+		return;
+	c->on_again = false;
+	for (int i = 0; i < CLIENT_READS_PER_EVENT && c->state != CLIENT_CLOSED; i++) {
+		size_t pre = c->ws ? c->ws->stash_len : 0;
+		long n;
+
+		if (pre)
+			memcpy(w->scratch, c->ws->stash, pre);
+		n = client_read(c, w->scratch + pre, WORKER_SCRATCH - pre);
+		if (n == -EAGAIN)
+			return;
+		if (n == 0) {
+			client_close(c, "eof");
+			return;
+		}
+		if (n < 0) {
+			client_close(c, "read error");
+			return;
+		}
+		metrics_add(&w->metrics, METRIC_BYTES_RECEIVED, (uint64_t)n);
+		if (c->ws)
+			c->ws->stash_len = 0;
+		client_input(c, w->scratch, pre + (size_t)n);
+	}
+	/* Level-triggered epoll reports kernel data again, but not records
+	 * OpenSSL already holds: revisit those without sleeping. */
+	if (c->state != CLIENT_CLOSED && c->ssl && SSL_has_pending(c->ssl)) {
+		c->on_again = true;
+		c->again_next = w->again;
+		w->again = c;
+	}
+}
+
+void client_tick(struct client *c, int64_t now_ms)
+{
+	struct server *srv = c->w->srv;
+
+	if (c->state == CLIENT_CLOSED)
+		return;
+	if (c->deadline_ms && now_ms >= c->deadline_ms) {
+		metrics_add(&c->w->metrics, METRIC_HANDSHAKE_TIMEOUTS, 1);
+		log_peer("client", "%016llx %s: handshake timeout", (unsigned long long)c->id,
+			 c->addr);
+		client_close(c, "handshake timeout");
+		return;
+	}
+	if (c->wbuf && srv->write_timeout_ms && c->stall_since_ms &&
+	    now_ms - c->stall_since_ms >= srv->write_timeout_ms) {
+		metrics_add(&c->w->metrics, METRIC_WRITE_TIMEOUTS, 1);
+		client_close(c, "write timeout");
+		return;
+	}
+	if (c->state == CLIENT_DERP && now_ms >= c->next_keepalive_ms) {
+		struct wmsg *m = wmsg_new(WMSG_CTRL, c->id, DERP_FRAME_HEADER_LEN);
+
+		c->next_keepalive_ms = now_ms + srv->keepalive_ms + (int64_t)(random() % 5000);
+		if (m) {
+			derp_frame_keepalive(m->data);
+			client_queue_ctrl(c, m);
+		}
+	}
+}

@@ -1,0 +1,401 @@
+/*
+ * main.c - startup order, signals, reload and shutdown; nothing else.
+ *
+ * Order: config (INI, then flags) -> one-shot actions (--check-config,
+ * --dump-config, -version, geoip subcommands) -> server key -> TLS
+ * context -> sockets -> geo-IP layer -> workers. The main thread then
+ * only waits for signals: SIGHUP reloads (config file, log level,
+ * certificates, geo-IP), SIGTERM/SIGINT shut down gracefully (clients get
+ * Restarting), and every few seconds it checks whether the manual
+ * certificate files changed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "derp_key.h"
+#include "geoip_cli.h"
+#include "geoip_mgr.h"
+#include "keyfile.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "tls.h"
+#include "worker.h"
+
+#define MAIN_CERT_CHECK_MS 5000
+
+static void print_errors(const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->v[i]);
+}
+
+/* Open a socket bound to host:port ("" = all addresses, dual-stack when
+ * IPv6 exists). Returns the fd or -errno with a message in err. */
+static int open_socket(const char *host, int port, int type, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = type, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char portstr[16];
+	int fd = -1, r, one = 1, zero = 0;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (!host || !*host) {
+		/* Dual-stack [::] first, plain IPv4 if the kernel has no IPv6. */
+		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+					   .sin6_addr = IN6ADDR_ANY_INIT };
+		struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+
+		fd = socket(AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0)
+				goto bound;
+			close(fd);
+		}
+		fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			goto fail;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&s4, sizeof(s4)) < 0)
+			goto fail;
+		goto bound;
+	}
+	r = getaddrinfo(host, portstr, &hints, &res);
+	if (r != 0) {
+		snprintf(err, errlen, "%s: %s", host, gai_strerror(r));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+		goto fail;
+bound:
+	if (res)
+		freeaddrinfo(res);
+	if (type == SOCK_STREAM && listen(fd, 4096) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+fail:
+	r = -errno;
+	snprintf(err, errlen, "bind %s %s:%d: %s", type == SOCK_STREAM ? "tcp" : "udp",
+		 host && *host ? host : "*", port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (res)
+		freeaddrinfo(res);
+	return r;
+}
+
+/* {"name":["ip",...],...} for /bootstrap-dns, resolved once at startup. */
+static char *bootstrap_dns_json(const struct config_strlist *names)
+{
+	size_t cap = 64, len = 0;
+	char *out = malloc(cap);
+
+	if (!out || names->n == 0) {
+		free(out);
+		return NULL;
+	}
+	len = (size_t)snprintf(out, cap, "{");
+	for (size_t i = 0; i < names->n; i++) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
+		char entry[4096];
+		size_t el;
+
+		el = (size_t)snprintf(entry, sizeof(entry), "%s\n\t\"%s\": [", i ? "," : "",
+				      names->v[i]);
+		if (getaddrinfo(names->v[i], NULL, &hints, &res) == 0) {
+			bool first = true;
+
+			for (ai = res; ai && el < sizeof(entry) - 64; ai = ai->ai_next) {
+				char ip[INET6_ADDRSTRLEN];
+				const void *a = ai->ai_family == AF_INET
+							? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+							: (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+
+				inet_ntop(ai->ai_family, a, ip, sizeof(ip));
+				el += (size_t)snprintf(entry + el, sizeof(entry) - el, "%s\"%s\"",
+						       first ? "" : ", ", ip);
+				first = false;
+			}
+			freeaddrinfo(res);
+		} else {
+			log_warn("bootstrap-dns", "cannot resolve %s", names->v[i]);
+		}
+		el += (size_t)snprintf(entry + el, sizeof(entry) - el, "]");
+		if (len + el + 4 > cap) {
+			char *n;
+
+			cap = (len + el + 4) * 2;
+			n = realloc(out, cap);
+			if (!n) {
+				free(out);
+				return NULL;
+			}
+			out = n;
+		}
+		memcpy(out + len, entry, el);
+		len += el;
+	}
+	snprintf(out + len, cap - len, "\n}\n");
+	return out;
+}
+
+static void site_init(struct http_site *site, const struct config *cfg, const char *bootstrap,
+		      bool port80)
+{
+	memset(site, 0, sizeof(*site));
+	site->hostname = cfg->hostname;
+	site->derp_enabled = cfg->derp_enable;
+	if (!cfg->home || !*cfg->home) {
+		site->home = HTTP_HOME_DEFAULT;
+	} else if (strcmp(cfg->home, "blank") == 0) {
+		site->home = HTTP_HOME_BLANK;
+	} else {
+		site->home = HTTP_HOME_REDIRECT;
+		site->home_url = cfg->home;
+	}
+	site->port80 = port80;
+	site->bootstrap_dns_json = bootstrap;
+}
+
+/* SIGHUP: re-read everything; apply what can change without a restart. */
+static void reload(struct server *srv, int argc, char **argv)
+{
+	struct config ncfg;
+	struct config_errors errs = { 0 };
+	char err[512];
+
+	log_info("main", "SIGHUP: reloading");
+	if (config_load(&ncfg, argc, argv, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_err("config", "%s", errs.v[i]);
+		log_err("main", "reload rejected: configuration has errors; keeping the old one");
+		config_errors_free(&errs);
+		config_free(&ncfg);
+		return;
+	}
+	config_errors_free(&errs);
+	/* Keys that need a restart (ports, key file, ...) only warn. */
+	if (config_reload_check(srv->cfg, &ncfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warn("config", "%s", errs.v[i]);
+		log_warn("main", "the changes above take effect after a restart");
+	}
+	config_errors_free(&errs);
+	log_set_level((enum log_level)ncfg.log_level);
+	if (srv->tls) {
+		if (tls_ctx_reload(srv->tls, err, sizeof(err)) < 0)
+			log_err("tls", "certificate reload failed, keeping the old one: %s", err);
+		else
+			log_info("tls", "certificate reloaded");
+	}
+	geoip_mgr_reload(&ncfg);
+	config_free(&ncfg);
+}
+
+static int run(struct config *cfg, int argc, char **argv)
+{
+	struct server srv;
+	char err[1024];
+	sigset_t sigs;
+	int sfd = -1, ret = 1;
+	bool geoip_started = false;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(&srv, 0, sizeof(srv));
+	srv.cfg = cfg;
+	srv.listen_fd = srv.http80_fd = srv.stun_fd = -1;
+	srv.stun_generic = cfg->stun_generic;
+	srv.queue_depth = (uint32_t)cfg->queue_depth;
+	srv.handshake_timeout_ms = cfg->handshake_timeout_ms;
+	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
+	srv.keepalive_ms = 60000;
+	srv.max_clients = cfg->max_clients;
+	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
+
+	if (sodium_init() < 0 || registry_init() < 0)
+		log_fatal("main", "cannot initialise libsodium");
+	if (cfg->dev) {
+		derp_key_generate(srv.priv);
+	} else {
+		bool created = false;
+
+		if (keyfile_load_or_create(cfg->private_key_file, srv.priv, &created, err,
+					   sizeof(err)) < 0)
+			log_fatal("main", "key file %s: %s", cfg->private_key_file, err);
+		if (created)
+			log_info("main", "created new server key in %s", cfg->private_key_file);
+	}
+	derp_key_public(srv.pub, srv.priv);
+	derp_key_hex(srv.pub_hex, srv.pub);
+
+	if (config_serve_tls(cfg)) {
+		struct tls_opts to = { .hostname = cfg->hostname,
+				       .certdir = cfg->certdir,
+				       .certmode = (int)cfg->certmode,
+				       .server_pub = srv.pub };
+
+		srv.tls = tls_ctx_new(&to, err, sizeof(err));
+		if (!srv.tls)
+			log_fatal("tls", "%s", err);
+	}
+	srv.listen_fd = open_socket(cfg->listen_host, cfg->listen_port, SOCK_STREAM, err, sizeof(err));
+	if (srv.listen_fd < 0)
+		log_fatal("main", "%s", err);
+	if (srv.tls && cfg->http_port > 0) {
+		srv.http80_fd = open_socket(cfg->listen_host, cfg->http_port, SOCK_STREAM, err,
+					    sizeof(err));
+		if (srv.http80_fd < 0)
+			log_fatal("main", "%s", err);
+	}
+	if (cfg->stun_enable) {
+		srv.stun_fd = open_socket(cfg->listen_host, cfg->stun_port, SOCK_DGRAM, err,
+					  sizeof(err));
+		if (srv.stun_fd < 0)
+			log_fatal("main", "%s", err);
+	}
+	srv.bootstrap_dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+	site_init(&srv.site, cfg, srv.bootstrap_dns_json, false);
+	site_init(&srv.site80, cfg, srv.bootstrap_dns_json, true);
+
+	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
+		if (geoip_mgr_start(cfg, err, sizeof(err)) < 0)
+			log_fatal("geoip", "%s", err);
+		geoip_started = true;
+	}
+
+	/* Workers inherit this mask: signals reach only the main thread. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		log_fatal("main", "signalfd: %s", strerror(errno));
+
+	if (worker_start_all(&srv) < 0)
+		log_fatal("main", "cannot start workers");
+	log_info("main",
+		 "derper %s: %s on %s:%d (%zu workers), STUN %s%s%d, server key %s%s", DERPER_VERSION,
+		 srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
+		 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
+		 cfg->stun_enable ? "on " : "off", cfg->stun_enable ? (*cfg->listen_host ? cfg->listen_host : "*") : "",
+		 cfg->stun_enable ? cfg->stun_port : 0, srv.pub_hex, cfg->dev ? " (dev mode)" : "");
+	if (srv.http80_fd >= 0)
+		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
+			 cfg->http_port);
+
+	for (;;) {
+		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+		struct signalfd_siginfo si;
+		int n = poll(&pfd, 1, MAIN_CERT_CHECK_MS);
+
+		if (n == 0) {
+			if (srv.tls && tls_files_changed(srv.tls)) {
+				if (tls_ctx_reload(srv.tls, err, sizeof(err)) < 0)
+					log_err("tls", "certificate files changed but do not load, keeping the old ones: %s", err);
+				else
+					log_info("tls", "certificate files changed: reloaded");
+			}
+			continue;
+		}
+		if (n < 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			reload(&srv, argc, argv);
+			continue;
+		}
+		log_info("main", "%s: shutting down (clients are told to reconnect)",
+			 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	}
+	worker_stop_all(&srv);
+	ret = 0;
+	if (geoip_started)
+		geoip_mgr_stop();
+	close(sfd);
+	close(srv.listen_fd);
+	if (srv.http80_fd >= 0)
+		close(srv.http80_fd);
+	if (srv.stun_fd >= 0)
+		close(srv.stun_fd);
+	tls_ctx_free(srv.tls);
+	free(srv.bootstrap_dns_json);
+	registry_deinit();
+	sodium_memzero(srv.priv, sizeof(srv.priv));
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct config_errors errs = { 0 };
+	int nflags = argc - 1, ret;
+	char **flags = argv + 1;
+	int geoip_at = -1;
+
+	log_init(LOG_LVL_INFO);
+	/* "derper [flags] geoip <command> ...": flags before, command after. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "geoip") == 0) {
+			geoip_at = i;
+			nflags = i - 1;
+			break;
+		}
+	}
+	if (config_load(&cfg, nflags, flags, &errs) < 0) {
+		print_errors(&errs);
+		if (!cfg.action_check_config)
+			fprintf(stderr, "derper: configuration has %zu error%s\n", errs.n,
+				errs.n == 1 ? "" : "s");
+		config_errors_free(&errs);
+		config_free(&cfg);
+		return 1;
+	}
+	config_errors_free(&errs);
+	if (cfg.action_help) {
+		config_usage(STDOUT_FILENO);
+		ret = 0;
+	} else if (cfg.action_version) {
+		printf("derper %s\n", DERPER_VERSION);
+		ret = 0;
+	} else if (cfg.action_check_config) {
+		printf("config ok%s%s\n", cfg.config_path ? ": " : "",
+		       cfg.config_path ? cfg.config_path : "");
+		ret = 0;
+	} else if (cfg.action_dump_config) {
+		fflush(stdout);
+		ret = config_dump(&cfg, STDOUT_FILENO) < 0 ? 1 : 0;
+	} else if (geoip_at > 0) {
+		log_set_level((enum log_level)cfg.log_level);
+		ret = geoip_cli_main(&cfg, argc - geoip_at - 1, argv + geoip_at + 1);
+	} else {
+		log_set_level((enum log_level)cfg.log_level);
+		ret = run(&cfg, nflags, flags);
+	}
+	config_free(&cfg);
+	return ret;
+}

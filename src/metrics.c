@@ -1,0 +1,71 @@
+/*
+ * metrics.c - registration and summing of per-worker counter blocks.
+ * Blocks are registered before the workers start and never removed, so
+ * the list needs no lock after startup.
+ */
+#include "metrics.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define METRICS_MAX_BLOCKS 256
+
+static struct metrics *metrics_blocks[METRICS_MAX_BLOCKS];
+static size_t metrics_nblocks;
+
+void metrics_register(struct metrics *mt)
+{
+	if (metrics_nblocks < METRICS_MAX_BLOCKS)
+		metrics_blocks[metrics_nblocks++] = mt;
+}
+
+void metrics_sum(uint64_t out[METRIC__COUNT])
+{
+	memset(out, 0, sizeof(uint64_t) * METRIC__COUNT);
+	for (size_t b = 0; b < metrics_nblocks; b++) {
+		for (size_t i = 0; i < METRIC__COUNT; i++)
+			out[i] += atomic_load_explicit(&metrics_blocks[b]->v[i],
+						       memory_order_relaxed);
+	}
+}
+
+static const char *const metrics_names[METRIC__COUNT] = {
+	[METRIC_ACCEPTS] = "derp_accepts",
+	[METRIC_ACCEPTS_REFUSED_ACCESS] = "derp_accepts_refused{reason=\"access\"}",
+	[METRIC_TLS_HANDSHAKE_ERRORS] = "derp_tls_handshake_errors",
+	[METRIC_HTTP_REQUESTS] = "derp_http_requests",
+	[METRIC_HTTP_BAD_REQUESTS] = "derp_http_bad_requests",
+	[METRIC_DERP_ACCEPTS] = "derp_clients_accepted",
+	[METRIC_WEBSOCKET_ACCEPTS] = "derp_websocket_accepts",
+	[METRIC_HANDSHAKE_TIMEOUTS] = "derp_handshake_timeouts",
+	[METRIC_HANDSHAKE_ERRORS] = "derp_handshake_errors",
+	[METRIC_PACKETS_RECEIVED] = "derp_packets_received",
+	[METRIC_BYTES_RECEIVED] = "derp_bytes_received",
+	[METRIC_PACKETS_SENT] = "derp_packets_sent",
+	[METRIC_BYTES_SENT] = "derp_bytes_sent",
+	[METRIC_PACKETS_CROSS_WORKER] = "derp_packets_cross_worker",
+	[METRIC_DROP_UNKNOWN_DEST] = "derp_packets_dropped{reason=\"unknown_dest\"}",
+	[METRIC_DROP_GONE_DISCONNECTED] = "derp_packets_dropped{reason=\"gone_disconnected\"}",
+	[METRIC_DROP_QUEUE_HEAD] = "derp_packets_dropped{reason=\"queue_head\"}",
+	[METRIC_DROP_QUEUE_TAIL] = "derp_packets_dropped{reason=\"queue_tail\"}",
+	[METRIC_DROP_WRITE_ERROR] = "derp_packets_dropped{reason=\"write_error\"}",
+	[METRIC_DROP_DUP_CLIENT] = "derp_packets_dropped{reason=\"dup_client\"}",
+	[METRIC_PEER_GONE_DISCONNECTED] = "derp_peer_gone_disconnected_frames",
+	[METRIC_PEER_GONE_NOT_HERE] = "derp_peer_gone_not_here_frames",
+	[METRIC_GOT_PING] = "derp_got_ping",
+	[METRIC_SENT_PONG] = "derp_sent_pong",
+	[METRIC_UNKNOWN_FRAMES] = "derp_unknown_frames",
+	[METRIC_BAD_FRAMES] = "derp_bad_frames",
+	[METRIC_WRITE_TIMEOUTS] = "derp_sclient_write_timeouts",
+	[METRIC_STUN_SUCCESS] = "stun_requests{disposition=\"success\"}",
+	[METRIC_STUN_NOT_STUN] = "stun_requests{disposition=\"not_stun\"}",
+	[METRIC_STUN_REFUSED_ACCESS] = "stun_requests{disposition=\"refused_access\"}",
+	[METRIC_STUN_WRITE_ERRORS] = "stun_requests{disposition=\"write_error\"}",
+	[METRIC_STUN_IPV4] = "stun_addrfamily{family=\"ipv4\"}",
+	[METRIC_STUN_IPV6] = "stun_addrfamily{family=\"ipv6\"}",
+};
+
+const char *metrics_name(enum metric m)
+{
+	return (unsigned)m < METRIC__COUNT && metrics_names[m] ? metrics_names[m] : "unknown";
+}

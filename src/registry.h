@@ -1,0 +1,57 @@
+/*
+ * registry.h - the one table shared by all workers: DERP public key ->
+ * the connections registered with that key.
+ *
+ * Locking: the table is split into REGISTRY_SHARDS shards by the key's
+ * first byte; each shard has its own pthread rwlock. Lookups (one per
+ * forwarded packet) take the shard's read lock; add, remove and
+ * set_active take its write lock. No lock is held across calls and no
+ * other lock is ever taken while one is held, so there is no lock order.
+ * The registry stores (worker index, client id) pairs, never pointers: a
+ * client is owned by its worker and may be freed at any time, so a
+ * sender resolves the id on the owning worker (worker.h), which drops the
+ * packet if the client is gone.
+ */
+#ifndef DERPER_REGISTRY_H
+#define DERPER_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REGISTRY_SHARDS 64
+#define REGISTRY_MAX_DUPS 16 /* conns of one key reported back to callers */
+
+struct registry_conn {
+	uint32_t worker;
+	uint64_t client_id;
+};
+
+/* Set up / tear down the table. Main thread, before/after the workers. */
+int registry_init(void);
+void registry_deinit(void);
+
+/* Add a connection for key; it becomes the active one. Fills others with
+ * the key's other connections (up to REGISTRY_MAX_DUPS) and returns the
+ * number of connections the key has now (>= 1), or -ENOMEM. Any thread. */
+int registry_add(const uint8_t key[32], const struct registry_conn *rc,
+		 struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others);
+
+/* Remove connection client_id of key. Fills others with the connections
+ * that remain (up to REGISTRY_MAX_DUPS); returns how many remain (0 means
+ * the key is gone from this server). Any thread. */
+int registry_remove(const uint8_t key[32], uint64_t client_id,
+		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others);
+
+/* Find the active connection of key. Returns 1 and fills *out when there
+ * is one, 0 when the key is unknown, -EBUSY when the key has several
+ * connections and none is active. Any thread; read lock only. */
+int registry_lookup(const uint8_t key[32], struct registry_conn *out);
+
+/* Make client_id the active connection of key (last writer wins for
+ * duplicate keys). Any thread. */
+void registry_set_active(const uint8_t key[32], uint64_t client_id);
+
+/* Number of distinct keys registered. Any thread. */
+size_t registry_count(void);
+
+#endif

@@ -1,0 +1,652 @@
+/*
+ * worker.c - the worker threads and their epoll loops.
+ *
+ * Each worker owns: an epoll instance, an eventfd for wake-ups, an inbox
+ * (the only state other threads touch, under inbox_lock), and every
+ * client it accepted. The listening sockets and the STUN socket are
+ * shared: every worker waits on them with EPOLLEXCLUSIVE, so the kernel
+ * wakes one worker per connection or datagram burst.
+ *
+ * One loop turn: epoll_wait -> handle events (reads, accepts, STUN) ->
+ * read-again list -> inbox -> once a second, timers -> post the outboxes
+ * to other workers -> flush every dirty client (one write each) -> free
+ * the clients closed during the turn. Frees happen last so no callback
+ * ever sees its client freed under it.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "stun.h"
+#include "tls.h"
+#include "worker_int.h"
+
+#define WORKER_MAX_EVENTS 128
+#define WORKER_ACCEPTS_PER_EVENT 64
+#define WORKER_STUN_PER_EVENT 64
+#define WORKER_SHUTDOWN_GRACE_MS 2000
+
+/* epoll data for the shared sockets (clients use their pointer). */
+static char tag_listen, tag_http80, tag_stun, tag_wake;
+
+int64_t worker_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct wmsg *wmsg_new(enum wmsg_type type, uint64_t client_id, uint32_t len)
+{
+	struct wmsg *m = malloc(sizeof(*m) + len);
+
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->client_id = client_id;
+	m->len = len;
+	m->type = (uint8_t)type;
+	m->kind = WMSG_KIND_DATA;
+	return m;
+}
+
+/* ---- client table ---- */
+
+static int worker_idtab_grow(struct worker *w)
+{
+	uint32_t nsize = w->idtab_size ? w->idtab_size * 2 : 256;
+	struct client **nt = calloc(nsize, sizeof(*nt));
+
+	if (!nt)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < w->idtab_size; i++) {
+		struct client *c = w->idtab[i];
+
+		while (c) {
+			struct client *next = c->hnext;
+			uint32_t b = (uint32_t)(c->id & (nsize - 1));
+
+			c->hnext = nt[b];
+			nt[b] = c;
+			c = next;
+		}
+	}
+	free(w->idtab);
+	w->idtab = nt;
+	w->idtab_size = nsize;
+	return 0;
+}
+
+static int worker_add_client(struct worker *w, struct client *c)
+{
+	uint32_t b;
+
+	if (w->nclients + 1 > w->idtab_size && worker_idtab_grow(w) < 0)
+		return -ENOMEM;
+	b = (uint32_t)(c->id & (w->idtab_size - 1));
+	c->hnext = w->idtab[b];
+	w->idtab[b] = c;
+	c->next = w->clients;
+	if (w->clients)
+		w->clients->prev = c;
+	w->clients = c;
+	w->nclients++;
+	return 0;
+}
+
+static void worker_remove_client(struct worker *w, struct client *c)
+{
+	uint32_t b = (uint32_t)(c->id & (w->idtab_size - 1));
+
+	for (struct client **pp = &w->idtab[b]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == c) {
+			*pp = c->hnext;
+			break;
+		}
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nclients--;
+}
+
+struct client *worker_find(struct worker *w, uint64_t id)
+{
+	if (!w->idtab_size)
+		return NULL;
+	for (struct client *c = w->idtab[id & (w->idtab_size - 1)]; c; c = c->hnext) {
+		if (c->id == id)
+			return c->state == CLIENT_CLOSED ? NULL : c;
+	}
+	return NULL;
+}
+
+void worker_mark_dirty(struct worker *w, struct client *c)
+{
+	if (c->dirty || c->state == CLIENT_CLOSED)
+		return;
+	c->dirty = true;
+	c->dirty_next = w->dirty;
+	w->dirty = c;
+}
+
+void worker_epoll_update(struct worker *w, struct client *c)
+{
+	bool want = c->wbuf != NULL;
+	struct epoll_event ev;
+
+	if (c->state == CLIENT_CLOSED || want == c->epoll_out)
+		return;
+	c->epoll_out = want;
+	ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* ---- messages ---- */
+
+/* Act on a message addressed to this worker. Takes ownership. */
+static void worker_deliver(struct worker *w, struct wmsg *m)
+{
+	struct client *c;
+
+	switch (m->type) {
+	case WMSG_PACKET:
+		c = worker_find(w, m->client_id);
+		if (!c) {
+			metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
+			free(m);
+			return;
+		}
+		/* Remember the source for PeerGone(Disconnected). */
+		keyset_add(&c->saw, m->data + 5);
+		client_queue_packet(c, m);
+		return;
+	case WMSG_CTRL:
+		c = worker_find(w, m->client_id);
+		if (c)
+			client_queue_ctrl(c, m);
+		else
+			free(m);
+		return;
+	case WMSG_DUP:
+		c = worker_find(w, m->client_id);
+		if (c)
+			derp_client_set_dup(c, m->data[0] != 0);
+		free(m);
+		return;
+	case WMSG_GONE:
+		for (c = w->clients; c; c = c->next)
+			derp_client_peer_gone(c, m->data);
+		free(m);
+		return;
+	case WMSG_SHUTDOWN:
+		if (!w->shutting_down) {
+			w->shutting_down = true;
+			w->shutdown_deadline_ms = w->now_ms + WORKER_SHUTDOWN_GRACE_MS;
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listen_fd, NULL);
+			if (w->srv->http80_fd >= 0)
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->http80_fd, NULL);
+			for (c = w->clients; c; c = c->next)
+				derp_client_restarting(c);
+		}
+		free(m);
+		return;
+	}
+	free(m);
+}
+
+void worker_send(struct worker *w, uint32_t target, struct wmsg *m)
+{
+	struct worker_outbox *ob;
+
+	if (target == w->idx) {
+		worker_deliver(w, m);
+		return;
+	}
+	if (m->type == WMSG_PACKET)
+		metrics_add(&w->metrics, METRIC_PACKETS_CROSS_WORKER, 1);
+	ob = &w->outbox[target];
+	m->next = NULL;
+	if (ob->tail)
+		ob->tail->next = m;
+	else
+		ob->head = m;
+	ob->tail = m;
+	w->outbox_dirty = true;
+}
+
+void worker_broadcast_gone(struct worker *w, const uint8_t key[32])
+{
+	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
+		struct wmsg *m = wmsg_new(WMSG_GONE, 0, 32);
+
+		if (!m)
+			return;
+		memcpy(m->data, key, 32);
+		worker_send(w, i, m);
+	}
+}
+
+/* Append a chain of messages to w's inbox and wake it if it was empty. */
+static void worker_post_chain(struct worker *w, struct wmsg *head, struct wmsg *tail)
+{
+	bool wake;
+
+	pthread_mutex_lock(&w->inbox_lock);
+	wake = w->inbox_head == NULL;
+	if (w->inbox_tail)
+		w->inbox_tail->next = head;
+	else
+		w->inbox_head = head;
+	w->inbox_tail = tail;
+	pthread_mutex_unlock(&w->inbox_lock);
+	if (wake) {
+		uint64_t one = 1;
+
+		while (write(w->evfd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+}
+
+void worker_post(struct worker *w, struct wmsg *m)
+{
+	m->next = NULL;
+	worker_post_chain(w, m, m);
+}
+
+static void worker_post_outboxes(struct worker *w)
+{
+	if (!w->outbox_dirty)
+		return;
+	w->outbox_dirty = false;
+	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
+		struct worker_outbox *ob = &w->outbox[i];
+
+		if (!ob->head)
+			continue;
+		worker_post_chain(w->srv->workers[i], ob->head, ob->tail);
+		ob->head = ob->tail = NULL;
+	}
+}
+
+static void worker_drain_inbox(struct worker *w)
+{
+	struct wmsg *m;
+	uint64_t v;
+
+	while (read(w->evfd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&w->inbox_lock);
+	m = w->inbox_head;
+	w->inbox_head = w->inbox_tail = NULL;
+	pthread_mutex_unlock(&w->inbox_lock);
+	while (m) {
+		struct wmsg *next = m->next;
+
+		worker_deliver(w, m);
+		m = next;
+	}
+}
+
+/* ---- accept and STUN ---- */
+
+static void sockaddr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(out, len, "?");
+	}
+}
+
+static void worker_tune_socket(struct worker *w, int fd)
+{
+	const struct config *cfg = w->srv->cfg;
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (cfg->tcp_keepalive_ms > 0) {
+		int idle = (int)(cfg->tcp_keepalive_ms / 1000);
+
+		if (idle < 1)
+			idle = 1;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	}
+	if (cfg->tcp_user_timeout_ms > 0) {
+		unsigned int ut = (unsigned int)cfg->tcp_user_timeout_ms;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+	}
+}
+
+static void worker_accept(struct worker *w, int lfd, bool port80)
+{
+	for (int i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char addr[64];
+		struct client *c;
+		SSL *ssl = NULL;
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors: stop accepting for a second
+				 * instead of spinning on a listener we can't serve. */
+				log_peer("worker", "accept: %s; pausing accepts for 1 s",
+					 strerror(errno));
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, lfd, NULL);
+				w->accept_paused = true;
+				w->accept_resume_ms = w->now_ms + 1000;
+			}
+			return;
+		}
+		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
+		/* Geo-IP and other access rules: refuse before any TLS work. */
+		if (!access_allowed((struct sockaddr *)&ss, sl)) {
+			metrics_add(&w->metrics, METRIC_ACCEPTS_REFUSED_ACCESS, 1);
+			close(fd);
+			continue;
+		}
+		sockaddr_text(&ss, addr, sizeof(addr));
+		worker_tune_socket(w, fd);
+		if (!port80 && w->srv->tls) {
+			ssl = tls_ssl_new(w->srv->tls);
+			if (!ssl) {
+				close(fd);
+				continue;
+			}
+		}
+		c = client_new(w, fd, ssl, port80, addr);
+		if (!c)
+			continue;
+		if (worker_add_client(w, c) < 0) {
+			client_free(c);
+			continue;
+		}
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			worker_remove_client(w, c);
+			client_free(c);
+			continue;
+		}
+		/* TLS: the ClientHello may already be here. */
+		client_on_event(c, EPOLLIN);
+	}
+}
+
+static void worker_stun(struct worker *w)
+{
+	struct server *srv = w->srv;
+
+	for (int i = 0; i < WORKER_STUN_PER_EVENT; i++) {
+		uint8_t in[1500], out[128], txid[12];
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		enum stun_kind kind;
+		ssize_t n = recvfrom(srv->stun_fd, in, sizeof(in), MSG_DONTWAIT,
+				     (struct sockaddr *)&ss, &sl);
+
+		if (n < 0)
+			return;
+		if (stun_parse_binding_request(in, (size_t)n, srv->stun_generic, txid, &kind) < 0) {
+			metrics_add(&w->metrics, METRIC_STUN_NOT_STUN, 1);
+			continue;
+		}
+		if (!access_allowed((struct sockaddr *)&ss, sl)) {
+			metrics_add(&w->metrics, METRIC_STUN_REFUSED_ACCESS, 1);
+			continue;
+		}
+		ssize_t rl = stun_build_binding_response(out, sizeof(out), txid,
+							 (struct sockaddr *)&ss, kind);
+
+		if (rl < 0 || sendto(srv->stun_fd, out, (size_t)rl, MSG_DONTWAIT,
+				     (struct sockaddr *)&ss, sl) < 0) {
+			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
+			continue;
+		}
+		metrics_add(&w->metrics, METRIC_STUN_SUCCESS, 1);
+		bool v4 = ss.ss_family == AF_INET ||
+			  (ss.ss_family == AF_INET6 &&
+			   IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+
+		metrics_add(&w->metrics, v4 ? METRIC_STUN_IPV4 : METRIC_STUN_IPV6, 1);
+	}
+}
+
+/* ---- the loop ---- */
+
+static int epoll_add_shared(int epfd, int fd, void *tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void worker_tick(struct worker *w)
+{
+	struct server *srv = w->srv;
+
+	if (w->accept_paused && w->now_ms >= w->accept_resume_ms && !w->shutting_down) {
+		w->accept_paused = false;
+		epoll_add_shared(w->epfd, srv->listen_fd, &tag_listen);
+		if (srv->http80_fd >= 0)
+			epoll_add_shared(w->epfd, srv->http80_fd, &tag_http80);
+	}
+	for (struct client *c = w->clients; c; c = c->next)
+		client_tick(c, w->now_ms);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[WORKER_MAX_EVENTS];
+	int64_t next_tick;
+
+	w->now_ms = worker_now_ms();
+	next_tick = w->now_ms + 1000;
+	for (;;) {
+		int timeout = w->again ? 0 : (int)(next_tick - w->now_ms);
+
+		if (timeout < 0)
+			timeout = 0;
+		int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
+
+		w->now_ms = worker_now_ms();
+		for (int i = 0; i < n; i++) {
+			void *tag = evs[i].data.ptr;
+
+			if (tag == &tag_listen)
+				worker_accept(w, w->srv->listen_fd, false);
+			else if (tag == &tag_http80)
+				worker_accept(w, w->srv->http80_fd, true);
+			else if (tag == &tag_stun)
+				worker_stun(w);
+			else if (tag == &tag_wake)
+				worker_drain_inbox(w);
+			else
+				client_on_event(tag, evs[i].events);
+		}
+		if (w->again) {
+			struct client *list = w->again;
+
+			w->again = NULL;
+			while (list) {
+				struct client *c = list;
+
+				list = c->again_next;
+				client_on_event(c, 0);
+			}
+		}
+		if (w->now_ms >= next_tick) {
+			next_tick = w->now_ms + 1000;
+			worker_tick(w);
+		}
+		worker_post_outboxes(w);
+		while (w->dirty) {
+			struct client *c = w->dirty;
+
+			w->dirty = c->dirty_next;
+			c->dirty = false;
+			client_flush(c);
+		}
+		worker_post_outboxes(w);
+		while (w->closed) {
+			struct client *c = w->closed;
+
+			w->closed = c->dirty_next;
+			worker_remove_client(w, c);
+			client_free(c);
+		}
+		worker_post_outboxes(w);
+		if (w->shutting_down && (w->nclients == 0 || w->now_ms >= w->shutdown_deadline_ms))
+			break;
+	}
+	/* Whatever is left after the grace period is closed without more
+	 * ceremony. Registry removals still notify the other workers, which
+	 * are shutting down too. */
+	while (w->clients) {
+		struct client *c = w->clients;
+
+		client_close(c, "shutdown");
+		w->closed = NULL;
+		worker_remove_client(w, c);
+		client_free(c);
+	}
+	return NULL;
+}
+
+static struct worker *worker_new(struct server *srv, uint32_t idx)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->srv = srv;
+	w->idx = idx;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->scratch = malloc(WORKER_SCRATCH);
+	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->outbox)
+		goto fail;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_wake };
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+		goto fail;
+	if (epoll_add_shared(w->epfd, srv->listen_fd, &tag_listen) < 0)
+		goto fail;
+	if (srv->http80_fd >= 0 && epoll_add_shared(w->epfd, srv->http80_fd, &tag_http80) < 0)
+		goto fail;
+	if (srv->stun_fd >= 0 && epoll_add_shared(w->epfd, srv->stun_fd, &tag_stun) < 0)
+		goto fail;
+	metrics_register(&w->metrics);
+	return w;
+fail:
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->evfd >= 0)
+		close(w->evfd);
+	free(w->scratch);
+	free(w->outbox);
+	free(w);
+	return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+	struct wmsg *m = w->inbox_head;
+
+	while (m) {
+		struct wmsg *next = m->next;
+
+		free(m);
+		m = next;
+	}
+	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
+		m = w->outbox[i].head;
+		while (m) {
+			struct wmsg *next = m->next;
+
+			free(m);
+			m = next;
+		}
+	}
+	close(w->epfd);
+	close(w->evfd);
+	pthread_mutex_destroy(&w->inbox_lock);
+	free(w->idtab);
+	free(w->scratch);
+	free(w->outbox);
+	free(w);
+}
+
+int worker_start_all(struct server *srv)
+{
+	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+	if (!srv->workers)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		srv->workers[i] = worker_new(srv, i);
+		if (!srv->workers[i])
+			return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		int r = pthread_create(&srv->workers[i]->thread, NULL, worker_main, srv->workers[i]);
+
+		if (r != 0)
+			return -r;
+	}
+	return 0;
+}
+
+void worker_stop_all(struct server *srv)
+{
+	atomic_store(&srv->stopping, true);
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		struct wmsg *m = wmsg_new(WMSG_SHUTDOWN, 0, 0);
+
+		if (m)
+			worker_post(srv->workers[i], m);
+	}
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i]->thread, NULL);
+	for (uint32_t i = 0; i < srv->nworkers; i++)
+		worker_free(srv->workers[i]);
+	free(srv->workers);
+	srv->workers = NULL;
+}

@@ -1,0 +1,225 @@
+/* test_registry.c - the key -> connections table and the key set. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "client.h"
+#include "registry.h"
+
+static void key_of(uint8_t key[32], uint32_t n)
+{
+	memset(key, 0, 32);
+	/* Vary the leading bytes too, so keys spread over shards. */
+	key[0] = (uint8_t)(n * 37);
+	memcpy(key + 28, &n, sizeof(n));
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return registry_init();
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	registry_deinit();
+	return 0;
+}
+
+static void test_add_lookup_remove(void **state)
+{
+	struct registry_conn others[REGISTRY_MAX_DUPS], out;
+	struct registry_conn a = { .worker = 1, .client_id = 10 };
+	size_t n;
+	uint8_t k[32];
+
+	(void)state;
+	key_of(k, 1);
+	assert_int_equal(registry_lookup(k, &out), 0);
+	assert_int_equal(registry_add(k, &a, others, &n), 1);
+	assert_int_equal(n, 0);
+	assert_int_equal(registry_lookup(k, &out), 1);
+	assert_int_equal(out.worker, 1);
+	assert_int_equal(out.client_id, 10);
+	assert_int_equal(registry_count(), 1);
+	assert_int_equal(registry_remove(k, 10, others, &n), 0);
+	assert_int_equal(registry_lookup(k, &out), 0);
+	assert_int_equal(registry_count(), 0);
+	/* Removing what is not there is harmless. */
+	assert_int_equal(registry_remove(k, 10, others, &n), 0);
+}
+
+static void test_duplicates_last_writer(void **state)
+{
+	struct registry_conn others[REGISTRY_MAX_DUPS], out;
+	struct registry_conn a = { .worker = 0, .client_id = 1 };
+	struct registry_conn b = { .worker = 1, .client_id = 2 };
+	struct registry_conn c = { .worker = 0, .client_id = 3 };
+	size_t n;
+	uint8_t k[32];
+
+	(void)state;
+	key_of(k, 2);
+	assert_int_equal(registry_add(k, &a, others, &n), 1);
+	assert_int_equal(registry_add(k, &b, others, &n), 2);
+	assert_int_equal(n, 1);
+	assert_int_equal(others[0].client_id, 1);
+	/* The newest connection is active. */
+	assert_int_equal(registry_lookup(k, &out), 1);
+	assert_int_equal(out.client_id, 2);
+	assert_int_equal(registry_add(k, &c, others, &n), 3);
+	assert_int_equal(n, 2);
+	/* The last writer becomes active. */
+	registry_set_active(k, 1);
+	assert_int_equal(registry_lookup(k, &out), 1);
+	assert_int_equal(out.client_id, 1);
+	/* Removing the active one leaves no active one among several. */
+	assert_int_equal(registry_remove(k, 1, others, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(registry_lookup(k, &out), -EBUSY);
+	/* Down to one: it is active again. */
+	assert_int_equal(registry_remove(k, 3, others, &n), 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(others[0].client_id, 2);
+	assert_int_equal(registry_lookup(k, &out), 1);
+	assert_int_equal(out.client_id, 2);
+	assert_int_equal(registry_remove(k, 2, others, &n), 0);
+}
+
+static void test_many_keys_grow(void **state)
+{
+	struct registry_conn others[REGISTRY_MAX_DUPS], out;
+	size_t n;
+	uint8_t k[32];
+
+	(void)state;
+	for (uint32_t i = 0; i < 20000; i++) {
+		struct registry_conn rc = { .worker = i % 4, .client_id = 100000 + i };
+
+		key_of(k, i);
+		assert_int_equal(registry_add(k, &rc, others, &n), 1);
+	}
+	assert_int_equal(registry_count(), 20000);
+	for (uint32_t i = 0; i < 20000; i++) {
+		key_of(k, i);
+		assert_int_equal(registry_lookup(k, &out), 1);
+		assert_int_equal(out.client_id, 100000 + i);
+		assert_int_equal(out.worker, i % 4);
+	}
+	for (uint32_t i = 0; i < 20000; i += 2) {
+		key_of(k, i);
+		assert_int_equal(registry_remove(k, 100000 + i, others, &n), 0);
+	}
+	for (uint32_t i = 0; i < 20000; i++) {
+		key_of(k, i);
+		assert_int_equal(registry_lookup(k, &out), (i % 2) ? 1 : 0);
+	}
+	for (uint32_t i = 1; i < 20000; i += 2) {
+		key_of(k, i);
+		registry_remove(k, 100000 + i, others, &n);
+	}
+	assert_int_equal(registry_count(), 0);
+}
+
+struct thread_arg {
+	uint32_t base;
+	int failures;
+};
+
+static void *hammer(void *p)
+{
+	struct thread_arg *ta = p;
+	struct registry_conn others[REGISTRY_MAX_DUPS], out;
+	size_t n;
+	uint8_t k[32];
+
+	for (uint32_t round = 0; round < 50; round++) {
+		for (uint32_t i = 0; i < 200; i++) {
+			struct registry_conn rc = { .worker = ta->base, .client_id = ta->base * 1000 + i };
+
+			key_of(k, ta->base * 1000 + i);
+			if (registry_add(k, &rc, others, &n) != 1)
+				ta->failures++;
+		}
+		for (uint32_t i = 0; i < 200; i++) {
+			key_of(k, ta->base * 1000 + i);
+			if (registry_lookup(k, &out) != 1 || out.client_id != ta->base * 1000 + i)
+				ta->failures++;
+			if (registry_remove(k, ta->base * 1000 + i, others, &n) != 0)
+				ta->failures++;
+		}
+	}
+	return NULL;
+}
+
+/* Concurrent writers on disjoint keys never see each other's entries. */
+static void test_threads(void **state)
+{
+	pthread_t t[4];
+	struct thread_arg ta[4];
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		ta[i].base = (uint32_t)i + 1;
+		ta[i].failures = 0;
+		pthread_create(&t[i], NULL, hammer, &ta[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(ta[i].failures, 0);
+	}
+	assert_int_equal(registry_count(), 0);
+}
+
+static void test_keyset(void **state)
+{
+	struct keyset ks = { 0 };
+	uint8_t k[32];
+
+	(void)state;
+	for (uint32_t i = 0; i < 1000; i++) {
+		key_of(k, i);
+		/* Collide the probe position on purpose for half of them. */
+		if (i % 2)
+			memset(k, 0, 8);
+		assert_true(keyset_add(&ks, k));
+		assert_false(keyset_add(&ks, k));
+	}
+	assert_int_equal(ks.n, 1000);
+	for (uint32_t i = 0; i < 1000; i += 3) {
+		key_of(k, i);
+		if (i % 2)
+			memset(k, 0, 8);
+		assert_true(keyset_remove(&ks, k));
+		assert_false(keyset_remove(&ks, k));
+	}
+	for (uint32_t i = 0; i < 1000; i++) {
+		key_of(k, i);
+		if (i % 2)
+			memset(k, 0, 8);
+		/* Present exactly when not removed: re-adding tells. */
+		assert_int_equal(keyset_add(&ks, k), i % 3 == 0);
+	}
+	keyset_free(&ks);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_add_lookup_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicates_last_writer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_keys_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test(test_keyset),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
