@@ -373,6 +373,7 @@ static void client_queue_bytes(struct client *c, const void *data, size_t len, b
 	memcpy(m->data, data, len);
 	client_queue_ctrl(c, m);
 	if (then_close) {
+		c->input_done = true;
 		struct wmsg *mark = wmsg_new(WMSG_CTRL, c->id, 1);
 
 		if (!mark) {
@@ -615,6 +616,10 @@ static void client_input(struct client *c, uint8_t *data, size_t len)
 	uint8_t *buf = data;
 	size_t blen = len;
 	long used;
+
+	/* After a final response, input is read (to see EOF) and dropped. */
+	if (c->input_done)
+		return;
 
 	if (raw_ws) {
 		long d = client_ws_decode(c, data, len);

@@ -59,6 +59,7 @@ struct client {
 	bool dirty;	      /* on the to-flush list */
 	bool epoll_out;	      /* EPOLLOUT currently requested */
 	bool close_after_flush;
+	bool input_done;      /* a final response is queued: discard input */
 	bool registered;
 	bool dup;	      /* key has other connections here */
 	bool can_ack_pings;

@@ -20,7 +20,6 @@
  *
  * Threading: no shared state; call from one thread per struct config.
  */
-#define _GNU_SOURCE /* asprintf, open_memstream */
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -306,6 +306,7 @@ void derp_client_restarting(struct client *c)
 	}
 	mark->data[0] = 0xff; /* close after flush (client.c) */
 	client_queue_ctrl(c, mark);
+	c->input_done = true;
 }
 
 /* PeerGone(NotHere), at most 1/s with a burst of 3 per sender. */
@@ -410,6 +411,10 @@ long derp_client_input(struct client *c, const uint8_t *buf, size_t len)
 
 		if (derp_frame_header_parse(buf + off, len - off, &type, &plen) < 0)
 			break;
+		/* A packet frame's bound is known from its header: refuse it
+		 * before buffering 64 KiB of it. */
+		if (type == DERP_FRAME_SEND_PACKET && c->state == CLIENT_DERP)
+			max = DERP_KEY_LEN + DERP_MAX_PACKET_SIZE;
 		if (plen > max) {
 			metrics_add(&c->w->metrics, METRIC_BAD_FRAMES, 1);
 			log_peer("derp", "%016llx %s: frame too large (%u > %u)",

@@ -56,8 +56,8 @@ struct geoip_build_info {
 	size_t networks;     /* data networks walked in database (aliases skipped) */
 	size_t asn_networks; /* same for the ASN database */
 	size_t allowed_networks;
-	size_t n4, n6;	   /* ranges in the result */
-	uint64_t count4;   /* IPv4 addresses in the result */
+	size_t n4, n6;	    /* ranges in the result */
+	uint64_t count4;    /* IPv4 addresses in the result */
 	uint64_t count6_64; /* IPv6 /64s touched by the result */
 };
 
@@ -98,11 +98,11 @@ const char *geoip_rule_name(enum geoip_rule r); /* "allow_cidrs", "country", ...
 struct geoip_lookup_result {
 	bool allowed;
 	enum geoip_rule rule;
-	bool found;		       /* the address has a record in database */
-	char network[64];	       /* the database network holding it, "" if none */
-	char country[8];	       /* country.iso_code, "" if absent */
-	char registered_country[8];    /* registered_country.iso_code, "" if absent */
-	char subdivisions[4][16];      /* "CC-XXX", first n_subdivisions used */
+	bool found;		    /* the address has a record in database */
+	char network[64];	    /* the database network holding it, "" if none */
+	char country[8];	    /* country.iso_code, "" if absent */
+	char registered_country[8]; /* registered_country.iso_code, "" if absent */
+	char subdivisions[4][16];   /* "CC-XXX", first n_subdivisions used */
 	size_t n_subdivisions;
 	bool asn_found;
 	uint32_t asn;

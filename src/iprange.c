@@ -375,7 +375,8 @@ static int subtract6(struct iprange_set *s, const struct iprange_set *minus)
 		while (j < minus->n6 && u128_from_bytes(minus->v6[j].hi) < lo)
 			j++;
 		for (size_t k = j; k < minus->n6 && !done; k++) {
-			u128 mlo = u128_from_bytes(minus->v6[k].lo), mhi = u128_from_bytes(minus->v6[k].hi);
+			u128 mlo = u128_from_bytes(minus->v6[k].lo),
+			     mhi = u128_from_bytes(minus->v6[k].hi);
 
 			if (mlo > hi)
 				break;
@@ -467,7 +468,8 @@ uint64_t iprange_count6_64(const struct iprange_set *s)
 	u128 n = 0;
 
 	for (size_t i = 0; i < s->n6; i++) {
-		u128 lo = u128_from_bytes(s->v6[i].lo) >> 64, hi = u128_from_bytes(s->v6[i].hi) >> 64;
+		u128 lo = u128_from_bytes(s->v6[i].lo) >> 64,
+		     hi = u128_from_bytes(s->v6[i].hi) >> 64;
 
 		n += hi - lo + 1;
 	}

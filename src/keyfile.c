@@ -7,7 +7,6 @@
  * key text are wiped. Threading: any thread (no shared state), but meant
  * for startup.
  */
-#define _GNU_SOURCE /* asprintf, mkostemp */
 #include "keyfile.h"
 
 #include <errno.h>

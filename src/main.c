@@ -298,12 +298,17 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
-	log_info("main",
-		 "derper %s: %s on %s:%d (%zu workers), STUN %s%s%d, server key %s%s", DERPER_VERSION,
-		 srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
-		 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
-		 cfg->stun_enable ? "on " : "off", cfg->stun_enable ? (*cfg->listen_host ? cfg->listen_host : "*") : "",
-		 cfg->stun_enable ? cfg->stun_port : 0, srv.pub_hex, cfg->dev ? " (dev mode)" : "");
+	{
+		char stun[300] = "off";
+
+		if (cfg->stun_enable)
+			snprintf(stun, sizeof(stun), "on %s:%d",
+				 *cfg->listen_host ? cfg->listen_host : "*", cfg->stun_port);
+		log_info("main", "derper %s: %s on %s:%d (%zu workers), STUN %s, server key %s%s",
+			 DERPER_VERSION, srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
+			 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
+			 stun, srv.pub_hex, cfg->dev ? " (dev mode)" : "");
+	}
 	if (srv.http80_fd >= 0)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
 			 cfg->http_port);

@@ -2,10 +2,11 @@
  * nft.c - the geo-IP allowlist as an nftables table (see nft.h for the
  * ruleset).
  *
- * Owns: the netlink conversation with nf_tables (libmnl + libnftnl) and the
- * `nft -f` rendering of the same ruleset. Both walk the same rule list
- * (rule_at) and the same merged ranges (span4_next/span6_next), so what
- * nft_render prints is what nft_apply installs.
+ * Owns: the netlink conversation with nf_tables (libmnl + libnftnl):
+ * nft_apply, nft_remove, nft_status. The argument checks, the merging of
+ * touching ranges, the rule list and nft_render live in nft_render.c; both
+ * files walk the same helpers (nft_int.h), so what nft_render prints is what
+ * nft_apply installs.
  *
  * Invariants:
  * - nft_apply sends a transaction as ONE batch with ONE sendto. The normal
@@ -43,7 +44,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,242 +67,30 @@
 #include <libnftnl/udata.h>
 
 #include "iprange.h"
+#include "nft_int.h"
 
-#define NFT_SET4 "allow4"
-#define NFT_SET6 "allow6"
-#define NFT_CHAIN "input"
-#define NFT_PRIORITY (-10)
 #define NFT_SET4_ID 1
 #define NFT_SET6_ID 2
 
 /* nft's datatype numbers, stored in the set so `nft list` prints addresses. */
-#define NFT_TYPE_IPADDR 7
+#define NFT_TYPE_IPADDR	 7
 #define NFT_TYPE_IP6ADDR 8
 
 /* conntrack state bits as nft's `ct state` sees them: 1 << (ctinfo + 1). */
 #define NFT_CT_ESTABLISHED_BIT (1u << 1)
-#define NFT_CT_RELATED_BIT (1u << 2)
+#define NFT_CT_RELATED_BIT     (1u << 2)
 
 /* Elements per NEWSETELEM message: an IPv6 end element takes 36 bytes, so
  * 1024 stay well under the 64 KiB limit of the element list attribute. */
 #define NFT_ELEMS_PER_MSG 1024
 /* Generous upper bounds used to size the batch buffer. */
-#define NFT_MSG_MAX 2048
-#define NFT_ELEM_MAX 64
+#define NFT_MSG_MAX	 2048
+#define NFT_ELEM_MAX	 64
 #define NFT_ELEM_MSG_MAX (NFT_ELEMS_PER_MSG * NFT_ELEM_MAX + NFT_MSG_MAX)
 /* Kernel memory one queued ACK costs against the receive buffer. */
-#define NFT_ACK_COST 1024
-#define NFT_RECV_BUF 65536
+#define NFT_ACK_COST  1024
+#define NFT_RECV_BUF  65536
 #define NFT_TIMEOUT_S 10
-
-/* ---- arguments ---------------------------------------------------------------- */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* Names go unquoted into `nft -f` text, so keep them to nft's identifiers. */
-static bool table_name_ok(const char *name)
-{
-	size_t len;
-
-	if (name == NULL)
-		return false;
-	len = strlen(name);
-	if (len == 0 || len >= NFT_TABLE_MAXNAMELEN)
-		return false;
-	if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
-	      name[0] == '_'))
-		return false;
-	for (size_t i = 1; i < len; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
-static int check_table(const char *table, char *err, size_t errlen)
-{
-	if (!table_name_ok(table)) {
-		set_err(err, errlen,
-			"nft: bad table name (1..%d characters of [A-Za-z0-9_.-], starting "
-			"with a letter or '_')",
-			NFT_TABLE_MAXNAMELEN - 1);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int check_args(const struct nft_spec *spec, const struct iprange_set *allow, char *err,
-		      size_t errlen)
-{
-	int ret;
-
-	if (spec == NULL || allow == NULL) {
-		set_err(err, errlen, "nft: missing spec or allowlist");
-		return -EINVAL;
-	}
-	ret = check_table(spec->table, err, errlen);
-	if (ret < 0)
-		return ret;
-	if ((spec->n_tcp > 0 && spec->tcp_ports == NULL) ||
-	    (spec->n_udp > 0 && spec->udp_ports == NULL)) {
-		set_err(err, errlen, "nft: port count without ports");
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < spec->n_tcp + spec->n_udp; i++) {
-		uint16_t p = i < spec->n_tcp ? spec->tcp_ports[i] : spec->udp_ports[i - spec->n_tcp];
-		if (p == 0) {
-			set_err(err, errlen, "nft: port 0 cannot be protected");
-			return -EINVAL;
-		}
-	}
-	if ((allow->n4 > 0 && allow->v4 == NULL) || (allow->n6 > 0 && allow->v6 == NULL)) {
-		set_err(err, errlen, "nft: range count without ranges");
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < allow->n4; i++) {
-		if (allow->v4[i].lo > allow->v4[i].hi) {
-			set_err(err, errlen, "nft: IPv4 range %zu has lo > hi", i);
-			return -EINVAL;
-		}
-	}
-	for (size_t i = 0; i < allow->n6; i++) {
-		if (memcmp(allow->v6[i].lo, allow->v6[i].hi, 16) > 0) {
-			set_err(err, errlen, "nft: IPv6 range %zu has lo > hi", i);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-/* ---- ranges ------------------------------------------------------------------ */
-
-/* Yield the range starting at index i, merged with the following ranges that
- * touch or overlap it (in array order); returns the index after them. An end
- * element at hi + 1 would collide with a start at the same key, so touching
- * ranges must become one. */
-static size_t span4_next(const struct ip_range4 *r, size_t n, size_t i, uint32_t *lo, uint32_t *hi)
-{
-	*lo = r[i].lo;
-	*hi = r[i].hi;
-	for (i++; i < n; i++) {
-		if (r[i].lo < *lo || (*hi != UINT32_MAX && r[i].lo > *hi + 1))
-			break;
-		if (r[i].hi > *hi)
-			*hi = r[i].hi;
-	}
-	return i;
-}
-
-static bool addr6_is_max(const uint8_t a[16])
-{
-	for (int i = 0; i < 16; i++)
-		if (a[i] != 0xff)
-			return false;
-	return true;
-}
-
-/* a + 1 into out; a must not be the highest address. */
-static void addr6_inc(const uint8_t a[16], uint8_t out[16])
-{
-	int i;
-
-	memcpy(out, a, 16);
-	for (i = 15; i >= 0; i--)
-		if (++out[i] != 0)
-			break;
-}
-
-static size_t span6_next(const struct ip_range6 *r, size_t n, size_t i, uint8_t lo[16],
-			 uint8_t hi[16])
-{
-	uint8_t next[16];
-
-	memcpy(lo, r[i].lo, 16);
-	memcpy(hi, r[i].hi, 16);
-	for (i++; i < n; i++) {
-		if (memcmp(r[i].lo, lo, 16) < 0)
-			break;
-		if (!addr6_is_max(hi)) {
-			addr6_inc(hi, next);
-			if (memcmp(r[i].lo, next, 16) > 0)
-				break;
-		}
-		if (memcmp(r[i].hi, hi, 16) > 0)
-			memcpy(hi, r[i].hi, 16);
-	}
-	return i;
-}
-
-/* Kernel elements (start + optional end) the merged ranges need. */
-static size_t count_elems(const struct iprange_set *allow, size_t *n4, size_t *n6)
-{
-	uint32_t lo, hi;
-	uint8_t lo6[16], hi6[16];
-
-	*n4 = *n6 = 0;
-	for (size_t i = 0; i < allow->n4;) {
-		i = span4_next(allow->v4, allow->n4, i, &lo, &hi);
-		*n4 += hi == UINT32_MAX ? 1 : 2;
-	}
-	for (size_t i = 0; i < allow->n6;) {
-		i = span6_next(allow->v6, allow->n6, i, lo6, hi6);
-		*n6 += addr6_is_max(hi6) ? 1 : 2;
-	}
-	return *n4 + *n6;
-}
-
-/* ---- the rule list, shared by apply and render -------------------------------- */
-
-enum rule_kind {
-	RULE_CT,     /* ct state established,related accept */
-	RULE_ALLOW4, /* <proto> dport P ip saddr @allow4 accept */
-	RULE_ALLOW6, /* <proto> dport P ip6 saddr @allow6 accept */
-	RULE_DROP,   /* <proto> dport P drop */
-};
-
-struct rule_desc {
-	enum rule_kind kind;
-	uint8_t proto; /* IPPROTO_TCP or IPPROTO_UDP */
-	uint16_t port;
-};
-
-static size_t rule_count(const struct nft_spec *spec)
-{
-	return 1 + 3 * (spec->n_tcp + spec->n_udp);
-}
-
-static struct rule_desc rule_at(const struct nft_spec *spec, size_t idx)
-{
-	struct rule_desc r = {.kind = RULE_CT};
-	size_t port_idx;
-
-	if (idx == 0)
-		return r;
-	port_idx = (idx - 1) / 3;
-	r.kind = (enum rule_kind)(RULE_ALLOW4 + (idx - 1) % 3);
-	if (port_idx < spec->n_tcp) {
-		r.proto = IPPROTO_TCP;
-		r.port = spec->tcp_ports[port_idx];
-	} else {
-		r.proto = IPPROTO_UDP;
-		r.port = spec->udp_ports[port_idx - spec->n_tcp];
-	}
-	return r;
-}
 
 /* ---- batch building ----------------------------------------------------------- */
 
@@ -606,13 +394,13 @@ static int expr_ct_established(struct nftnl_rule *r)
 
 /* The expressions nft itself generates for the same rule text, so that
  * `nft list` prints it back as written in nft_render. */
-static int rule_exprs(struct nftnl_rule *r, const struct rule_desc *d)
+static int rule_exprs(struct nftnl_rule *r, const struct nft_rule_desc *d)
 {
 	uint16_t port_be = htons(d->port);
 	uint8_t nfproto;
 	int ret;
 
-	if (d->kind == RULE_CT) {
+	if (d->kind == NFT_RULE_CT) {
 		ret = expr_ct_established(r);
 		return ret < 0 ? ret : expr_verdict(r, NF_ACCEPT);
 	}
@@ -621,26 +409,26 @@ static int rule_exprs(struct nftnl_rule *r, const struct rule_desc *d)
 	    (ret = expr_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, sizeof(port_be))) < 0 ||
 	    (ret = expr_cmp(r, NFT_CMP_EQ, &port_be, sizeof(port_be))) < 0)
 		return ret;
-	if (d->kind == RULE_DROP)
+	if (d->kind == NFT_RULE_DROP)
 		return expr_verdict(r, NF_DROP);
-	nfproto = d->kind == RULE_ALLOW4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+	nfproto = d->kind == NFT_RULE_ALLOW4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
 	if ((ret = expr_meta(r, NFT_META_NFPROTO)) < 0 ||
 	    (ret = expr_cmp(r, NFT_CMP_EQ, &nfproto, sizeof(nfproto))) < 0)
 		return ret;
-	if (d->kind == RULE_ALLOW4)
+	if (d->kind == NFT_RULE_ALLOW4)
 		ret = expr_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 12, 4); /* saddr */
 	else
 		ret = expr_payload(r, NFT_PAYLOAD_NETWORK_HEADER, 8, 16);
 	if (ret < 0)
 		return ret;
-	if (d->kind == RULE_ALLOW4)
+	if (d->kind == NFT_RULE_ALLOW4)
 		ret = expr_lookup(r, NFT_SET4, NFT_SET4_ID);
 	else
 		ret = expr_lookup(r, NFT_SET6, NFT_SET6_ID);
 	return ret < 0 ? ret : expr_verdict(r, NF_ACCEPT);
 }
 
-static int put_rule(struct batch *bt, const char *table, const struct rule_desc *d, size_t idx)
+static int put_rule(struct batch *bt, const char *table, const struct nft_rule_desc *d, size_t idx)
 {
 	struct nftnl_rule *r = nftnl_rule_alloc();
 	struct nlmsghdr *nlh;
@@ -671,8 +459,8 @@ struct elem_writer {
 	const char *table, *set;
 	uint32_t set_id;
 	struct nftnl_set *cur; /* elements not yet written, or NULL */
-	size_t n_cur;          /* elements in cur */
-	size_t done;           /* elements already written */
+	size_t n_cur;	       /* elements in cur */
+	size_t done;	       /* elements already written */
 };
 
 static int ew_flush(struct elem_writer *w)
@@ -683,8 +471,7 @@ static int ew_flush(struct elem_writer *w)
 	if (w->cur == NULL)
 		return 0;
 	ret = -EMSGSIZE;
-	nlh = batch_msg(w->bt, NFT_MSG_NEWSETELEM, NLM_F_CREATE, w->set, w->done,
-			w->n_cur);
+	nlh = batch_msg(w->bt, NFT_MSG_NEWSETELEM, NLM_F_CREATE, w->set, w->done, w->n_cur);
 	if (nlh == NULL)
 		goto out;
 	nftnl_set_elems_nlmsg_build_payload(nlh, w->cur);
@@ -723,7 +510,7 @@ static int ew_add(struct elem_writer *w, const void *key, uint32_t key_len, uint
 	if (open) {
 		/* nft's user data TLV: type, length, u32 flags in host order. */
 		uint32_t f = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
-		uint8_t ud[2 + sizeof(f)] = {NFTNL_UDATA_SET_ELEM_FLAGS, sizeof(f)};
+		uint8_t ud[2 + sizeof(f)] = { NFTNL_UDATA_SET_ELEM_FLAGS, sizeof(f) };
 		memcpy(ud + 2, &f, sizeof(f));
 		if (nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, ud, sizeof(ud)) < 0) {
 			nftnl_set_elem_free(e);
@@ -745,12 +532,12 @@ static void ew_free(struct elem_writer *w)
 
 static int put_elems4(struct batch *bt, const char *table, const struct iprange_set *allow)
 {
-	struct elem_writer w = {.bt = bt, .table = table, .set = NFT_SET4, .set_id = NFT_SET4_ID};
+	struct elem_writer w = { .bt = bt, .table = table, .set = NFT_SET4, .set_id = NFT_SET4_ID };
 	uint32_t lo, hi, key;
 	int ret = 0;
 
 	for (size_t i = 0; i < allow->n4;) {
-		i = span4_next(allow->v4, allow->n4, i, &lo, &hi);
+		i = nft_span4_next(allow->v4, allow->n4, i, &lo, &hi);
 		key = htonl(lo);
 		ret = ew_add(&w, &key, sizeof(key), 0, hi == UINT32_MAX);
 		if (ret == 0 && hi != UINT32_MAX) {
@@ -768,17 +555,17 @@ out:
 
 static int put_elems6(struct batch *bt, const char *table, const struct iprange_set *allow)
 {
-	struct elem_writer w = {.bt = bt, .table = table, .set = NFT_SET6, .set_id = NFT_SET6_ID};
+	struct elem_writer w = { .bt = bt, .table = table, .set = NFT_SET6, .set_id = NFT_SET6_ID };
 	uint8_t lo[16], hi[16], end[16];
 	int ret = 0;
 
 	for (size_t i = 0; i < allow->n6;) {
 		bool open;
-		i = span6_next(allow->v6, allow->n6, i, lo, hi);
-		open = addr6_is_max(hi);
+		i = nft_span6_next(allow->v6, allow->n6, i, lo, hi);
+		open = nft_addr6_is_max(hi);
 		ret = ew_add(&w, lo, 16, 0, open);
 		if (ret == 0 && !open) {
-			addr6_inc(hi, end);
+			nft_addr6_inc(hi, end);
 			ret = ew_add(&w, end, 16, NFT_SET_ELEM_INTERVAL_END, false);
 		}
 		if (ret < 0)
@@ -802,22 +589,21 @@ static void set_bufsize(int fd, int force_opt, int opt, size_t want)
 		(void)setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v));
 }
 
-static int nl_open(struct mnl_socket **out, size_t sndbuf, size_t rcvbuf, char *err,
-		   size_t errlen)
+static int nl_open(struct mnl_socket **out, size_t sndbuf, size_t rcvbuf, char *err, size_t errlen)
 {
-	struct timeval tv = {.tv_sec = NFT_TIMEOUT_S};
+	struct timeval tv = { .tv_sec = NFT_TIMEOUT_S };
 	struct mnl_socket *nl;
 	int one = 1, fd, ret;
 
 	nl = mnl_socket_open(NETLINK_NETFILTER);
 	if (nl == NULL) {
 		ret = -errno;
-		set_err(err, errlen, "nft: netlink socket: %s", strerror(errno));
+		nft_set_err(err, errlen, "nft: netlink socket: %s", strerror(errno));
 		return ret;
 	}
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "nft: netlink bind: %s", strerror(errno));
+		nft_set_err(err, errlen, "nft: netlink bind: %s", strerror(errno));
 		mnl_socket_close(nl);
 		return ret;
 	}
@@ -898,14 +684,14 @@ static int batch_talk(struct mnl_socket *nl, struct batch *bt, const char *table
 
 	if (rbuf == NULL || seen == NULL) {
 		ret = -ENOMEM;
-		set_err(err, errlen, "nft: out of memory");
+		nft_set_err(err, errlen, "nft: out of memory");
 		goto out;
 	}
 	n = mnl_socket_sendto(nl, mnl_nlmsg_batch_head(bt->b), len);
 	if (n < 0 || (size_t)n != len) {
 		ret = n < 0 ? -errno : -EMSGSIZE;
-		set_err(err, errlen, "nft: sending the batch (%zu bytes, %zu messages): %s", len,
-			bt->n_info, strerror(-ret));
+		nft_set_err(err, errlen, "nft: sending the batch (%zu bytes, %zu messages): %s",
+			    len, bt->n_info, strerror(-ret));
 		goto out;
 	}
 	/* nfnetlink handles the batch inside sendto, so every ACK is queued by
@@ -922,10 +708,10 @@ static int batch_talk(struct mnl_socket *nl, struct batch *bt, const char *table
 				break;
 			if (ret == 0) {
 				ret = errno == EAGAIN ? -ETIMEDOUT : -errno;
-				set_err(err, errlen,
-					"nft: reading ACKs (%zu of %zu received): %s; "
-					"table %s may or may not be updated",
-					acked, bt->n_info, strerror(-ret), table);
+				nft_set_err(err, errlen,
+					    "nft: reading ACKs (%zu of %zu received): %s; "
+					    "table %s may or may not be updated",
+					    acked, bt->n_info, strerror(-ret), table);
 			}
 			goto out;
 		}
@@ -944,10 +730,10 @@ static int batch_talk(struct mnl_socket *nl, struct batch *bt, const char *table
 				if (e->error != 0 && ret == 0) {
 					ret = e->error;
 					extack_text(nlh, ext, sizeof(ext));
-					set_err(err, errlen,
-						"nft: kernel rejected the batch for table %s: "
-						"%s%s",
-						table, strerror(-ret), ext);
+					nft_set_err(err, errlen,
+						    "nft: kernel rejected the batch for table %s: "
+						    "%s%s",
+						    table, strerror(-ret), ext);
 				}
 				batch_failed = batch_failed || e->error != 0;
 				continue;
@@ -964,18 +750,18 @@ static int batch_talk(struct mnl_socket *nl, struct batch *bt, const char *table
 				bt->bad_type = mi->type;
 				extack_text(nlh, ext, sizeof(ext));
 				if (mi->type == NFT_MSG_NEWSETELEM)
-					set_err(err, errlen,
-						"nft: kernel rejected %s (set %s, elements "
-						"%zu..%zu) for table %s: %s%s; nothing changed",
-						msg_type_name(mi->type), mi->what, mi->first,
-						mi->first + mi->count - 1, table, strerror(-ret),
-						ext);
+					nft_set_err(err, errlen,
+						    "nft: kernel rejected %s (set %s, elements "
+						    "%zu..%zu) for table %s: %s%s; nothing changed",
+						    msg_type_name(mi->type), mi->what, mi->first,
+						    mi->first + mi->count - 1, table,
+						    strerror(-ret), ext);
 				else
-					set_err(err, errlen,
-						"nft: kernel rejected %s (%s, message %zu) for "
-						"table %s: %s%s; nothing changed",
-						msg_type_name(mi->type), mi->what, bad + 1, table,
-						strerror(-ret), ext);
+					nft_set_err(err, errlen,
+						    "nft: kernel rejected %s (%s, message %zu) for "
+						    "table %s: %s%s; nothing changed",
+						    msg_type_name(mi->type), mi->what, bad + 1,
+						    table, strerror(-ret), ext);
 			}
 		}
 	}
@@ -990,7 +776,7 @@ out:
 /* The two ways to write the table (see the opening comment). */
 enum apply_mode {
 	APPLY_IN_PLACE, /* keep table, sets, chain; flush and refill them */
-	APPLY_REPLACE,  /* delete the table and create it anew */
+	APPLY_REPLACE,	/* delete the table and create it anew */
 };
 
 static int build_apply(struct batch *bt, enum apply_mode mode, const struct nft_spec *spec,
@@ -998,7 +784,7 @@ static int build_apply(struct batch *bt, enum apply_mode mode, const struct nft_
 {
 	const char *t = spec->table;
 	uint16_t excl = mode == APPLY_REPLACE ? NLM_F_EXCL : 0;
-	size_t n_rules = rule_count(spec), n_msgs, limit;
+	size_t n_rules = nft_rule_count(spec), n_msgs, limit;
 	int ret;
 
 	n_msgs = 8 + n_rules + (n_el4 + NFT_ELEMS_PER_MSG - 1) / NFT_ELEMS_PER_MSG +
@@ -1007,7 +793,8 @@ static int build_apply(struct batch *bt, enum apply_mode mode, const struct nft_
 	ret = batch_init(bt, limit, n_msgs);
 	if (ret < 0)
 		return ret;
-	if ((ret = batch_begin(bt)) < 0 || (ret = put_table(bt, t, NFT_MSG_NEWTABLE, NLM_F_CREATE)) < 0)
+	if ((ret = batch_begin(bt)) < 0 ||
+	    (ret = put_table(bt, t, NFT_MSG_NEWTABLE, NLM_F_CREATE)) < 0)
 		return ret;
 	if (mode == APPLY_REPLACE &&
 	    ((ret = put_table(bt, t, NFT_MSG_DELTABLE, 0)) < 0 ||
@@ -1022,7 +809,7 @@ static int build_apply(struct batch *bt, enum apply_mode mode, const struct nft_
 	     (ret = put_flush_set(bt, t, NFT_SET6)) < 0))
 		return ret;
 	for (size_t i = 0; i < n_rules; i++) {
-		struct rule_desc d = rule_at(spec, i);
+		struct nft_rule_desc d = nft_rule_at(spec, i);
 		if ((ret = put_rule(bt, t, &d, i)) < 0)
 			return ret;
 	}
@@ -1036,17 +823,17 @@ static int build_apply(struct batch *bt, enum apply_mode mode, const struct nft_
 static int run_apply(enum apply_mode mode, const struct nft_spec *spec,
 		     const struct iprange_set *allow, uint16_t *bad_type, char *err, size_t errlen)
 {
-	struct batch bt = {0};
+	struct batch bt = { 0 };
 	struct mnl_socket *nl = NULL;
 	size_t n_el4, n_el6;
 	int ret;
 
 	*bad_type = 0;
-	count_elems(allow, &n_el4, &n_el6);
+	nft_count_elems(allow, &n_el4, &n_el6);
 	ret = build_apply(&bt, mode, spec, allow, n_el4, n_el6);
 	if (ret < 0) {
-		set_err(err, errlen, "nft: building the batch for table %s: %s", spec->table,
-			strerror(-ret));
+		nft_set_err(err, errlen, "nft: building the batch for table %s: %s", spec->table,
+			    strerror(-ret));
 		goto out;
 	}
 	ret = nl_open(&nl, mnl_nlmsg_batch_size(bt.b) + 65536,
@@ -1068,8 +855,8 @@ int nft_apply(const struct nft_spec *spec, const struct iprange_set *allow, char
 	uint16_t bad_type;
 	int ret;
 
-	set_err(err, errlen, "%s", "");
-	ret = check_args(spec, allow, err, errlen);
+	nft_set_err(err, errlen, "%s", "");
+	ret = nft_check_args(spec, allow, err, errlen);
 	if (ret < 0)
 		return ret;
 	ret = run_apply(APPLY_IN_PLACE, spec, allow, &bad_type, err, errlen);
@@ -1077,7 +864,7 @@ int nft_apply(const struct nft_spec *spec, const struct iprange_set *allow, char
 	 * (other key type or flags, other hook or priority: an older version,
 	 * a hand edit) only goes away with the whole table. */
 	if (ret < 0 && (bad_type == NFT_MSG_NEWSET || bad_type == NFT_MSG_NEWCHAIN)) {
-		set_err(err, errlen, "%s", "");
+		nft_set_err(err, errlen, "%s", "");
 		ret = run_apply(APPLY_REPLACE, spec, allow, &bad_type, err, errlen);
 	}
 	return ret;
@@ -1085,22 +872,22 @@ int nft_apply(const struct nft_spec *spec, const struct iprange_set *allow, char
 
 int nft_remove(const char *table, char *err, size_t errlen)
 {
-	struct batch bt = {0};
+	struct batch bt = { 0 };
 	struct mnl_socket *nl = NULL;
 	int ret;
 
-	set_err(err, errlen, "%s", "");
-	ret = check_table(table, err, errlen);
+	nft_set_err(err, errlen, "%s", "");
+	ret = nft_check_table(table, err, errlen);
 	if (ret < 0)
 		return ret;
 	ret = batch_init(&bt, 4 * NFT_MSG_MAX, 1);
 	if (ret < 0) {
-		set_err(err, errlen, "nft: out of memory");
+		nft_set_err(err, errlen, "nft: out of memory");
 		return ret;
 	}
 	if ((ret = batch_begin(&bt)) < 0 ||
 	    (ret = put_table(&bt, table, NFT_MSG_DELTABLE, 0)) < 0 || (ret = batch_end(&bt)) < 0) {
-		set_err(err, errlen, "nft: building the batch: %s", strerror(-ret));
+		nft_set_err(err, errlen, "nft: building the batch: %s", strerror(-ret));
 		goto out;
 	}
 	ret = nl_open(&nl, 65536, 65536, err, errlen);
@@ -1109,7 +896,7 @@ int nft_remove(const char *table, char *err, size_t errlen)
 	ret = batch_talk(nl, &bt, table, err, errlen);
 	if (ret == -ENOENT) {
 		ret = 0; /* already gone */
-		set_err(err, errlen, "%s", "");
+		nft_set_err(err, errlen, "%s", "");
 	}
 out:
 	if (nl != NULL)
@@ -1199,7 +986,7 @@ static int count_set(struct mnl_socket *nl, const char *table, const char *set, 
 {
 	char buf[NFT_MSG_MAX];
 	struct nftnl_set *s = nftnl_set_alloc();
-	struct count_ctx c = {0};
+	struct count_ctx c = { 0 };
 	struct nlmsghdr *nlh;
 	int ret = -ENOMEM;
 
@@ -1229,13 +1016,13 @@ int nft_status(const char *table, struct nft_status *st, char *err, size_t errle
 	uint32_t seq = (uint32_t)time(NULL);
 	int ret;
 
-	set_err(err, errlen, "%s", "");
+	nft_set_err(err, errlen, "%s", "");
 	if (st == NULL) {
-		set_err(err, errlen, "nft: missing status");
+		nft_set_err(err, errlen, "nft: missing status");
 		return -EINVAL;
 	}
 	memset(st, 0, sizeof(*st));
-	ret = check_table(table, err, errlen);
+	ret = nft_check_table(table, err, errlen);
 	if (ret < 0)
 		return ret;
 	ret = nl_open(&nl, 65536, 1024 * 1024, err, errlen);
@@ -1244,7 +1031,7 @@ int nft_status(const char *table, struct nft_status *st, char *err, size_t errle
 	t = nftnl_table_alloc();
 	if (t == NULL || nftnl_table_set_str(t, NFTNL_TABLE_NAME, table) < 0) {
 		ret = -ENOMEM;
-		set_err(err, errlen, "nft: out of memory");
+		nft_set_err(err, errlen, "nft: out of memory");
 		goto out;
 	}
 	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, seq);
@@ -1255,7 +1042,7 @@ int nft_status(const char *table, struct nft_status *st, char *err, size_t errle
 		goto out;
 	}
 	if (ret < 0) {
-		set_err(err, errlen, "nft: reading table %s: %s", table, strerror(-ret));
+		nft_set_err(err, errlen, "nft: reading table %s: %s", table, strerror(-ret));
 		goto out;
 	}
 	st->present = true;
@@ -1263,152 +1050,12 @@ int nft_status(const char *table, struct nft_status *st, char *err, size_t errle
 	if (ret == 0)
 		ret = count_set(nl, table, NFT_SET6, seq + 2, &st->n6);
 	if (ret < 0)
-		set_err(err, errlen, "nft: reading the sets of table %s: %s", table,
-			strerror(-ret));
+		nft_set_err(err, errlen, "nft: reading the sets of table %s: %s", table,
+			    strerror(-ret));
 out:
 	if (t != NULL)
 		nftnl_table_free(t);
 	if (nl != NULL)
 		mnl_socket_close(nl);
 	return ret;
-}
-
-/* ---- public: render ----------------------------------------------------------- */
-
-/* Prefix length when [lo, hi] is exactly one CIDR block, else -1. */
-static int prefix4(uint32_t lo, uint32_t hi)
-{
-	for (int p = 0; p <= 32; p++) {
-		uint32_t host = p == 0 ? UINT32_MAX : p == 32 ? 0 : UINT32_MAX >> p;
-		if ((lo & host) == 0 && hi == (lo | host))
-			return p;
-	}
-	return -1;
-}
-
-static int prefix6(const uint8_t lo[16], const uint8_t hi[16])
-{
-	for (int p = 0; p <= 128; p++) {
-		bool ok = true;
-		for (int bit = 0; bit < 128 && ok; bit++) {
-			int lb = (lo[bit / 8] >> (7 - bit % 8)) & 1;
-			int hb = (hi[bit / 8] >> (7 - bit % 8)) & 1;
-			ok = bit < p ? lb == hb : (lb == 0 && hb == 1);
-		}
-		if (ok)
-			return p;
-	}
-	return -1;
-}
-
-static void fmt_range4(uint32_t lo, uint32_t hi, char *out, size_t outlen)
-{
-	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
-	uint32_t lo_be = htonl(lo), hi_be = htonl(hi);
-	int p;
-
-	inet_ntop(AF_INET, &lo_be, a, sizeof(a));
-	inet_ntop(AF_INET, &hi_be, b, sizeof(b));
-	if (lo == hi)
-		snprintf(out, outlen, "%s", a);
-	else if ((p = prefix4(lo, hi)) >= 0)
-		snprintf(out, outlen, "%s/%d", a, p);
-	else
-		snprintf(out, outlen, "%s-%s", a, b);
-}
-
-static void fmt_range6(const uint8_t lo[16], const uint8_t hi[16], char *out, size_t outlen)
-{
-	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
-	int p;
-
-	inet_ntop(AF_INET6, lo, a, sizeof(a));
-	inet_ntop(AF_INET6, hi, b, sizeof(b));
-	if (memcmp(lo, hi, 16) == 0)
-		snprintf(out, outlen, "%s", a);
-	else if ((p = prefix6(lo, hi)) >= 0)
-		snprintf(out, outlen, "%s/%d", a, p);
-	else
-		snprintf(out, outlen, "%s-%s", a, b);
-}
-
-#define NFT_RENDER_PER_LINE 4
-
-static void render_set(FILE *out, const char *name, const char *type,
-		       const struct iprange_set *allow, bool v6)
-{
-	char item[2 * INET6_ADDRSTRLEN + 2];
-	size_t n = v6 ? allow->n6 : allow->n4, k = 0;
-
-	fprintf(out, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", name, type);
-	if (n > 0) {
-		fprintf(out, "\t\telements = {");
-		for (size_t i = 0; i < n; k++) {
-			if (v6) {
-				uint8_t lo[16], hi[16];
-				i = span6_next(allow->v6, n, i, lo, hi);
-				fmt_range6(lo, hi, item, sizeof(item));
-			} else {
-				uint32_t lo, hi;
-				i = span4_next(allow->v4, n, i, &lo, &hi);
-				fmt_range4(lo, hi, item, sizeof(item));
-			}
-			fprintf(out, "%s%s%s", k == 0 ? "" : ",",
-				k % NFT_RENDER_PER_LINE == 0 ? "\n\t\t\t" : " ", item);
-		}
-		fprintf(out, "\n\t\t}\n");
-	}
-	fprintf(out, "\t}\n");
-}
-
-int nft_render(const struct nft_spec *spec, const struct iprange_set *allow, FILE *out)
-{
-	size_t n_rules;
-	int ret;
-
-	if (out == NULL)
-		return -EINVAL;
-	ret = check_args(spec, allow, NULL, 0);
-	if (ret < 0)
-		return ret;
-	fprintf(out,
-		"# derper geo-IP allowlist. `nft -f` applies this file as one transaction\n"
-		"# that replaces table inet %s, as derper does.\n"
-		"add table inet %s\n"
-		"delete table inet %s\n"
-		"table inet %s {\n",
-		spec->table, spec->table, spec->table, spec->table);
-	render_set(out, NFT_SET4, "ipv4_addr", allow, false);
-	fprintf(out, "\n");
-	render_set(out, NFT_SET6, "ipv6_addr", allow, true);
-	fprintf(out,
-		"\n\tchain %s {\n"
-		"\t\ttype filter hook input priority filter - %d; policy accept;\n",
-		NFT_CHAIN, -NFT_PRIORITY);
-	n_rules = rule_count(spec);
-	for (size_t i = 0; i < n_rules; i++) {
-		struct rule_desc d = rule_at(spec, i);
-		const char *proto = d.proto == IPPROTO_TCP ? "tcp" : "udp";
-
-		switch (d.kind) {
-		case RULE_CT:
-			fprintf(out, "\t\tct state established,related accept\n");
-			break;
-		case RULE_ALLOW4:
-			fprintf(out, "\t\t%s dport %u ip saddr @%s accept\n", proto, d.port,
-				NFT_SET4);
-			break;
-		case RULE_ALLOW6:
-			fprintf(out, "\t\t%s dport %u ip6 saddr @%s accept\n", proto, d.port,
-				NFT_SET6);
-			break;
-		case RULE_DROP:
-			fprintf(out, "\t\t%s dport %u drop\n", proto, d.port);
-			break;
-		}
-	}
-	fprintf(out, "\t}\n}\n");
-	if (fflush(out) != 0 || ferror(out))
-		return -EIO;
-	return 0;
 }

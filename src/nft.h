@@ -17,8 +17,12 @@
  *   }
  *
  * Only the listed ports are ever dropped; the policy is accept, so SSH and
- * every other port are untouched. Priority -10 runs before a default
- * "filter" (0) chain so the order against the operator's tables is fixed.
+ * every other port are untouched. Priority -10 (printed by nft as
+ * "filter - 10") runs before a default "filter" (0) chain so the order
+ * against the operator's tables is fixed. Established and related flows are
+ * accepted before the allowlist is consulted: a source removed from the list
+ * keeps the connections it already has (closing those is access.c's job),
+ * and ICMP errors for allowed flows pass.
  *
  * All functions do blocking netlink I/O with their own socket: call them from
  * the geoip manager thread or the CLI, never from a worker loop. They are

@@ -19,7 +19,6 @@
  * serialize on reload_mu. An SSL holds a reference on its SSL_CTX, so the
  * old context lives until its last connection is freed.
  */
-#define _GNU_SOURCE
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -48,13 +47,13 @@
 #include "log.h"
 
 /* DERP protocol version, carried as the meta cert's serial number. */
-#define TLS_DERP_PROTO_VERSION 2
-#define TLS_META_VALIDITY_S (30L * 24 * 3600)
+#define TLS_DERP_PROTO_VERSION	  2
+#define TLS_META_VALIDITY_S	  (30L * 24 * 3600)
 #define TLS_SELFSIGNED_VALIDITY_S (365L * 24 * 3600)
 /* Certificate and key files are small; refuse anything absurd. */
 #define TLS_MAX_FILE_BYTES (1024 * 1024)
-#define TLS_ACME_ALPN "acme-tls/1"
-#define TLS_HTTP11_ALPN "http/1.1"
+#define TLS_ACME_ALPN	   "acme-tls/1"
+#define TLS_HTTP11_ALPN	   "http/1.1"
 
 struct tls_file_id {
 	bool exists;
@@ -86,7 +85,7 @@ struct tls_ctx {
 /* What a load of the two files produced. */
 struct tls_material {
 	X509 *leaf;
-	STACK_OF(X509) *chain; /* intermediates from the .crt, maybe empty */
+	STACK_OF(X509) * chain; /* intermediates from the .crt, maybe empty */
 	EVP_PKEY *key;
 	struct tls_file_id crt_id, key_id;
 };
@@ -272,8 +271,7 @@ static void tls_material_clear(struct tls_material *m)
 
 /* Load <keyname>.crt (leaf + chain) and .key; the ids are filled even on
  * error so a broken file is not retried until it changes. */
-static int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char *err,
-			  size_t errlen)
+static int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char *err, size_t errlen)
 {
 	char *crt = NULL, *key = NULL;
 	size_t crt_len = 0, key_len = 0;
@@ -282,6 +280,7 @@ static int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char 
 	int r;
 
 	memset(m, 0, sizeof(*m));
+	ERR_clear_error(); /* so tls_set_err only reports errors of this load */
 	r = tls_read_file(t->crt_path, &m->crt_id, &crt, &crt_len);
 	if (r < 0) {
 		tls_set_err(err, errlen, "%s: %s", t->crt_path, strerror(-r));
@@ -439,8 +438,8 @@ static bool tls_hello_offers_alpn(SSL *ssl, const char *proto)
 	const unsigned char *p;
 	size_t len, list;
 
-	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
-				       &p, &len))
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+				       &len))
 		return false;
 	if (len < 2)
 		return false;
@@ -508,7 +507,7 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 		snprintf(sni, sizeof(sni), "%s", r == 0 ? "" : "<malformed>");
 	tls_printable(sni);
 	tls_peer_addr(ssl, addr, sizeof(addr));
-	log_peer("tls", "%s: cert mismatch with hostname: \"%s\"", addr, sni);
+	log_peer("tls", "cert mismatch with hostname: \"%s\" (from %s)", sni, addr);
 	*al = SSL_AD_UNRECOGNIZED_NAME;
 	return SSL_CLIENT_HELLO_ERROR;
 }
@@ -562,9 +561,12 @@ static X509 *tls_cert_skeleton(const char *cn, long from_s, long to_s, EVP_PKEY 
 	if (!x)
 		return NULL;
 	name = X509_NAME_new();
+	/* An explicit PrintableString, as Go writes it: going through
+	 * MBSTRING_ASC would apply the 64-char ub-common-name limit, and the
+	 * meta cert's "derpkey" + 64 hex is 71. */
 	if (!name || !X509_set_version(x, X509_VERSION_3) ||
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
-					-1, 0) ||
+	    !X509_NAME_add_entry_by_NID(name, NID_commonName, V_ASN1_PRINTABLESTRING,
+					(const unsigned char *)cn, -1, -1, 0) ||
 	    !X509_set_subject_name(x, name) || !X509_set_issuer_name(x, name) ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), from_s) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), to_s) || !X509_set_pubkey(x, pub)) {
@@ -727,8 +729,10 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 	k = EVP_EC_gen("P-256");
 	if (!k || RAND_bytes(serial, sizeof(serial)) != 1)
 		goto fail;
-	serial[0] &= 0x7f; /* positive, as Go's rand.Int below 2^128 mostly is */
-	serial[0] |= 0x01; /* and never zero */
+	/* Random and positive like Go's rand.Int(2^128); the top bit cleared
+	 * keeps the DER at 16 bytes, a nonzero first byte keeps it from 0. */
+	serial[0] &= 0x7f;
+	serial[0] |= 0x01;
 	bn = BN_bin2bn(serial, sizeof(serial), NULL);
 	x = tls_cert_skeleton(t->hostname, 0, TLS_SELFSIGNED_VALIDITY_S, k);
 	if (!bn || !x || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) ||
@@ -739,8 +743,7 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 		goto fail;
 	kb = BIO_new(BIO_s_secmem()); /* cleared on free */
 	cb = BIO_new(BIO_s_mem());
-	if (!kb || !cb ||
-	    !PEM_write_bio_PrivateKey_traditional(kb, k, NULL, NULL, 0, NULL, NULL) ||
+	if (!kb || !cb || !PEM_write_bio_PrivateKey_traditional(kb, k, NULL, NULL, 0, NULL, NULL) ||
 	    !PEM_write_bio_X509(cb, x))
 		goto fail;
 	len = tls_bio_data(kb, &data);
@@ -755,8 +758,7 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 		tls_set_err(err, errlen, "writing %s: %s", t->crt_path, strerror(-r));
 		goto out;
 	}
-	log_info("tls", "created a self-signed certificate for %s in %s", t->hostname,
-		 t->crt_path);
+	log_info("tls", "created a self-signed certificate for %s in %s", t->hostname, t->crt_path);
 	r = 0;
 	goto out;
 fail:
@@ -835,8 +837,9 @@ static void tls_describe(struct tls_ctx *t, const struct tls_material *m)
 		/* A CA-issued IP cert: clients verify it like any other. */
 		snprintf(t->node_json, sizeof(t->node_json),
 			 "{\"Name\":\"custom\",\"RegionID\":900,\"HostName\":\"%s\"}", t->hostname);
-		log_info("tls", "Using CA-issued certificate for IP address \"%s\". "
-				"Configure it in DERPMap using: (https://tailscale.com/s/custom-derp)",
+		log_info("tls",
+			 "Using CA-issued certificate for IP address \"%s\". "
+			 "Configure it in DERPMap using: (https://tailscale.com/s/custom-derp)",
 			 t->hostname);
 		log_info("tls", "%s", t->node_json);
 		return;
@@ -853,13 +856,15 @@ static void tls_describe(struct tls_ctx *t, const struct tls_material *m)
 		 "{\"Name\":\"custom\",\"RegionID\":900,\"HostName\":\"%s\","
 		 "\"CertName\":\"sha256-raw:%s\"}",
 		 t->hostname, hex);
-	log_info("tls", "Using self-signed certificate for IP address \"%s\". "
-			"Configure it in DERPMap using: (https://tailscale.com/s/custom-derp)",
+	log_info("tls",
+		 "Using self-signed certificate for IP address \"%s\". "
+		 "Configure it in DERPMap using: (https://tailscale.com/s/custom-derp)",
 		 t->hostname);
 	log_info("tls", "%s", t->node_json);
 	if (sk_X509_num(m->chain) > 0)
-		log_warn("tls", "%s holds %d extra certificates: clients pinning sha256-raw "
-				"accept exactly one; keep only the leaf in it",
+		log_warn("tls",
+			 "%s holds %d extra certificates: clients pinning sha256-raw "
+			 "accept exactly one; keep only the leaf in it",
 			 t->crt_path, sk_X509_num(m->chain));
 }
 
@@ -896,6 +901,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	char *keyname = NULL;
 	int r = -EINVAL;
 
+	ERR_clear_error();
 	if (o->certmode != CONFIG_CERTMODE_MANUAL) {
 		tls_set_err(err, errlen, "certmode %s is not yet implemented",
 			    o->certmode == CONFIG_CERTMODE_LETSENCRYPT ? "letsencrypt"
@@ -935,6 +941,9 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	t->meta_cert = tls_meta_cert_new(o->server_pub, err, errlen);
 	if (!t->meta_cert)
 		goto fail;
+	/* As the Go derper: an IP hostname with either file missing gets a
+	 * fresh pair (key written first, so a crash leaves "crt missing" and
+	 * the next start simply generates again). */
 	if (t->is_ip && (access(t->crt_path, F_OK) < 0 || access(t->key_path, F_OK) < 0) &&
 	    errno == ENOENT) {
 		r = tls_create_ip_cert(t, o->certdir, err, errlen);

@@ -2,7 +2,6 @@
  * test_config.c - derper.ini parsing, Go-derper flags, defaults, finish
  * rules, dumps and the shipped conf/derper.ini.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>

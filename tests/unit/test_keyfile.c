@@ -2,7 +2,6 @@
  * test_keyfile.c - the Go derper's -c key file: create, reload, Go's format,
  * bad files.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>

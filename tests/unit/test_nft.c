@@ -7,7 +7,6 @@
  * Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN) and the nft binary (package
  * nftables); without them the test FAILS, it never skips.
  */
-#define _GNU_SOURCE /* unshare */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <sched.h>
@@ -119,14 +118,14 @@ static void add6_prefix(struct iprange_set *s, const char *text, int plen)
 	assert_int_equal(inet_pton(AF_INET6, text, lo), 1);
 	memcpy(hi, lo, 16);
 	for (int bit = plen; bit < 128; bit++) {
-		lo[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+		lo[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
 		hi[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
 	}
 	add6(s, lo, hi);
 }
 
-static const uint16_t tcp_443[] = {443};
-static const uint16_t udp_3478[] = {3478, 3479};
+static const uint16_t tcp_443[] = { 443 };
+static const uint16_t udp_3478[] = { 3478, 3479 };
 
 /* The small allowlist used by several tests: CIDRs, a single address, a
  * range, two touching ranges that must merge, ranges up to the top address. */
@@ -213,7 +212,7 @@ static const char expected_small[] =
 
 static void test_render_exact(void **state)
 {
-	struct nft_spec spec = {"t_render", tcp_443, 1, udp_3478, 2};
+	struct nft_spec spec = { "t_render", tcp_443, 1, udp_3478, 2 };
 	struct iprange_set s;
 	char *out;
 	int ret;
@@ -229,8 +228,8 @@ static void test_render_exact(void **state)
 
 static void test_render_empty_and_wrapping(void **state)
 {
-	struct nft_spec spec = {"t_empty", NULL, 0, udp_3478, 1};
-	struct iprange_set s = {0};
+	struct nft_spec spec = { "t_empty", NULL, 0, udp_3478, 1 };
+	struct iprange_set s = { 0 };
 	char *out;
 	int ret;
 
@@ -245,7 +244,7 @@ static void test_render_empty_and_wrapping(void **state)
 
 	for (uint32_t i = 0; i < 6; i++)
 		add4(&s, IP4(192, 0, 2, 2 * i), IP4(192, 0, 2, 2 * i));
-	add4(&s, 0, 0);             /* out of order: kept as is */
+	add4(&s, 0, 0);		     /* out of order: kept as is */
 	add4(&s, 0, UINT32_MAX - 1); /* contains it, follows it: merged */
 	out = render_str(&spec, &s, &ret);
 	assert_int_equal(ret, 0);
@@ -259,10 +258,10 @@ static void test_render_empty_and_wrapping(void **state)
 
 static void test_render_bad_args(void **state)
 {
-	static const uint16_t zero[] = {0};
+	static const uint16_t zero[] = { 0 };
 	char longname[300];
-	struct iprange_set s = {0};
-	struct nft_spec spec = {"ok", tcp_443, 1, NULL, 0};
+	struct iprange_set s = { 0 };
+	struct nft_spec spec = { "ok", tcp_443, 1, NULL, 0 };
 	char *out;
 	int ret;
 
@@ -307,7 +306,7 @@ static void test_render_bad_args(void **state)
  * installs from nft_render's text: the two paths describe one ruleset. */
 static void test_apply_matches_render(void **state)
 {
-	struct nft_spec spec = {"t_match", tcp_443, 1, udp_3478, 2};
+	struct nft_spec spec = { "t_match", tcp_443, 1, udp_3478, 2 };
 	struct iprange_set s;
 	struct nft_status st;
 	char err[256], *via_apply, *via_nft, *path;
@@ -352,8 +351,8 @@ static void test_apply_matches_render(void **state)
 
 static void test_apply_replaces(void **state)
 {
-	struct nft_spec spec = {"t_replace", tcp_443, 1, NULL, 0};
-	struct iprange_set a = {0}, b = {0};
+	struct nft_spec spec = { "t_replace", tcp_443, 1, NULL, 0 };
+	struct iprange_set a = { 0 }, b = { 0 };
 	struct nft_status st;
 	char err[256], *list;
 
@@ -387,6 +386,40 @@ static void test_apply_replaces(void **state)
 	assert_int_equal(nft_remove("t_replace", err, sizeof(err)), 0);
 }
 
+/* Without CAP_NET_ADMIN nfnetlink refuses the batch as a whole (an error on
+ * BATCH_BEGIN, then no per-message ACKs): reported, not waited for. */
+static void test_unprivileged_batch_rejected(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct nft_spec spec = { "t_eperm", tcp_443, 1, NULL, 0 };
+		struct iprange_set s = { 0 };
+		struct nft_status ns;
+		char err[256];
+		int code = 0;
+
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(10);
+		if (nft_apply(&spec, &s, err, sizeof(err)) != -EPERM)
+			code |= 1;
+		if (strstr(err, "rejected the batch") == NULL)
+			code |= 2;
+		if (nft_remove("t_eperm", err, sizeof(err)) != -EPERM)
+			code |= 4;
+		if (nft_status("t_eperm", &ns, err, sizeof(err)) != -EPERM)
+			code |= 8;
+		_exit(code);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* The "# handle N" nft -a prints after `what` (e.g. "chain input {"), or -1. */
 static long handle_of(const char *table, const char *what)
 {
@@ -405,7 +438,7 @@ static long handle_of(const char *table, const char *what)
  * cannot take our definition is replaced as a whole. */
 static void test_in_place_and_repair(void **state)
 {
-	struct nft_spec spec = {"t_place", tcp_443, 1, udp_3478, 2};
+	struct nft_spec spec = { "t_place", tcp_443, 1, udp_3478, 2 };
 	struct iprange_set s;
 	long chain_h, set_h;
 	char err[256], *want, *got, *path;
@@ -436,10 +469,11 @@ static void test_in_place_and_repair(void **state)
 	assert_int_equal(handle_of("t_place", "chain input {"), chain_h);
 
 	/* allow4 without the interval flag: cannot be updated, table replaced */
-	assert_int_equal(run("nft 'delete table inet t_place; add table inet t_place; add set inet "
-			     "t_place allow4 { type ipv4_addr; }; add element inet t_place allow4 { "
-			     "192.0.2.1 }'"),
-			 0);
+	assert_int_equal(
+		run("nft 'delete table inet t_place; add table inet t_place; add set inet "
+		    "t_place allow4 { type ipv4_addr; }; add element inet t_place allow4 { "
+		    "192.0.2.1 }'"),
+		0);
 	assert_int_equal(nft_apply(&spec, &s, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
 	got = list_table("t_place");
@@ -447,9 +481,10 @@ static void test_in_place_and_repair(void **state)
 	free(got);
 
 	/* a chain on another priority, with policy drop */
-	assert_int_equal(run("nft 'delete table inet t_place; add table inet t_place; add chain inet "
-			     "t_place input { type filter hook input priority 0; policy drop; }'"),
-			 0);
+	assert_int_equal(
+		run("nft 'delete table inet t_place; add table inet t_place; add chain inet "
+		    "t_place input { type filter hook input priority 0; policy drop; }'"),
+		0);
 	assert_int_equal(nft_apply(&spec, &s, err, sizeof(err)), 0);
 	got = list_table("t_place");
 	assert_string_equal(want, got);
@@ -476,8 +511,8 @@ static void test_in_place_and_repair(void **state)
  * same transaction) changes nothing and names the failing message. */
 static void test_failing_batch_keeps_old(void **state)
 {
-	struct nft_spec spec = {"t_fail", tcp_443, 1, udp_3478, 1};
-	struct iprange_set good, bad4 = {0}, bad6 = {0};
+	struct nft_spec spec = { "t_fail", tcp_443, 1, udp_3478, 1 };
+	struct iprange_set good, bad4 = { 0 }, bad6 = { 0 };
 	struct nft_status st;
 	char err[256], *before, *after;
 	int ret;
@@ -522,10 +557,10 @@ static void test_failing_batch_keeps_old(void **state)
 
 static void test_bad_args_send_nothing(void **state)
 {
-	static const uint16_t zero[] = {0};
+	static const uint16_t zero[] = { 0 };
 	char longname[300], err[256];
-	struct iprange_set s = {0};
-	struct nft_spec spec = {longname, tcp_443, 1, NULL, 0};
+	struct iprange_set s = { 0 };
+	struct nft_spec spec = { longname, tcp_443, 1, NULL, 0 };
 	struct nft_status st;
 	char *all;
 
@@ -555,9 +590,9 @@ static void test_bad_args_send_nothing(void **state)
 
 static void test_status_and_remove(void **state)
 {
-	struct nft_spec spec = {"t_status", NULL, 0, udp_3478, 1};
+	struct nft_spec spec = { "t_status", NULL, 0, udp_3478, 1 };
 	struct iprange_set s;
-	struct nft_status st = {true, 7, 7};
+	struct nft_status st = { true, 7, 7 };
 	char err[256], *all;
 
 	(void)state;
@@ -615,9 +650,9 @@ static void fmt4(uint32_t a, char *out, size_t len)
  * NEWSETELEM messages in one batch; membership checked at range edges. */
 static void test_large_sets(void **state)
 {
-	static const uint16_t tcp[] = {443, 8443};
-	struct nft_spec spec = {"t_large", tcp, 2, udp_3478, 1};
-	struct iprange_set s = {0};
+	static const uint16_t tcp[] = { 443, 8443 };
+	struct nft_spec spec = { "t_large", tcp, 2, udp_3478, 1 };
+	struct iprange_set s = { 0 };
 	struct nft_status st;
 	char err[256], a[64];
 	char *path;
@@ -628,7 +663,7 @@ static void test_large_sets(void **state)
 		add4(&s, lo, lo + i % 300);
 	}
 	for (uint32_t i = 0; i < 3000; i++) {
-		uint8_t lo[16] = {0x20, 0x01, 0x0d, 0xb8}, hi[16];
+		uint8_t lo[16] = { 0x20, 0x01, 0x0d, 0xb8 }, hi[16];
 		lo[4] = (uint8_t)(i >> 7);
 		lo[5] = (uint8_t)(i << 1); /* every other /48: never touching */
 		memcpy(hi, lo, 16);
@@ -650,8 +685,8 @@ static void test_large_sets(void **state)
 		fmt4(hi + 1, a, sizeof(a));
 		assert_false(kernel_has("t_large", "allow4", a));
 	}
-	assert_true(kernel_has("t_large", "allow6", "2001:db8:2e:ffff::1"));    /* i = 23 */
-	assert_false(kernel_has("t_large", "allow6", "2001:db8:2f::1"));       /* gap */
+	assert_true(kernel_has("t_large", "allow6", "2001:db8:2e:ffff::1"));	/* i = 23 */
+	assert_false(kernel_has("t_large", "allow6", "2001:db8:2f::1"));	/* gap */
 	assert_true(kernel_has("t_large", "allow6", "2001:db8:176e:ffff::ff")); /* i = 2999 */
 	path = render_file(&spec, &s);
 	assert_int_equal(run("nft -c -f %s", path), 0);
@@ -687,6 +722,7 @@ int main(void)
 		cmocka_unit_test(test_apply_matches_render),
 		cmocka_unit_test(test_apply_replaces),
 		cmocka_unit_test(test_in_place_and_repair),
+		cmocka_unit_test(test_unprivileged_batch_rejected),
 		cmocka_unit_test(test_failing_batch_keeps_old),
 		cmocka_unit_test(test_bad_args_send_nothing),
 		cmocka_unit_test(test_status_and_remove),

@@ -6,8 +6,9 @@
       echo) from source address SRC. Exit 0 on an answer, 1 without one.
   client.py loop tcp|udp SRC DST PORT STOPFILE MAXSECONDS
       Repeat the exchange back to back until STOPFILE exists or MAXSECONDS
-      pass. Each attempt must be answered within 0.5 s: a dropped TCP SYN is
-      retransmitted only after 1 s, so a drop cannot hide behind a retry.
+      pass. Each attempt must be answered within 0.9 s: a dropped TCP SYN is
+      retransmitted only after 1 s (the initial RTO), so a drop cannot hide
+      behind a retry, while a busy machine gets some slack.
       Prints "ok=N fail=M"; exit 0 when M == 0 and N > 0.
 """
 import os
@@ -53,7 +54,7 @@ def main():
         deadline = time.monotonic() + float(maxs)
         ok = fail = 0
         while not os.path.exists(stop) and time.monotonic() < deadline:
-            if once(proto, src, dst, int(port), 0.5):
+            if once(proto, src, dst, int(port), 0.9):
                 ok += 1
             else:
                 fail += 1

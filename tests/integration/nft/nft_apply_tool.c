@@ -133,7 +133,7 @@ static int parse_line(char *line, struct iprange_set *s)
 			if (plen > 128)
 				return -1;
 			for (int bit = (int)plen; bit < 128; bit++) {
-				lo[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+				lo[bit / 8] &= (uint8_t) ~(0x80 >> (bit % 8));
 				hi[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
 			}
 		}
@@ -168,7 +168,7 @@ static int read_ranges(FILE *in, struct iprange_set *s)
 
 int main(int argc, char **argv)
 {
-	struct iprange_set allow = {0};
+	struct iprange_set allow = { 0 };
 	uint16_t *tcp = NULL, *udp = NULL;
 	size_t n_tcp = 0, n_udp = 0;
 	char err[512] = "";
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (strcmp(cmd, "apply") == 0 || strcmp(cmd, "render") == 0) {
-		struct nft_spec spec = {table, tcp, n_tcp, udp, n_udp};
+		struct nft_spec spec = { table, tcp, n_tcp, udp, n_udp };
 		if (read_ranges(stdin, &allow) < 0)
 			goto out;
 		if (cmd[0] == 'a')

@@ -1,0 +1,116 @@
+/*
+ * http.h - HTTP/1.x request parsing (vendored picohttpparser) and routing
+ * for the endpoints derper serves itself: /derp (DERP or WebSocket
+ * upgrade), /derp/probe, /derp/latency-check, /generate_204, /robots.txt,
+ * /bootstrap-dns and the home page, plus the plain-HTTP port-80 site.
+ *
+ * Pure: bytes in, decisions and response bytes out; no I/O, any thread.
+ * http_request_parse does not allocate; http_route allocates the response
+ * it returns (freed by http_result_free).
+ *
+ * Connection semantics: one request per connection. Every response that
+ * http_route or http_simple_response produces carries "Connection: close"
+ * and (except 204, where RFC 9110 forbids it) a Content-Length; HEAD
+ * responses carry the Content-Length of the GET body and no body. No Date
+ * header is sent (these functions do not read the clock).
+ */
+#ifndef DERPER_HTTP_H
+#define DERPER_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "picohttpparser/picohttpparser.h"
+
+#define HTTP_MAX_HEADER_BYTES 16384
+#define HTTP_MAX_HEADERS      32
+
+/* A parsed request head. Every pointer points into the buffer given to
+ * http_request_parse, which must outlive this struct. Header entries whose
+ * name is NULL are obs-fold continuation lines of the previous header
+ * (picohttpparser's convention); http_header_get skips them. */
+struct http_request {
+	const char *method;
+	size_t method_len;
+	const char *path; /* request-target as sent, query included */
+	size_t path_len;
+	int minor_version; /* HTTP/1.<minor_version> */
+	struct phr_header headers[HTTP_MAX_HEADERS];
+	size_t num_headers;
+	size_t header_len; /* bytes of buf the head used (= return value) */
+};
+
+/* Parse a request head from buf[0..len). Returns the bytes consumed (the
+ * head, up to and including the blank line; anything after it, e.g. a
+ * fast-start client's first DERP frame, is the caller's), -EAGAIN when more
+ * bytes are needed, -EBADMSG for a malformed head, or -E2BIG when the head
+ * is longer than HTTP_MAX_HEADER_BYTES or has more than HTTP_MAX_HEADERS
+ * header lines. Never reads beyond buf[len). */
+int http_request_parse(const uint8_t *buf, size_t len, struct http_request *req);
+
+/* First value of header name (ASCII case-insensitive), not NUL-terminated:
+ * returns a pointer into the request buffer and sets *vlen, or NULL (and
+ * *vlen = 0) when absent. vlen may be NULL. */
+const char *http_header_get(const struct http_request *req, const char *name, size_t *vlen);
+
+enum http_home {
+	HTTP_HOME_DEFAULT,  /* our HTML page */
+	HTTP_HOME_BLANK,    /* 200, empty text/html */
+	HTTP_HOME_REDIRECT, /* 302 to home_url */
+};
+
+/* What a listener serves. Owned by the caller; read-only during routing. */
+struct http_site {
+	const char *hostname;
+	bool derp_enabled;
+	enum http_home home;
+	const char *home_url; /* HTTP_HOME_REDIRECT target */
+	/* The plain-HTTP listener next to TLS: every GET/HEAD is redirected
+	 * to https://<Host><target>, other methods get 400 "Use HTTPS";
+	 * only /generate_204 is served. */
+	bool port80;
+	const char *bootstrap_dns_json; /* NULL = empty body */
+};
+
+enum http_action {
+	HTTP_ACTION_RESPOND, /* write resp, then close */
+	HTTP_ACTION_DERP,    /* DERP upgrade; write http_derp_upgrade_response unless fast_start */
+	HTTP_ACTION_WEBSOCKET, /* write resp (the 101), then DERP inside binary WS frames */
+};
+
+struct http_result {
+	enum http_action action;
+	bool fast_start; /* HTTP_ACTION_DERP with "Derp-Fast-Start: 1": no 101 at all */
+	/* HTTP_ACTION_DERP with a non-empty Ideal-Node header (the client is
+	 * not on its region's first node). Not set for WebSocket: Go ignores it. */
+	bool ideal_node_header;
+	/* malloc'd response bytes (status line, headers, body); NULL for
+	 * HTTP_ACTION_DERP. Owned by the result: http_result_free. */
+	char *resp;
+	size_t resp_len;
+	bool close_after; /* close once resp is written (true for RESPOND) */
+};
+
+/* Decide what to do with req on site and build the response. Returns 0
+ * (res filled) or -ENOMEM (res->resp NULL). Caller owns res and calls
+ * http_result_free. */
+int http_route(const struct http_request *req, const struct http_site *site,
+	       struct http_result *res);
+
+/* Free res->resp; safe on a zeroed or already freed result. */
+void http_result_free(struct http_result *res);
+
+/* Write the DERP 101 response exactly as the Go derper does (Upgrade: DERP,
+ * Connection: Upgrade, Derp-Version: 2, Derp-Public-Key: 64 lowercase hex).
+ * Returns its length (no NUL written), or 0 if cap is too small. */
+size_t http_derp_upgrade_response(char *out, size_t cap, const uint8_t server_pub[32]);
+
+/* Write a complete "status reason" response with a text/plain body (body
+ * followed by "\n", as Go's http.Error; NULL = empty body) and
+ * Connection: close. Returns the length or -ENOSPC. */
+ssize_t http_simple_response(char *out, size_t cap, int status, const char *reason,
+			     const char *body);
+
+#endif
