@@ -38,36 +38,36 @@ struct keyset {
 };
 
 struct ws_state {
-	uint64_t left;	   /* payload bytes left in the current data frame */
-	uint64_t moff;	   /* offset within that frame's payload (mask phase) */
+	uint64_t left; /* payload bytes left in the current data frame */
+	uint64_t moff; /* offset within that frame's payload (mask phase) */
 	uint8_t mask[4];
 	uint8_t stash[160]; /* partial frame header or control frame */
 	uint32_t stash_len;
 };
 
 struct client {
-	struct client *prev, *next;	/* worker's list of all clients */
-	struct client *hnext;		/* worker's id hash chain */
-	struct client *dirty_next;	/* worker's to-flush / closed list */
-	struct client *again_next;	/* worker's read-again list */
+	struct client *prev, *next; /* worker's list of all clients */
+	struct client *hnext;	    /* worker's id hash chain */
+	struct client *dirty_next;  /* worker's to-flush / closed list */
+	struct client *again_next;  /* worker's read-again list */
 	struct worker *w;
 	uint64_t id;
 	int fd;
 	SSL *ssl; /* NULL on plain HTTP */
 	enum client_state state;
-	bool port80;	      /* accepted on the plain-HTTP port beside TLS */
-	bool dirty;	      /* on the to-flush list */
-	bool epoll_out;	      /* EPOLLOUT currently requested */
+	bool port80;	/* accepted on the plain-HTTP port beside TLS */
+	bool dirty;	/* on the to-flush list */
+	bool epoll_out; /* EPOLLOUT currently requested */
 	bool close_after_flush;
-	bool input_done;      /* a final response is queued: discard input */
+	bool input_done; /* a final response is queued: discard input */
 	bool registered;
-	bool dup;	      /* key has other connections here */
+	bool dup; /* key has other connections here */
 	bool can_ack_pings;
 	bool is_prober;
 	bool preferred;
 	bool not_ideal;
 	bool pong_pending;
-	bool on_again;	      /* on the read-again list */
+	bool on_again; /* on the read-again list */
 	char addr[64]; /* "ip:port" for logs */
 	uint8_t key[32];
 

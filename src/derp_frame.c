@@ -219,8 +219,11 @@ int derp_client_info_parse(const uint8_t *json, size_t len, struct derp_client_i
 	if (!json_is_object(root))
 		goto out;
 
-	/* Insertion order, so with differently-cased duplicates the last one
-	 * wins as in Go. */
+	/* jansson iterates in insertion order, so with differently-cased
+	 * duplicates the last one wins as in Go. (An exact duplicate replaces
+	 * the value in its first position: {"version":1,"Version":2,
+	 * "version":3} gives 2 here and 3 in Go. Harmless: no client sends
+	 * duplicates, and either value is a value the client chose.) */
 	json_object_keylen_foreach(root, key, klen, v)
 	{
 		if (json_key_matches(key, klen, "version")) {

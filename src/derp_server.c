@@ -24,11 +24,11 @@
 #include "server.h"
 #include "worker_int.h"
 
-#define DERP_MAX_FRAME (64 + DERP_MAX_PACKET_SIZE)
+#define DERP_MAX_FRAME	     (64 + DERP_MAX_PACKET_SIZE)
 #define DERP_CLIENT_INFO_MIN (DERP_KEY_LEN + DERP_NONCE_LEN)
-#define DERP_PING_MAX 1000
-#define DERP_DUP_HEALTH                                                                           \
-	"duplicate connection: another connection with this node key is connected to this "      \
+#define DERP_PING_MAX	     1000
+#define DERP_DUP_HEALTH                                                                            \
+	"duplicate connection: another connection with this node key is connected to this "        \
 	"DERP server; only the most recently active one receives packets"
 
 /* ---- key set ---- */
@@ -107,7 +107,8 @@ bool keyset_remove(struct keyset *ks, const uint8_t key[32])
 				break;
 			uint32_t home = keyset_slot(ks->keys[j], ks->cap);
 
-			if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			if ((j > i && (home <= i || home > j)) ||
+			    (j < i && (home <= i && home > j))) {
 				memcpy(ks->keys[i], ks->keys[j], 32);
 				ks->used[i] = 1;
 				ks->used[j] = 0;
@@ -200,16 +201,16 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 		return -ENOMEM;
 	n = derp_box_open(plain, plen, p + DERP_KEY_LEN, plen - DERP_KEY_LEN, p, srv->priv);
 	if (n < 0) {
-		log_peer("derp", "%016llx %s: ClientInfo box does not open", (unsigned long long)c->id,
-			 c->addr);
+		log_peer("derp", "%016llx %s: ClientInfo box does not open",
+			 (unsigned long long)c->id, c->addr);
 		free(plain);
 		return -EBADMSG;
 	}
 	r = derp_client_info_parse(plain, (size_t)n, &ci);
 	free(plain);
 	if (r < 0) {
-		log_peer("derp", "%016llx %s: ClientInfo is not valid JSON", (unsigned long long)c->id,
-			 c->addr);
+		log_peer("derp", "%016llx %s: ClientInfo is not valid JSON",
+			 (unsigned long long)c->id, c->addr);
 		return -EBADMSG;
 	}
 	if (ci.has_mesh_key) {
@@ -317,7 +318,8 @@ static void derp_not_here(struct client *c, const uint8_t dst[32])
 	int64_t refill = (now - c->nothere_ts_ms) / 1000;
 
 	if (refill > 0) {
-		c->nothere_tokens = (uint32_t)(c->nothere_tokens + refill > 3 ? 3 : c->nothere_tokens + refill);
+		c->nothere_tokens =
+			(uint32_t)(c->nothere_tokens + refill > 3 ? 3 : c->nothere_tokens + refill);
 		c->nothere_ts_ms += refill * 1000;
 	}
 	if (!c->nothere_tokens)
@@ -341,8 +343,8 @@ static void derp_send_packet(struct client *c, const uint8_t *p, uint32_t plen)
 	metrics_add(&w->metrics, METRIC_PACKETS_RECEIVED, 1);
 	r = registry_lookup(dst, &rc);
 	if (r != 1) {
-		metrics_add(&w->metrics, r == -EBUSY ? METRIC_DROP_DUP_CLIENT : METRIC_DROP_UNKNOWN_DEST,
-			    1);
+		metrics_add(&w->metrics,
+			    r == -EBUSY ? METRIC_DROP_DUP_CLIENT : METRIC_DROP_UNKNOWN_DEST, 1);
 		if (disco)
 			derp_not_here(c, dst);
 		return;
@@ -428,7 +430,8 @@ long derp_client_input(struct client *c, const uint8_t *buf, size_t len)
 
 		if (c->state == CLIENT_DERP_HANDSHAKE) {
 			if (type != DERP_FRAME_CLIENT_INFO) {
-				log_peer("derp", "%016llx %s: first frame is 0x%02x, not ClientInfo",
+				log_peer("derp",
+					 "%016llx %s: first frame is 0x%02x, not ClientInfo",
 					 (unsigned long long)c->id, c->addr, type);
 				r = -EBADMSG;
 			} else {

@@ -11,6 +11,9 @@
  *  - in an IPv6 tree, records that point at the IPv4 root node anywhere but
  *    at ::/96 are the aliases (::ffff:0:0/96, 2001::/32, 2002::/16) and are
  *    skipped, so IPv4 space is seen once, and reported as IPv4;
+ *  - no node is reached twice (a tree has one path to each node; the IPv4
+ *    root's alias paths are skipped before that check), which also bounds
+ *    the walk by node_count on a crafted file;
  *  - each distinct data record is decoded and classified once (a small
  *    open-addressing table keyed by data offset): GeoLite2-Country has
  *    ~1.3 M networks but only a few thousand distinct records.
@@ -227,6 +230,7 @@ struct walk {
 	uint8_t path[16];
 	size_t networks;
 	struct cls_cache cache;
+	uint8_t *seen; /* one bit per node */
 	char *err;
 	size_t errlen;
 };
@@ -297,6 +301,11 @@ static int walk_node(struct walk *w, uint32_t node, unsigned depth)
 		return walk_corrupt(w, "node number out of range", node);
 	if (depth >= w->width)
 		return walk_corrupt(w, "search tree deeper than the address", node);
+	/* A tree has one path to each node; a second one means a crafted or
+	 * damaged file, which could otherwise make the walk exponential. */
+	if (w->seen[node / 8] & (1u << (node % 8)))
+		return walk_corrupt(w, "node reached twice", node);
+	w->seen[node / 8] |= (uint8_t)(1u << (node % 8));
 	r = MMDB_read_node(w->db, node, &sn);
 	if (r != MMDB_SUCCESS)
 		return walk_corrupt(w, MMDB_strerror(r), node);
@@ -382,9 +391,13 @@ int geoip_walk(MMDB_s *db, const struct geoip_walk_ops *ops, size_t *networks, c
 		}
 		w.v4root = node;
 	}
+	w.seen = calloc(w.node_count / 8 + 1, 1);
+	if (!w.seen)
+		return -ENOMEM;
 	r = cache_grow(&w.cache);
 	if (r == 0)
 		r = walk_node(&w, 0, 0);
+	free(w.seen);
 	free(w.cache.keys);
 	free(w.cache.vals);
 	if (networks)

@@ -117,7 +117,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	struct mgr_settings *s = &mgr.cur;
 	struct geoip_build_info info;
 	struct iprange_set *set = NULL, *acc = NULL;
-	char nerr[512];
+	char nerr[512], built[32];
 	int64_t t0 = now_ms();
 	int r;
 
@@ -196,15 +196,23 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	}
 	access_set(acc, s->mode);
 	acc = NULL;
+	{
+		time_t t = (time_t)info.build_epoch;
+		struct tm tm;
+
+		if (!gmtime_r(&t, &tm) || !strftime(built, sizeof(built), "%Y-%m-%d", &tm))
+			snprintf(built, sizeof(built), "%llu",
+				 (unsigned long long)info.build_epoch);
+	}
 	iprange_set_free(mgr.current);
 	mgr.current = set;
 	set = NULL;
 	log_info("geoip",
-		 "%s: allowlist from %s (%s, built %llu) in force: %zu IPv4 + %zu IPv6 ranges "
+		 "%s: allowlist from %s (%s, built %s) in force: %zu IPv4 + %zu IPv6 ranges "
 		 "(%llu IPv4 addresses), %zu of %zu networks allowed, mode %s%s, %lld ms",
-		 why, s->pol.database, info.database_type, (unsigned long long)info.build_epoch,
-		 info.n4, info.n6, (unsigned long long)info.count4, info.allowed_networks,
-		 info.networks, s->mode == CONFIG_GEOIP_ENFORCE ? "enforce" : "log-only",
+		 why, s->pol.database, info.database_type, built, info.n4, info.n6,
+		 (unsigned long long)info.count4, info.allowed_networks, info.networks,
+		 s->mode == CONFIG_GEOIP_ENFORCE ? "enforce" : "log-only",
 		 s->mode == CONFIG_GEOIP_ENFORCE ? (mgr.nft_failed ? " (in-process filter only)"
 								   : " (nftables + in-process)")
 						 : "",

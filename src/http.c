@@ -672,6 +672,31 @@ int http_route(const struct http_request *req, const struct http_site *site,
 	return route_home(req, site, res);
 }
 
+bool http_acme_challenge(const struct http_request *req, const char **token, size_t *token_len)
+{
+	static const char prefix[] = "/.well-known/acme-challenge/";
+	const size_t pl = sizeof(prefix) - 1;
+	const char *tgt;
+	size_t tlen, plen;
+
+	if (!method_is(req, "GET") && !method_is(req, "HEAD"))
+		return false;
+	if (!split_target(req, &tgt, &tlen, &plen) || plen <= pl || plen - pl > 256 ||
+	    memcmp(tgt, prefix, pl) != 0)
+		return false;
+	for (size_t i = pl; i < plen; i++) {
+		char c = tgt[i];
+
+		/* RFC 8555 8.3: the token is base64url, no padding. */
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+	}
+	*token = tgt + pl;
+	*token_len = plen - pl;
+	return true;
+}
+
 void http_result_free(struct http_result *res)
 {
 	if (!res)

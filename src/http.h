@@ -63,7 +63,7 @@ enum http_home {
 
 /* What a listener serves. Owned by the caller; read-only during routing. */
 struct http_site {
-	const char *hostname;
+	const char *hostname; /* informational; routing does not depend on it */
 	bool derp_enabled;
 	enum http_home home;
 	const char *home_url; /* HTTP_HOME_REDIRECT target */
@@ -98,6 +98,13 @@ struct http_result {
  * http_result_free. */
 int http_route(const struct http_request *req, const struct http_site *site,
 	       struct http_result *res);
+
+/* If req asks for an ACME HTTP-01 challenge (GET/HEAD
+ * /.well-known/acme-challenge/<token>, token = 1..256 base64url characters,
+ * query ignored), point *token into the request buffer, set *token_len and
+ * return true. The caller answers those itself (before http_route) on the
+ * port-80 listener. */
+bool http_acme_challenge(const struct http_request *req, const char **token, size_t *token_len);
 
 /* Free res->resp; safe on a zeroed or already freed result. */
 void http_result_free(struct http_result *res);

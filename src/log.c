@@ -54,11 +54,8 @@ static const struct {
 	const char *name;
 	enum log_level level;
 } log_names[] = {
-	{ "error", LOG_LVL_ERR },
-	{ "warn", LOG_LVL_WARN },
-	{ "warning", LOG_LVL_WARN },
-	{ "info", LOG_LVL_INFO },
-	{ "debug", LOG_LVL_DEBUG },
+	{ "error", LOG_LVL_ERR }, { "warn", LOG_LVL_WARN },   { "warning", LOG_LVL_WARN },
+	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG },
 };
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -101,9 +98,10 @@ static void log_vwrite(enum log_level level, const char *sub, const char *fmt, v
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
-		r = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
-			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			     tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(level), sub);
+		r = snprintf(line, sizeof(line),
+			     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ", tm.tm_year + 1900,
+			     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			     ts.tv_nsec / 1000000, log_level_name(level), sub);
 	}
 	if (r > 0)
 		n = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;

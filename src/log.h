@@ -35,23 +35,24 @@ struct log_ratelimit {
 };
 bool log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst);
 
-#define log_err(sub, ...) log_msg(LOG_LVL_ERR, sub, __VA_ARGS__)
+#define log_err(sub, ...)  log_msg(LOG_LVL_ERR, sub, __VA_ARGS__)
 #define log_warn(sub, ...) log_msg(LOG_LVL_WARN, sub, __VA_ARGS__)
 #define log_info(sub, ...) log_msg(LOG_LVL_INFO, sub, __VA_ARGS__)
-#define log_debug(sub, ...)                                                                       \
-	do {                                                                                      \
-		if (log_enabled(LOG_LVL_DEBUG))                                                   \
-			log_msg(LOG_LVL_DEBUG, sub, __VA_ARGS__);                                 \
+#define log_debug(sub, ...)                                                                        \
+	do {                                                                                       \
+		if (log_enabled(LOG_LVL_DEBUG))                                                    \
+			log_msg(LOG_LVL_DEBUG, sub, __VA_ARGS__);                                  \
 	} while (0)
 /* Peer-triggered warnings: limited to 10 lines/s per call site. */
-#define log_peer(sub, ...)                                                                        \
-	do {                                                                                      \
-		static struct log_ratelimit rl_;                                                  \
-		if (log_ratelimit_allow(&rl_, 10))                                                \
-			log_msg(LOG_LVL_WARN, sub, __VA_ARGS__);                                  \
+#define log_peer(sub, ...)                                                                         \
+	do {                                                                                       \
+		static struct log_ratelimit rl_;                                                   \
+		if (log_ratelimit_allow(&rl_, 10))                                                 \
+			log_msg(LOG_LVL_WARN, sub, __VA_ARGS__);                                   \
 	} while (0)
 
 /* Fatal error before the event loops run: log and exit(1). */
-void log_fatal(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void log_fatal(const char *sub, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
 
 #endif

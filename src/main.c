@@ -54,9 +54,11 @@ static int open_socket(const char *host, int port, int type, char *err, size_t e
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	if (!host || !*host) {
 		/* Dual-stack [::] first, plain IPv4 if the kernel has no IPv6. */
-		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6,
+					   .sin6_port = htons((uint16_t)port),
 					   .sin6_addr = IN6ADDR_ANY_INIT };
-		struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+		struct sockaddr_in s4 = { .sin_family = AF_INET,
+					  .sin_port = htons((uint16_t)port) };
 
 		fd = socket(AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd >= 0) {
@@ -129,9 +131,13 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 
 			for (ai = res; ai && el < sizeof(entry) - 64; ai = ai->ai_next) {
 				char ip[INET6_ADDRSTRLEN];
-				const void *a = ai->ai_family == AF_INET
-							? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-							: (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+				const void *a =
+					ai->ai_family == AF_INET
+						? (const void *)&((struct sockaddr_in *)ai->ai_addr)
+							  ->sin_addr
+						: (const void *)&(
+							  (struct sockaddr_in6 *)ai->ai_addr)
+							  ->sin6_addr;
 
 				inet_ntop(ai->ai_family, a, ip, sizeof(ip));
 				el += (size_t)snprintf(entry + el, sizeof(entry) - el, "%s\"%s\"",
@@ -260,7 +266,8 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (!srv.tls)
 			log_fatal("tls", "%s", err);
 	}
-	srv.listen_fd = open_socket(cfg->listen_host, cfg->listen_port, SOCK_STREAM, err, sizeof(err));
+	srv.listen_fd =
+		open_socket(cfg->listen_host, cfg->listen_port, SOCK_STREAM, err, sizeof(err));
 	if (srv.listen_fd < 0)
 		log_fatal("main", "%s", err);
 	if (srv.tls && cfg->http_port > 0) {
@@ -270,8 +277,8 @@ static int run(struct config *cfg, int argc, char **argv)
 			log_fatal("main", "%s", err);
 	}
 	if (cfg->stun_enable) {
-		srv.stun_fd = open_socket(cfg->listen_host, cfg->stun_port, SOCK_DGRAM, err,
-					  sizeof(err));
+		srv.stun_fd =
+			open_socket(cfg->listen_host, cfg->stun_port, SOCK_DGRAM, err, sizeof(err));
 		if (srv.stun_fd < 0)
 			log_fatal("main", "%s", err);
 	}
@@ -321,7 +328,9 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (n == 0) {
 			if (srv.tls && tls_files_changed(srv.tls)) {
 				if (tls_ctx_reload(srv.tls, err, sizeof(err)) < 0)
-					log_err("tls", "certificate files changed but do not load, keeping the old ones: %s", err);
+					log_err("tls",
+						"certificate files changed but do not load, keeping the old ones: %s",
+						err);
 				else
 					log_info("tls", "certificate files changed: reloaded");
 			}

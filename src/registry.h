@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REGISTRY_SHARDS 64
+#define REGISTRY_SHARDS	  64
 #define REGISTRY_MAX_DUPS 16 /* conns of one key reported back to callers */
 
 struct registry_conn {

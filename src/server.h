@@ -27,12 +27,12 @@ struct server {
 	struct http_site site80; /* the plain-HTTP port beside TLS */
 	char *bootstrap_dns_json;
 
-	int listen_fd;	 /* main TCP listener, shared by all workers (EPOLLEXCLUSIVE) */
-	int http80_fd;	 /* -1 when not serving the plain-HTTP port */
-	int stun_fd;	 /* -1 when STUN is off */
+	int listen_fd; /* main TCP listener, shared by all workers (EPOLLEXCLUSIVE) */
+	int http80_fd; /* -1 when not serving the plain-HTTP port */
+	int stun_fd;   /* -1 when STUN is off */
 	bool stun_generic;
 
-	uint32_t queue_depth;	  /* per client, for each of disco and data */
+	uint32_t queue_depth; /* per client, for each of disco and data */
 	int64_t handshake_timeout_ms;
 	int64_t write_timeout_ms; /* 0 = none */
 	int64_t keepalive_ms;	  /* 60 s; the jitter is added per client */

@@ -36,9 +36,9 @@
 #include "tls.h"
 #include "worker_int.h"
 
-#define WORKER_MAX_EVENTS 128
+#define WORKER_MAX_EVENTS	 128
 #define WORKER_ACCEPTS_PER_EVENT 64
-#define WORKER_STUN_PER_EVENT 64
+#define WORKER_STUN_PER_EVENT	 64
 #define WORKER_SHUTDOWN_GRACE_MS 2000
 
 /* epoll data for the shared sockets (clients use their pointer). */
@@ -626,7 +626,8 @@ int worker_start_all(struct server *srv)
 			return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
-		int r = pthread_create(&srv->workers[i]->thread, NULL, worker_main, srv->workers[i]);
+		int r = pthread_create(&srv->workers[i]->thread, NULL, worker_main,
+				       srv->workers[i]);
 
 		if (r != 0)
 			return -r;

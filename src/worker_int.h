@@ -39,9 +39,9 @@ struct worker {
 	uint32_t nclients;
 	struct client **idtab; /* id -> client hash */
 	uint32_t idtab_size;
-	struct client *dirty;	 /* clients with output queued */
-	struct client *closed;	 /* closed, freed at the end of the turn */
-	struct client *again;	 /* clients with TLS records still buffered */
+	struct client *dirty;  /* clients with output queued */
+	struct client *closed; /* closed, freed at the end of the turn */
+	struct client *again;  /* clients with TLS records still buffered */
 	bool accept_paused;
 	int64_t accept_resume_ms;
 	bool shutting_down;

@@ -36,11 +36,12 @@ struct ws_frame {
 };
 
 /* Parse a client->server frame header from buf[0..len). Returns header_len
- * (2..14) and fills *f, -EAGAIN when the header is incomplete, or -EBADMSG
- * for reserved bits set (no extensions are negotiated), an unknown opcode,
- * a control frame longer than 125 bytes or without FIN, an unmasked frame,
- * or a 64-bit length with its top bit set. The payload is not touched, and
- * payload_len is not bounded here: the caller streams it. */
+ * (6, 8 or 14: client frames are masked) and fills *f, -EAGAIN when the
+ * header is incomplete, or -EBADMSG for reserved bits set (no extensions
+ * are negotiated), an unknown opcode, a control frame longer than 125 bytes
+ * or without FIN, an unmasked frame, or a 64-bit length with its top bit
+ * set. The payload is not touched, and payload_len is not bounded here: the
+ * caller streams it. */
 int ws_frame_parse(const uint8_t *buf, size_t len, struct ws_frame *f);
 
 /* XOR data[0..len) in place with mask, data being the payload bytes starting

@@ -16,19 +16,23 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "access.h"
+#include "config.h"
 #include "geoip.h"
+#include "geoip_mgr.h"
 #include "iprange.h"
 
-#define D "data/geoip/"
-#define COUNTRY D "GeoLite2-Country-Test.mmdb"
-#define CITY D "GeoLite2-City-Test.mmdb"
+#define D	 "data/geoip/"
+#define COUNTRY	 D "GeoLite2-Country-Test.mmdb"
+#define CITY	 D "GeoLite2-City-Test.mmdb"
 #define COUNTRY2 D "GeoIP2-Country-Test.mmdb"
-#define ASN D "GeoLite2-ASN-Test.mmdb"
+#define ASN	 D "GeoLite2-ASN-Test.mmdb"
 
 static uint32_t ip4(const char *s)
 {
@@ -165,20 +169,35 @@ static void test_country_gb_v4_merge(void **state)
 
 static void test_registered_country(void **state)
 {
-	struct geoip_policy p = { .database = COUNTRY,
-				  .countries = gb,
-				  .n_countries = 1,
-				  .registered_country = true };
+	struct geoip_policy p = {
+		.database = COUNTRY, .countries = gb, .n_countries = 1, .registered_country = true
+	};
 	/* registered_country GB: 216.160.83.56/29 (country US) and the IPv6
 	 * GB networks, whose registered country is GB as well. */
-	const char *const want[] = { "216.160.83.56/29", "127.0.0.0/8",	   "::1/128",
-				     "2a02:d3c0::/29",	 "2a02:d540::/29", "2a02:d680::/30",
-				     "2a02:da40::/29",	 "2a02:dd40::/29", "2a02:df80::/29",
-				     "2a02:e100::/29",	 "2a02:e180::/29", "2a02:ea40::/29",
-				     "2a02:eb40::/29",	 "2a02:f0a0::/30", "2a02:f100::/29",
-				     "2a02:f380::/29",	 "2a02:f440::/29", "2a02:f540::/30",
-				     "2a02:f980::/29",	 "2a02:f9c0::/29", "2a02:fb40::/29",
-				     "2a02:fcc0::/29",	 "2a02:fe40::/29", "2a02:fec0::/29",
+	const char *const want[] = { "216.160.83.56/29",
+				     "127.0.0.0/8",
+				     "::1/128",
+				     "2a02:d3c0::/29",
+				     "2a02:d540::/29",
+				     "2a02:d680::/30",
+				     "2a02:da40::/29",
+				     "2a02:dd40::/29",
+				     "2a02:df80::/29",
+				     "2a02:e100::/29",
+				     "2a02:e180::/29",
+				     "2a02:ea40::/29",
+				     "2a02:eb40::/29",
+				     "2a02:f0a0::/30",
+				     "2a02:f100::/29",
+				     "2a02:f380::/29",
+				     "2a02:f440::/29",
+				     "2a02:f540::/30",
+				     "2a02:f980::/29",
+				     "2a02:f9c0::/29",
+				     "2a02:fb40::/29",
+				     "2a02:fcc0::/29",
+				     "2a02:fe40::/29",
+				     "2a02:fec0::/29",
 				     NULL };
 
 	(void)state;
@@ -206,8 +225,8 @@ static void test_subdivisions(void **state)
 	struct geoip_policy p = { .database = CITY, .subdivisions = subs, .n_subdivisions = 2 };
 	/* City source: 175.16.199.0/24 CN-22; 214.78.0.0/19 and 2001:480::/43
 	 * US-CA. */
-	const char *const want[] = { "175.16.199.0/24", "214.78.0.0/19", "127.0.0.0/8", "::1/128",
-				     "2001:480::/43", NULL };
+	const char *const want[] = { "175.16.199.0/24", "214.78.0.0/19", "127.0.0.0/8",
+				     "::1/128",		"2001:480::/43", NULL };
 	char *eng[] = { "GB-ENG" };
 	const char *const want_eng[] = { "2.125.160.216/29", "81.2.69.142-81.2.69.207",
 					 "127.0.0.0/8", "::1/128", NULL };
@@ -278,19 +297,16 @@ static void test_cidrs_and_deny(void **state)
 				  .deny_cidrs = deny,
 				  .n_deny_cidrs = 2 };
 	/* Deny splits the CN /22 and cannot remove loopback. */
-	const char *const want[] = { "111.235.160.0/24",
-				     "111.235.162.0/23",
-				     "127.0.0.0/8",
-				     "192.0.2.0/24",
-				     "::1/128",
-				     "2001:250::-2001:252:ffff:ffff:ffff:ffff:ffff:ffff",
-				     "2001:254::/32",
-				     "2001:256::/32",
-				     "2001:db8::/32",
-				     NULL };
+	const char *const want[] = {
+		"111.235.160.0/24", "111.235.162.0/23",
+		"127.0.0.0/8",	    "192.0.2.0/24",
+		"::1/128",	    "2001:250::-2001:252:ffff:ffff:ffff:ffff:ffff:ffff",
+		"2001:254::/32",    "2001:256::/32",
+		"2001:db8::/32",    NULL
+	};
 	/* Deny ::/0: all IPv6 gone (even allow_cidrs) except ::1. */
 	const char *const want6[] = { "111.235.160.0/24", "111.235.162.0/23", "127.0.0.0/8",
-				      "192.0.2.0/24", "::1/128", NULL };
+				      "192.0.2.0/24",	  "::1/128",	      NULL };
 	char *bad[] = { "300.0.0.0/8" };
 	struct iprange_set s;
 	char err[256];
@@ -503,14 +519,14 @@ static void test_broken_files(void **state)
 	struct iprange_set s;
 
 	(void)state;
-	assert_int_equal(walk_file(D "MaxMind-DB-test-broken-pointers-24.mmdb", &r, err,
-				   sizeof(err)),
-			 -EBADMSG);
+	assert_int_equal(
+		walk_file(D "MaxMind-DB-test-broken-pointers-24.mmdb", &r, err, sizeof(err)),
+		-EBADMSG);
 	assert_non_null(strstr(err, "corrupt"));
 	iprange_set_clear(&r.set);
-	assert_int_equal(walk_file(D "MaxMind-DB-test-broken-search-tree-24.mmdb", &r, err,
-				   sizeof(err)),
-			 -EBADMSG);
+	assert_int_equal(
+		walk_file(D "MaxMind-DB-test-broken-search-tree-24.mmdb", &r, err, sizeof(err)),
+		-EBADMSG);
 	assert_non_null(strstr(err, "corrupt"));
 	iprange_set_clear(&r.set);
 	/* A City-typed file whose node count is wrong: refused at open. */
@@ -523,7 +539,8 @@ static void test_broken_files(void **state)
 	assert_true(geoip_build(&p, &s, NULL, err, sizeof(err)) < 0);
 }
 
-/* Copy src to a temp file, let mutate() damage it, return the path. */
+/* Copy src to a temp file (only the first keep bytes when keep > 0), with
+ * poke_len bytes from poke_at set to 0xff; the path goes to path. */
 static void damaged_copy(const char *src, char *path, size_t len, size_t keep, size_t poke_at,
 			 uint8_t poke_len)
 {
@@ -575,6 +592,33 @@ static void test_damaged_country(void **state)
 	assert_int_equal(r, -EBADMSG);
 }
 
+static void test_node_reached_twice(void **state)
+{
+	struct rec r;
+	char path[64], err[256];
+	uint8_t node0[6];
+	FILE *f;
+	int ret;
+
+	(void)state;
+	/* MaxMind-DB-test-ipv4-24: 24-bit records, node 0 = bytes 0..5. Make
+	 * its right record a copy of its left one: both halves of the address
+	 * space lead to the same subtree, which a tree never does. */
+	damaged_copy(D "MaxMind-DB-test-ipv4-24.mmdb", path, sizeof(path), 0, 0, 0);
+	f = fopen(path, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fread(node0, 1, 6, f), 6);
+	memcpy(node0 + 3, node0, 3);
+	assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+	assert_int_equal(fwrite(node0, 1, 6, f), 6);
+	fclose(f);
+	ret = walk_file(path, &r, err, sizeof(err));
+	unlink(path);
+	iprange_set_clear(&r.set);
+	assert_int_equal(ret, -EBADMSG);
+	assert_non_null(strstr(err, "reached twice"));
+}
+
 static void test_shrink(void **state)
 {
 	struct iprange_set old = { 0 }, small = { 0 }, big = { 0 }, lb = { 0 }, lb1 = { 0 };
@@ -583,8 +627,8 @@ static void test_shrink(void **state)
 				  NULL };
 	const char *const sm[] = { "111.235.160.0/24", "127.0.0.0/8", "::1/128", "2001:250::/31",
 				   NULL };
-	const char *const v6sm[] = { "111.235.160.0/22", "127.0.0.0/8", "::1/128",
-				     "2001:250::/32", "2001:251::/34", NULL };
+	const char *const v6sm[] = { "111.235.160.0/22", "127.0.0.0/8",	  "::1/128",
+				     "2001:250::/32",	 "2001:251::/34", NULL };
 	const char *const l[] = { "127.0.0.0/8", "::1/128", NULL };
 	const char *const l1[] = { "127.0.0.0/8", "::1/128", "192.0.2.1", NULL };
 
@@ -744,8 +788,8 @@ static void check_source(const char *json_path, const char *mmdb)
 
 			json_object_foreach(item, net, v)
 			{
-				const char *cc = json_string_value(json_object_get(
-					json_object_get(v, "country"), "iso_code"));
+				const char *cc = json_string_value(
+					json_object_get(json_object_get(v, "country"), "iso_code"));
 				uint8_t a[16];
 				unsigned bits;
 				int fam;
@@ -756,11 +800,12 @@ static void check_source(const char *json_path, const char *mmdb)
 				if (fam == AF_INET6 && bits >= 96 && !a[0] && !a[1] && !a[2] &&
 				    !a[3] && !a[4] && !a[5] && !a[6] && !a[7] && !a[8] && !a[9] &&
 				    !a[10] && !a[11])
-					assert_int_equal(
-						iprange_add_prefix(&want, AF_INET, a + 12, bits - 96),
-						0);
+					assert_int_equal(iprange_add_prefix(&want, AF_INET, a + 12,
+									    bits - 96),
+							 0);
 				else
-					assert_int_equal(iprange_add_prefix(&want, fam, a, bits), 0);
+					assert_int_equal(iprange_add_prefix(&want, fam, a, bits),
+							 0);
 			}
 		}
 		assert_int_equal(iprange_add_cidr(&want, "127.0.0.0/8"), 0);
@@ -810,6 +855,159 @@ static void test_policy_copy(void **state)
 	geoip_policy_free(NULL);
 }
 
+/* ---- the manager, in log-only mode (no nftables: safe anywhere) ------- */
+
+static char mgr_dir[64];
+
+static void copy_file(const char *src, const char *dst, size_t keep)
+{
+	FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+	char buf[4096];
+	size_t n, total = 0;
+
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
+		if (keep && total + n > keep)
+			n = keep - total;
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+		total += n;
+		if (keep && total >= keep)
+			break;
+	}
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
+/* What geoipupdate does: write a temporary file, rename it into place. */
+static void replace_db(const char *src, size_t keep)
+{
+	char tmp[128], dst[128];
+
+	snprintf(tmp, sizeof(tmp), "%s/.db.tmp", mgr_dir);
+	snprintf(dst, sizeof(dst), "%s/db.mmdb", mgr_dir);
+	copy_file(src, tmp, keep);
+	assert_int_equal(rename(tmp, dst), 0);
+}
+
+/* In log-only mode everything is allowed; membership shows in the
+ * would_refuse counter. */
+static bool in_list(const char *ip)
+{
+	struct access_stats a, b;
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in s4 = { .sin_family = AF_INET };
+
+	access_get_stats(&a);
+	if (strchr(ip, ':')) {
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6.sin6_addr), 1);
+		assert_true(access_allowed((struct sockaddr *)&s6, sizeof(s6)));
+	} else {
+		assert_int_equal(inet_pton(AF_INET, ip, &s4.sin_addr), 1);
+		assert_true(access_allowed((struct sockaddr *)&s4, sizeof(s4)));
+	}
+	access_get_stats(&b);
+	return b.would_refuse == a.would_refuse;
+}
+
+/* Wait up to 5 s for in_list(ip) == want. */
+static bool wait_for(const char *ip, bool want)
+{
+	struct timespec nap = { 0, 50 * 1000 * 1000 };
+
+	for (int i = 0; i < 100; i++) {
+		if (in_list(ip) == want)
+			return true;
+		nanosleep(&nap, NULL);
+	}
+	return false;
+}
+
+static void settle(void)
+{
+	/* Longer than the 1 s debounce plus a rebuild. */
+	struct timespec t = { 2, 0 };
+
+	nanosleep(&t, NULL);
+}
+
+static void mgr_config(struct config *cfg, const char *country, int max_shrink)
+{
+	char path[128];
+
+	assert_int_equal(config_defaults(cfg), 0);
+	snprintf(path, sizeof(path), "%s/db.mmdb", mgr_dir);
+	free(cfg->geoip_database);
+	cfg->geoip_database = strdup(path);
+	cfg->geoip_mode = CONFIG_GEOIP_LOG_ONLY;
+	cfg->geoip_allow_countries.v = calloc(2, sizeof(char *));
+	assert_non_null(cfg->geoip_allow_countries.v);
+	cfg->geoip_allow_countries.v[0] = strdup(country);
+	cfg->geoip_allow_countries.n = 1;
+	cfg->geoip_max_shrink_percent = max_shrink;
+	cfg->listen_port = 3340;
+}
+
+static void test_manager(void **state)
+{
+	struct config cfg;
+	char err[512], path[128];
+
+	(void)state;
+	snprintf(mgr_dir, sizeof(mgr_dir), "/tmp/derper-test-geoip-mgr-XXXXXX");
+	assert_non_null(mkdtemp(mgr_dir));
+
+	/* A wrong-type database refuses to start and installs nothing. */
+	replace_db(ASN, 0);
+	mgr_config(&cfg, "CN", 50);
+	assert_true(geoip_mgr_start(&cfg, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "wrong database type"));
+	assert_int_equal(access_mode(), CONFIG_GEOIP_OFF);
+
+	replace_db(COUNTRY, 0);
+	assert_int_equal(geoip_mgr_start(&cfg, err, sizeof(err)), 0);
+	config_free(&cfg);
+	assert_int_equal(access_mode(), CONFIG_GEOIP_LOG_ONLY);
+	assert_true(in_list("111.235.160.1"));
+	assert_true(in_list("2001:252::1"));
+	assert_false(in_list("81.2.69.150"));
+	assert_true(in_list("127.0.0.1"));
+
+	/* The City file has CN 175.16.199.0/24 only: 1024 -> 256 IPv4
+	 * addresses is a 75% shrink: refused, the old list stays. */
+	replace_db(CITY, 0);
+	settle();
+	assert_true(in_list("111.235.160.1"));
+	assert_false(in_list("175.16.199.1"));
+
+	/* A reload allowing an 80% shrink takes the City file. */
+	mgr_config(&cfg, "CN", 80);
+	geoip_mgr_reload(&cfg);
+	config_free(&cfg);
+	assert_true(wait_for("175.16.199.1", true));
+	assert_false(in_list("111.235.160.1"));
+
+	/* Corrupt (truncated) and wrong-type files renamed in: kept. */
+	replace_db(COUNTRY, 12000);
+	settle();
+	assert_true(in_list("175.16.199.1"));
+	replace_db(ASN, 0);
+	settle();
+	assert_true(in_list("175.16.199.1"));
+
+	/* A good file again is picked up by itself (inotify). */
+	replace_db(COUNTRY, 0);
+	assert_true(wait_for("111.235.160.1", true));
+	assert_false(in_list("175.16.199.1"));
+
+	geoip_mgr_stop();
+	assert_int_equal(access_mode(), CONFIG_GEOIP_OFF);
+	geoip_mgr_stop(); /* idempotent */
+	snprintf(path, sizeof(path), "%s/db.mmdb", mgr_dir);
+	unlink(path);
+	rmdir(mgr_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -827,10 +1025,12 @@ int main(void)
 		cmocka_unit_test(test_walk_ipv4_tree),
 		cmocka_unit_test(test_broken_files),
 		cmocka_unit_test(test_damaged_country),
+		cmocka_unit_test(test_node_reached_twice),
 		cmocka_unit_test(test_shrink),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_all_countries_vs_source),
 		cmocka_unit_test(test_policy_copy),
+		cmocka_unit_test(test_manager),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

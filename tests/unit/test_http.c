@@ -801,6 +801,47 @@ static void test_simple_response(void **state)
 	assert_int_equal(r.body_len, 0);
 }
 
+static void test_acme_challenge(void **state)
+{
+	static const struct {
+		const char *req;
+		const char *token; /* NULL = not a challenge */
+	} cases[] = {
+		{ "GET /.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0 "
+		  "HTTP/1.1\r\nHost: h\r\n\r\n",
+		  "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0" },
+		{ "HEAD /.well-known/acme-challenge/a-b_c?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		  "a-b_c" },
+		{ "GET http://h/.well-known/acme-challenge/tok HTTP/1.1\r\nHost: h\r\n\r\n",
+		  "tok" },
+		{ "POST /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+		{ "GET /.well-known/acme-challenge/ HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+		{ "GET /.well-known/acme-challenge/../x HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+		{ "GET /.well-known/acme-challenge/a=b HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+		{ "GET /.well-known/acme-challengeX HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+		{ "GET / HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+	};
+	struct http_request req;
+	const char *tok;
+	size_t tl;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].req);
+
+		assert_int_equal(http_request_parse(guarded(cases[i].req, len), len, &req),
+				 (int)len);
+		if (!cases[i].token) {
+			if (http_acme_challenge(&req, &tok, &tl))
+				fail_msg("case %zu accepted", i);
+			continue;
+		}
+		assert_true(http_acme_challenge(&req, &tok, &tl));
+		assert_int_equal(tl, strlen(cases[i].token));
+		assert_memory_equal(tok, cases[i].token, tl);
+	}
+}
+
 static void test_result_free(void **state)
 {
 	struct http_result res;
@@ -835,6 +876,7 @@ int main(void)
 		cmocka_unit_test(test_host_and_target_checks),
 		cmocka_unit_test(test_derp_upgrade_response),
 		cmocka_unit_test(test_simple_response),
+		cmocka_unit_test(test_acme_challenge),
 		cmocka_unit_test(test_result_free),
 	};
 

@@ -321,8 +321,8 @@ static void test_cidrs(void **state)
 	assert_int_equal(a.n, 62);
 	memset(&a, 0, sizeof(a));
 	/* 81.2.69.142 - 81.2.69.207 (GB in the test database) */
-	assert_int_equal(
-		iprange_range4_cidrs(ip4("81.2.69.142"), ip4("81.2.69.207"), collect, &a), 0);
+	assert_int_equal(iprange_range4_cidrs(ip4("81.2.69.142"), ip4("81.2.69.207"), collect, &a),
+			 0);
 	assert_string_equal(a.buf, "81.2.69.142/31\n81.2.69.144/28\n81.2.69.160/27\n"
 				   "81.2.69.192/28\n");
 	memset(&a, 0, sizeof(a));
@@ -390,7 +390,9 @@ static void test_each_and_copy(void **state)
  * subtracts, then every address checked. */
 static void test_random_vs_bitmap(void **state)
 {
-	enum { SPACE = 4096 };
+	enum {
+		SPACE = 4096
+	};
 	static uint8_t bm[SPACE];
 	unsigned seed = 12345;
 
@@ -434,10 +436,14 @@ static void test_random_vs_bitmap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cidr_parse),   cmocka_unit_test(test_merge_v4),
-		cmocka_unit_test(test_edges_v4),     cmocka_unit_test(test_subtract_v4),
-		cmocka_unit_test(test_v6),	     cmocka_unit_test(test_edges_v6),
-		cmocka_unit_test(test_cidrs),	     cmocka_unit_test(test_each_and_copy),
+		cmocka_unit_test(test_cidr_parse),
+		cmocka_unit_test(test_merge_v4),
+		cmocka_unit_test(test_edges_v4),
+		cmocka_unit_test(test_subtract_v4),
+		cmocka_unit_test(test_v6),
+		cmocka_unit_test(test_edges_v6),
+		cmocka_unit_test(test_cidrs),
+		cmocka_unit_test(test_each_and_copy),
 		cmocka_unit_test(test_random_vs_bitmap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

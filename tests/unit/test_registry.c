@@ -143,7 +143,8 @@ static void *hammer(void *p)
 
 	for (uint32_t round = 0; round < 50; round++) {
 		for (uint32_t i = 0; i < 200; i++) {
-			struct registry_conn rc = { .worker = ta->base, .client_id = ta->base * 1000 + i };
+			struct registry_conn rc = { .worker = ta->base,
+						    .client_id = ta->base * 1000 + i };
 
 			key_of(k, ta->base * 1000 + i);
 			if (registry_add(k, &rc, others, &n) != 1)
