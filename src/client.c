@@ -494,7 +494,12 @@ static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
 			client_close(c, "bad websocket frame");
 			return -1;
 		}
-		if (f.opcode == WS_OP_BINARY || f.opcode == WS_OP_CONT || f.opcode == WS_OP_TEXT) {
+		if (f.opcode == WS_OP_TEXT) {
+			/* The derp subprotocol is binary-only (as in the reference). */
+			client_close(c, "websocket text message");
+			return -1;
+		}
+		if (f.opcode == WS_OP_BINARY || f.opcode == WS_OP_CONT) {
 			in += (size_t)h;
 			ws->left = f.payload_len;
 			ws->moff = 0;

@@ -786,9 +786,16 @@ static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, c
 		goto fail;
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
 		goto fail;
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-	/* Idle DERP connections are the common case: drop their buffers. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* A peer that closes without close_notify is an ordinary EOF here:
+	 * DERP has its own framing, so truncation cannot go unnoticed. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* Idle DERP connections are the common case: drop their buffers.
+	 * Partial writes plus a moving buffer let client.c keep only the
+	 * unwritten tail of a flush. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* DERP clients never resume sessions: don't mint tickets for them. */
+	SSL_CTX_set_num_tickets(ctx, 0);
 	/* leaf + intermediates + meta cert, sent exactly in that order (an
 	 * explicit chain disables OpenSSL's chain building from a store). */
 	chain = sk_X509_dup(m->chain);

@@ -509,6 +509,27 @@ static void test_walk_ipv4_tree(void **state)
 	iprange_set_clear(&want);
 }
 
+static void test_walk_mixed_tree(void **state)
+{
+	struct rec r;
+	char err[256];
+	struct iprange_set want;
+	/* MaxMind-DB-test-mixed-24 (MaxMind's test writer): the IPv4 networks
+	 * of the ipv4 file under ::/96, reported as IPv4; and ::1:ffff:ffff/128,
+	 * ::2:0:0/122, ::2:0:40/124, ::2:0:50/125, ::2:0:58/127 (which touch). */
+	const char *const items[] = { "1.1.1.1-1.1.1.32", "::1:ffff:ffff/128", "::2:0:0-::2:0:59",
+				      NULL };
+
+	(void)state;
+	assert_int_equal(walk_file(D "MaxMind-DB-test-mixed-24.mmdb", &r, err, sizeof(err)), 0);
+	assert_int_equal(r.n4, 6);
+	assert_int_equal(r.n6, 5);
+	expect_set(&want, items);
+	assert_set_equal(&r.set, &want);
+	iprange_set_clear(&r.set);
+	iprange_set_clear(&want);
+}
+
 static void test_broken_files(void **state)
 {
 	struct rec r;
@@ -1023,6 +1044,7 @@ int main(void)
 		cmocka_unit_test(test_walk_aliases),
 		cmocka_unit_test(test_walk_no_ipv4_tree),
 		cmocka_unit_test(test_walk_ipv4_tree),
+		cmocka_unit_test(test_walk_mixed_tree),
 		cmocka_unit_test(test_broken_files),
 		cmocka_unit_test(test_damaged_country),
 		cmocka_unit_test(test_node_reached_twice),
