@@ -240,6 +240,18 @@ static int run(struct config *cfg, int argc, char **argv)
 	srv.max_clients = cfg->max_clients;
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
+	/* Every thread started from here on (geo-IP manager, workers)
+	 * inherits this mask: signals reach only the main thread. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		log_fatal("main", "signalfd: %s", strerror(errno));
+
 	if (sodium_init() < 0 || registry_init() < 0)
 		log_fatal("main", "cannot initialise libsodium");
 	if (cfg->dev) {
@@ -291,17 +303,6 @@ static int run(struct config *cfg, int argc, char **argv)
 			log_fatal("geoip", "%s", err);
 		geoip_started = true;
 	}
-
-	/* Workers inherit this mask: signals reach only the main thread. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	if (sfd < 0)
-		log_fatal("main", "signalfd: %s", strerror(errno));
 
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
