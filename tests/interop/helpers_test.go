@@ -180,6 +180,7 @@ type daemonOpts struct {
 	listenAll bool   // -a :PORT (dual-stack, needed for STUN over ::1)
 	hostname  string // -hostname; default derp.test
 	keyFile   string // -c; default a fresh path in the test's temp dir
+	httpPort  int    // -http-port; 0 means -1 (off)
 	plainHTTP bool   // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
 }
@@ -290,6 +291,9 @@ func (d *daemon) args() []string {
 		"-c", d.opts.keyFile,
 		"-stun-port", fmt.Sprint(d.stunPort),
 		"-http-port", "-1",
+	}
+	if d.opts.httpPort > 0 {
+		args[len(args)-1] = fmt.Sprint(d.opts.httpPort)
 	}
 	if !d.opts.plainHTTP {
 		args = append(args, "-certmode", "manual")

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -182,8 +184,15 @@ static void test_concurrent_swaps(void **state)
 	atomic_store(&stop_readers, false);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(pthread_create(&thr[i], NULL, reader, NULL), 0);
-	for (int i = 0; i < 2000; i++)
+	/* On a loaded machine the readers may not have run yet: the swaps
+	 * must overlap real lookups, so wait (bounded) until they do. */
+	for (int spins = 0; atomic_load(&reader_lookups) < 100 && spins < 5000; spins++)
+		usleep(1000);
+	for (int i = 0; i < 2000; i++) {
 		access_set(make(i % 2 ? allow_list : other), CONFIG_GEOIP_ENFORCE);
+		if (i % 100 == 0)
+			sched_yield();
+	}
 	atomic_store(&stop_readers, true);
 	for (int i = 0; i < 4; i++)
 		pthread_join(thr[i], NULL);
