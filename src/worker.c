@@ -479,7 +479,9 @@ static void *worker_main(void *arg)
 	w->now_ms = worker_now_ms();
 	next_tick = w->now_ms + 1000;
 	for (;;) {
-		int timeout = w->again ? 0 : (int)(next_tick - w->now_ms);
+		/* Work queued during the last turn's frees (PeerGone, Health)
+		 * or TLS records already decrypted: don't sleep on them. */
+		int timeout = (w->again || w->dirty) ? 0 : (int)(next_tick - w->now_ms);
 
 		if (timeout < 0)
 			timeout = 0;

@@ -171,6 +171,14 @@ func runCheckConfig(t *testing.T, ini string) (string, int, error) {
 	}
 }
 
+// clip shortens command output for an error message.
+func clip(s string) string {
+	if len(s) > 400 {
+		return s[:400] + "..."
+	}
+	return s
+}
+
 // TestShippedConfig: conf/derper.ini, changed only to listen on loopback
 // ports with the test certificate and a temp key file, runs the daemon with
 // no other flag: DERP over TLS relays between derphttp clients and STUN
@@ -216,7 +224,7 @@ func TestShippedConfig(t *testing.T) {
 	// --check-config on the working file, then on a copy with a bad value.
 	out, code, err := runCheckConfig(t, ini)
 	if err == nil && (code != 0 || !strings.Contains(out, "config ok")) {
-		err = fmt.Errorf("--check-config on the working file: exit %d, output %q; want 0 and \"config ok\"", code, out)
+		err = fmt.Errorf("--check-config on the working file: exit %d, output %q; want 0 and \"config ok\"", code, clip(out))
 	}
 	improvement(t, "--check-config accepts the adjusted shipped derper.ini", err)
 
@@ -228,7 +236,7 @@ func TestShippedConfig(t *testing.T) {
 	out, code, err = runCheckConfig(t, broken)
 	where := fmt.Sprintf("broken.ini:%d:", line)
 	if err == nil && (code != 1 || !strings.Contains(out, where)) {
-		err = fmt.Errorf("--check-config on a bad queue_depth on line %d: exit %d, output %q; want 1 and %q", line, code, out, where)
+		err = fmt.Errorf("--check-config on a bad queue_depth on line %d: exit %d, output %q; want 1 and %q", line, code, clip(out), where)
 	}
 	improvement(t, "--check-config names file:line of a bad value", err)
 	if err == nil && !strings.Contains(lastLineWith(out, where), "queue_depth") {
