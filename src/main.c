@@ -321,12 +321,18 @@ static int run(struct config *cfg, int argc, char **argv)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
 			 cfg->http_port);
 
+	int64_t next_check = worker_now_ms() + MAIN_CERT_CHECK_MS;
+
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
 		struct signalfd_siginfo si;
-		int n = poll(&pfd, 1, MAIN_CERT_CHECK_MS);
+		int64_t now = worker_now_ms();
+		int n = poll(&pfd, 1, next_check > now ? (int)(next_check - now) : 0);
 
-		if (n == 0) {
+		/* The certificate files are checked on a fixed cadence, however
+		 * many signals arrive in between. */
+		if (worker_now_ms() >= next_check) {
+			next_check = worker_now_ms() + MAIN_CERT_CHECK_MS;
 			if (srv.tls && tls_files_changed(srv.tls)) {
 				if (tls_ctx_reload(srv.tls, err, sizeof(err)) < 0)
 					log_err("tls",
@@ -335,9 +341,10 @@ static int run(struct config *cfg, int argc, char **argv)
 				else
 					log_info("tls", "certificate files changed: reloaded");
 			}
-			continue;
 		}
-		if (n < 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
+		if (n <= 0)
+			continue;
+		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGHUP) {
 			reload(&srv, argc, argv);

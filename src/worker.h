@@ -50,6 +50,9 @@ int worker_start_all(struct server *srv);
  * then join the threads (bounded by a few seconds). Main thread. */
 void worker_stop_all(struct server *srv);
 
+/* Monotonic clock in milliseconds; any thread. */
+int64_t worker_now_ms(void);
+
 /* Hand m to worker w (any thread). Takes ownership. */
 void worker_post(struct worker *w, struct wmsg *m);
 

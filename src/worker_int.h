@@ -52,8 +52,6 @@ struct worker {
 	struct metrics metrics;
 };
 
-/* Monotonic milliseconds. */
-int64_t worker_now_ms(void);
 /* Put c on the to-flush list. */
 void worker_mark_dirty(struct worker *w, struct client *c);
 /* Find a client of this worker by id. */
