@@ -381,7 +381,8 @@ static int route_robots(const struct http_request *req, struct http_result *res)
 static int route_bootstrap_dns(const struct http_request *req, const struct http_site *site,
 			       struct http_result *res)
 {
-	const char *body = site->bootstrap_dns_json ? site->bootstrap_dns_json : "";
+	const char *json = site->bootstrap_dns_json; /* one atomic load */
+	const char *body = json ? json : "";
 	struct hbuf b = { 0 };
 
 	hb_status(&b, 200);

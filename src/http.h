@@ -71,7 +71,11 @@ struct http_site {
 	 * to https://<Host><target>, other methods get 400 "Use HTTPS";
 	 * only /generate_204 is served. */
 	bool port80;
-	const char *bootstrap_dns_json; /* NULL = empty body */
+	/* NULL = empty body. Atomic: main swaps it when it re-resolves the
+	 * names (every 10 minutes) while workers route requests; a request
+	 * loads it once and is done with it long before main frees the
+	 * string it replaced, which it does only at the next swap. */
+	_Atomic(const char *) bootstrap_dns_json;
 };
 
 enum http_action {

@@ -34,7 +34,8 @@
 #include "tls.h"
 #include "worker.h"
 
-#define MAIN_CERT_CHECK_MS 5000
+#define MAIN_CERT_CHECK_MS    5000
+#define MAIN_BOOTSTRAP_DNS_MS (10 * 60 * 1000)
 
 static void print_errors(const struct config_errors *errs)
 {
@@ -322,6 +323,8 @@ static int run(struct config *cfg, int argc, char **argv)
 			 cfg->http_port);
 
 	int64_t next_check = worker_now_ms() + MAIN_CERT_CHECK_MS;
+	int64_t next_dns = worker_now_ms() + MAIN_BOOTSTRAP_DNS_MS;
+	char *retired_dns = NULL;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
@@ -340,6 +343,20 @@ static int run(struct config *cfg, int argc, char **argv)
 						err);
 				else
 					log_info("tls", "certificate files changed: reloaded");
+			}
+		}
+		if (cfg->bootstrap_dns_names.n && worker_now_ms() >= next_dns) {
+			char *fresh = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+
+			next_dns = worker_now_ms() + MAIN_BOOTSTRAP_DNS_MS;
+			if (fresh) {
+				/* The string replaced 10 minutes ago has long been
+				 * unused by any request: free it now. */
+				free(retired_dns);
+				retired_dns = srv.bootstrap_dns_json;
+				srv.bootstrap_dns_json = fresh;
+				srv.site.bootstrap_dns_json = fresh;
+				srv.site80.bootstrap_dns_json = fresh;
 			}
 		}
 		if (n <= 0)
@@ -366,6 +383,7 @@ static int run(struct config *cfg, int argc, char **argv)
 		close(srv.stun_fd);
 	tls_ctx_free(srv.tls);
 	free(srv.bootstrap_dns_json);
+	free(retired_dns);
 	registry_deinit();
 	sodium_memzero(srv.priv, sizeof(srv.priv));
 	return ret;

@@ -177,11 +177,12 @@ func newTestPKI() (*testPKI, error) {
 // Daemon processes.
 
 type daemonOpts struct {
-	listenAll bool   // -a :PORT (dual-stack, needed for STUN over ::1)
-	hostname  string // -hostname; default derp.test
-	keyFile   string // -c; default a fresh path in the test's temp dir
-	httpPort  int    // -http-port; 0 means -1 (off)
-	plainHTTP bool   // no -certmode manual: on a port other than 443 the
+	listenAll bool     // -a :PORT (dual-stack, needed for STUN over ::1)
+	hostname  string   // -hostname; default derp.test
+	keyFile   string   // -c; default a fresh path in the test's temp dir
+	httpPort  int      // -http-port; 0 means -1 (off)
+	extra     []string // more flags, appended last
+	plainHTTP bool     // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
 }
 
@@ -295,6 +296,7 @@ func (d *daemon) args() []string {
 	if d.opts.httpPort > 0 {
 		args[len(args)-1] = fmt.Sprint(d.opts.httpPort)
 	}
+	args = append(args, d.opts.extra...)
 	if !d.opts.plainHTTP {
 		args = append(args, "-certmode", "manual")
 	}

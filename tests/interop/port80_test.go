@@ -3,6 +3,7 @@
 package interop
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -57,4 +58,31 @@ func TestHTTPPort(t *testing.T) {
 	a := d.connectHTTP(t, "A", key.NewNode())
 	b := d.connectHTTP(t, "B", key.NewNode())
 	relayCheck(t, a, b)
+}
+
+// /bootstrap-dns publishes the configured names' addresses as JSON.
+func TestBootstrapDNS(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, daemonOpts{extra: []string{"-bootstrap-dns-names", "localhost"}})
+	resp, err := d.httpClient().Get(d.base() + "/bootstrap-dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string][]string
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("bootstrap-dns body is not the expected JSON: %v", err)
+	}
+	if resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	found := false
+	for _, ip := range m["localhost"] {
+		if ip == "127.0.0.1" || ip == "::1" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("bootstrap-dns %v: localhost should resolve to a loopback address", m)
+	}
 }
