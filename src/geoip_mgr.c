@@ -141,9 +141,12 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	r = geoip_build(&s->pol, set, &info, err, errlen);
 	if (r < 0)
 		goto out;
-	r = geoip_check_shrink(mgr.current, set, s->max_shrink, s->force, err, errlen);
-	if (r < 0)
+	r = geoip_check_shrink(mgr.current, set, s->max_shrink, s->force, nerr, sizeof(nerr));
+	if (r < 0) {
+		/* Name the file, as every other rebuild error does. */
+		snprintf(err, errlen, "%s: %s", s->pol.database, nerr);
 		goto out;
+	}
 	acc = iprange_set_new();
 	if (!acc || iprange_copy(acc, set) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -287,6 +290,9 @@ static void *mgr_thread(void *arg)
 		int timeout = -1;
 		char err[512];
 		bool stop, reload = false;
+		struct mgr_settings prev;
+
+		memset(&prev, 0, sizeof(prev));
 
 		if (due >= 0) {
 			int64_t left = due - now_ms();
@@ -307,7 +313,9 @@ static void *mgr_thread(void *arg)
 		pthread_mutex_lock(&mgr.lock);
 		stop = mgr.stop;
 		if (mgr.have_pending && !stop) {
-			settings_free(&mgr.cur);
+			/* Kept until the rebuild succeeds: a refused reload
+			 * must not leave its settings for the next rebuild. */
+			prev = mgr.cur;
 			mgr.cur = mgr.pending;
 			memset(&mgr.pending, 0, sizeof(mgr.pending));
 			mgr.have_pending = false;
@@ -321,8 +329,16 @@ static void *mgr_thread(void *arg)
 		if (reload) {
 			mgr_watch();
 			due = -1;
-			if (mgr_rebuild("reload", false, err, sizeof(err)) < 0)
-				log_err("geoip", "reload: %s; keeping the allowlist in force", err);
+			if (mgr_rebuild("reload", false, err, sizeof(err)) < 0) {
+				log_err("geoip",
+					"reload: %s; keeping the allowlist and [geoip] settings in force",
+					err);
+				settings_free(&mgr.cur);
+				mgr.cur = prev;
+				mgr_watch();
+			} else {
+				settings_free(&prev);
+			}
 		} else if (due >= 0 && now_ms() >= due) {
 			due = -1;
 			if (mgr_rebuild("database file changed", false, err, sizeof(err)) < 0)

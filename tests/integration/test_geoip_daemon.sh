@@ -8,21 +8,27 @@
 # (in allow_cidrs) and .3 / ::3 (not allowed at first). allow_countries = GB:
 # the MaxMind test database has GB ranges, none of them in 10.201.0.0/24.
 # Checks:
-#  1. the table inet derper holds .2 / ::2 and drops the other sources on
-#     TCP P and UDP Q; .2 gets a TLS handshake + 204 from /generate_204 and a
-#     STUN binding response, .3 gets no answer at all; R answers everyone;
+#  1. the table inet derper holds .2 / ::2 (and GB's ranges) and drops the
+#     other sources on TCP P and UDP Q; .2 gets a TLS handshake + 204 from
+#     /generate_204 (python and curl) and a STUN binding response, .3 gets
+#     no answer at all; R answers everyone. Both families.
 #  2. the database replaced by atomic rename (as geoipupdate does) is picked
-#     up (log) with zero failures from .2 under continuous traffic;
-#  3. a corrupt database and a wrong-type one renamed in, and a SIGHUP while
-#     the corrupt one is there, are logged with the file name and leave the
-#     table byte for byte as it was; .2 still in, .3 still out;
-#  4. SIGHUP with .3 added to allow_cidrs: zero failures from .2 during the
-#     reload, .3 gets through afterwards;
-#  5. SIGTERM: exit 0 and the table is gone;
+#     up (log) with zero failures from .2 / ::2 under continuous traffic;
+#  3. bad reloads keep the sets byte for byte, and are logged naming the
+#     file: a Country database with a corrupt search tree, a truncated one,
+#     MaxMind's broken-search-tree test file, the ASN database (wrong
+#     type), a SIGHUP while a corrupt file is in place; the shrink guard
+#     refuses GB -> JP until force = yes. .2 still in, .3 still out;
+#  4. SIGHUP with .3 added to allow_cidrs: zero failures from .2 / ::2
+#     during the reload, .3 / ::3 served afterwards;
+#  5. SIGTERM: exit 0 and the table is gone; with keep_table = yes it stays
+#     (and keeps filtering), and the next daemon replaces its stale sets;
 #  6. without CAP_NET_ADMIN (setpriv) and fail = open: a loud error, no
-#     table, and the in-process filter closes .3's TCP connection before
-#     any TLS byte and ignores its STUN requests, while .2 is served;
-#     with fail = closed the daemon refuses to start.
+#     table, and the in-process filter closes .3's TCP connections before
+#     any TLS byte and ignores its STUN requests, while .2 is served; a
+#     SIGHUP updates that filter; with fail = closed the daemon refuses to
+#     start (non-zero exit, the reason in its log).
+# Runtime about 25 s (sleeps are bounded waits on log lines or answers).
 #
 # Needs root, iproute2, nftables, python3, curl and setpriv (util-linux).
 # Never skips: anything missing is a failure that says what to install.
@@ -63,7 +69,14 @@ WORK=$(mktemp -d /tmp/derper-geoipd.XXXXXX)
 PIDS=()
 
 cleanup() {
-	local p ns
+	local rc=$? p ns f
+	if [ $rc != 0 ]; then
+		for f in "$WORK"/derper*.log; do
+			[ -f "$f" ] || continue
+			echo "--- last lines of $(basename "$f"):" >&2
+			tail -n 25 "$f" >&2
+		done
+	fi
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null
 	done
@@ -122,8 +135,8 @@ DB=$WORK/db/GeoIP2-Country.mmdb
 mkdir -p "$WORK/db" "$WORK/certs"
 cp "$DATA/GeoIP2-Country-Test.mmdb" "$DB" || fail "copying the test database"
 
-# write_ini FILE PORT STUNPORT FAIL ALLOW_CIDRS (atomically: the daemon may
-# re-read it at any time)
+# write_ini FILE PORT STUNPORT FAIL ALLOW_CIDRS [EXTRA_GEOIP_LINE]
+# (atomically: the daemon may re-read it at any time)
 write_ini() {
 	cat >"$1.tmp" <<EOF
 [server]
@@ -143,9 +156,10 @@ level = info
 [geoip]
 mode = enforce
 database = $DB
-allow_countries = GB
+allow_countries = ${COUNTRIES:-GB}
 allow_cidrs = $5
 fail = $4
+${6:-}
 EOF
 	mv "$1.tmp" "$1"
 }
@@ -171,18 +185,37 @@ wait_log() {
 }
 count_log() { grep -cE -- "$2" "$1" 2>/dev/null; }
 
-ip netns exec "$SRV" "$DERPER_BIN" -config "$INI" >"$LOG" 2>&1 &
-DPID=$!
-PIDS+=($DPID)
-for _ in $(seq 200); do
-	grep -q 'info main: derper .* on \*:'"$P" "$LOG" && break
-	kill -0 "$DPID" 2>/dev/null || break
-	sleep 0.05
-done
-grep -q 'info main: derper .* on \*:'"$P" "$LOG" || {
-	cat "$LOG" >&2
-	fail "daemon did not start (log above)"
+# start_daemon LOG PORT CMD...: run CMD in the server namespace until it
+# says it serves PORT (10 s at most); DPID is its pid.
+start_daemon() {
+	local log=$1 port=$2
+	shift 2
+	ip netns exec "$SRV" "$@" >"$log" 2>&1 &
+	DPID=$!
+	PIDS+=($DPID)
+	for _ in $(seq 200); do
+		grep -q 'info main: derper .* on \*:'"$port" "$log" 2>/dev/null && return 0
+		kill -0 "$DPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$log" >&2
+	fail "daemon did not start: $* (log above)"
 }
+# stop_daemon WHAT: SIGTERM; it must exit 0 within 5 s.
+stop_daemon() {
+	local rc
+	kill -TERM "$DPID"
+	for _ in $(seq 100); do
+		kill -0 "$DPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$DPID" 2>/dev/null && fail "$1: daemon still running 5 s after SIGTERM"
+	wait "$DPID"
+	rc=$?
+	[ $rc = 0 ] || fail "$1: daemon exited $rc after SIGTERM, expected 0"
+}
+
+start_daemon "$LOG" "$P" "$DERPER_BIN" -config "$INI"
 grep -q 'geoip: startup: allowlist from .*GeoIP2-Country.mmdb.* mode enforce (nftables + in-process)' "$LOG" ||
 	fail "no startup allowlist line for nftables + in-process: $(grep geoip "$LOG")"
 pass "daemon up: $(grep -o 'startup: allowlist.*' "$LOG" | cut -c1-150)"
@@ -203,7 +236,7 @@ pass "table inet derper: .2 and ::2 (and the GB ranges) in the sets, TCP $P and 
 
 # check TIMEOUT what... where what = KIND,SRC,EXPECT (DST and port derived)
 check() {
-	local t=$1 items=() kind src expect dst port
+	local t=$1 items=() kind src expect dst port w
 	shift
 	for w in "$@"; do
 		IFS=, read -r kind src expect <<<"$w"
@@ -221,7 +254,7 @@ check() {
 DERP_PORT=$P
 STUN_PORT=$Q
 only_two_allowed() { # $1 = what for the message
-	check 2 tls,10.201.0.2,open stun,10.201.0.2,open tls,fd00:201::2,open stun,fd00:201::2,open \
+	check 1.5 tls,10.201.0.2,open stun,10.201.0.2,open tls,fd00:201::2,open stun,fd00:201::2,open \
 		tls,10.201.0.3,silent stun,10.201.0.3,silent tls,fd00:201::3,silent stun,fd00:201::3,silent \
 		tcp,10.201.0.3,open tcp,fd00:201::3,open ||
 		fail "$1: expected .2/::2 served on TCP $P + UDP $Q, .3/::3 dropped there, ssh-like TCP $R open"
@@ -291,10 +324,21 @@ bad_db() {
 	only_two_allowed "after $2"
 	pass "$2 renamed in: '$(grep -E "$RE_BAD" "$LOG" | tail -1 | sed 's/.*geoip: //' | cut -c1-160)'; table unchanged, .2 in, .3 out"
 }
-bad_db "$DATA/MaxMind-DB-test-broken-search-tree-24.mmdb" "corrupt database"
+# Corrupt copies of the Country database itself (the right type, so they
+# get past the type check): the search tree overwritten, and cut in half
+# (metadata gone).
+"$PY" - "$DATA/GeoIP2-Country-Test.mmdb" "$WORK" <<'EOF' || fail "making corrupt databases"
+import sys
+d = open(sys.argv[1], "rb").read()
+b = bytearray(d)
+b[:4096] = b"\xff" * 4096
+open(sys.argv[2] + "/tree.mmdb", "wb").write(bytes(b))
+open(sys.argv[2] + "/half.mmdb", "wb").write(d[: len(d) // 2])
+EOF
+bad_db "$WORK/tree.mmdb" "Country database with a corrupt search tree"
 # and a SIGHUP now (that would also allow .3) must fail the same way
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32, fd00:201::3/128"
-RE_HUPBAD="geoip: reload: .*$DB.*; keeping the allowlist in force"
+RE_HUPBAD="geoip: reload: .*$DB.*; keeping the allowlist and \\[geoip\\] settings in force"
 n=$(count_log "$LOG" "$RE_HUPBAD")
 kill -HUP "$DPID"
 wait_log "$LOG" "$RE_HUPBAD" $((n + 1)) 5
@@ -305,6 +349,8 @@ pass "SIGHUP with the corrupt database: '$(grep -E "$RE_HUPBAD" "$LOG" | tail -1
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
 kill -HUP "$DPID"
 wait_log "$LOG" "$RE_HUPBAD" $((n + 2)) 5
+bad_db "$WORK/half.mmdb" "truncated Country database"
+bad_db "$DATA/MaxMind-DB-test-broken-search-tree-24.mmdb" "MaxMind-DB-test-broken-search-tree-24"
 bad_db "$DATA/GeoLite2-ASN-Test.mmdb" "wrong-type (ASN) database"
 
 # the good one back
@@ -316,8 +362,31 @@ S nft list table inet derper >"$WORK/table2" || fail "nft list"
 cmp -s "$WORK/table" "$WORK/table2" || fail "the good database back: the table differs"
 pass "the good database renamed back in: picked up"
 
-# ---- 4. SIGHUP allowing .3 under traffic --------------------------------------------------
+# The shrink guard: JP instead of GB takes IPv4 from 75 addresses (GB's
+# test ranges + .2) to 1: refused, unless force = yes.
 RE_HUP='geoip: reload: allowlist from .*GeoIP2-Country.mmdb'
+RE_SHRINK='geoip: reload: .*: new allowlist shrinks IPv4 from 75 to 1 addresses .*refused.*keeping the allowlist'
+n=$(count_log "$LOG" "$RE_SHRINK")
+COUNTRIES=JP write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
+kill -HUP "$DPID"
+wait_log "$LOG" "$RE_SHRINK" $((n + 1)) 5
+S nft list table inet derper >"$WORK/table2" || fail "nft list"
+cmp -s "$WORK/table" "$WORK/table2" || fail "a refused shrink changed the table"
+n=$(count_log "$LOG" "$RE_HUP")
+COUNTRIES=JP write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128" "force = yes"
+kill -HUP "$DPID"
+wait_log "$LOG" "$RE_HUP" $((n + 1)) 5
+S nft list table inet derper >"$WORK/table2" || fail "nft list"
+grep -q '2001:218::/32' "$WORK/table2" && ! grep -q '81\.2\.69' "$WORK/table2" ||
+	fail "force = yes: expected JP's 2001:218::/32 and no GB range: $(cat "$WORK/table2")"
+write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
+kill -HUP "$DPID"
+wait_log "$LOG" "$RE_HUP" $((n + 2)) 5
+S nft list table inet derper >"$WORK/table2" || fail "nft list"
+cmp -s "$WORK/table" "$WORK/table2" || fail "back to GB: not the first table"
+pass "shrink guard: '$(grep -E "$RE_SHRINK" "$LOG" | tail -1 | sed 's/.*geoip: //' | cut -c1-100)...' kept the table; force = yes applied it"
+
+# ---- 4. SIGHUP allowing .3 under traffic --------------------------------------------------
 n=$(count_log "$LOG" "$RE_HUP")
 loop_start
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32, fd00:201::3/128"
@@ -325,49 +394,54 @@ kill -HUP "$DPID"
 wait_log "$LOG" "$RE_HUP" $((n + 1)) 5
 loop_stop "SIGHUP reload"
 S nft list table inet derper >"$WORK/table3" || fail "nft list"
-grep -qE '10\.201\.0\.2-10\.201\.0\.3|10\.201\.0\.3' "$WORK/table3" || fail "table lacks .3 after the reload"
-grep -qE 'fd00:201::2-fd00:201::3|fd00:201::3' "$WORK/table3" || fail "table lacks ::3 after the reload"
+# .2 and .3 merge into one range each: 10.201.0.2/31, fd00:201::2/127
+grep -qE '10\.201\.0\.2/31' "$WORK/table3" || fail "table lacks .3 after the reload: $(cat "$WORK/table3")"
+grep -qE 'fd00:201::2/127' "$WORK/table3" || fail "table lacks ::3 after the reload: $(cat "$WORK/table3")"
 check 3 tls,10.201.0.3,open stun,10.201.0.3,open tls,fd00:201::3,open stun,fd00:201::3,open \
 	tls,10.201.0.2,open stun,fd00:201::2,open || fail "after the SIGHUP allowing .3"
 pass "SIGHUP adding .3/::3: zero failures from .2 during the reload, .3/::3 served afterwards"
 
 # ---- 5. SIGTERM removes the table --------------------------------------------------------
-kill -TERM "$DPID"
-for _ in $(seq 100); do
-	kill -0 "$DPID" 2>/dev/null || break
-	sleep 0.05
-done
-kill -0 "$DPID" 2>/dev/null && fail "daemon still running 5 s after SIGTERM"
-wait "$DPID"
-rc=$?
-[ $rc = 0 ] || {
-	tail -20 "$LOG" >&2
-	fail "daemon exited $rc after SIGTERM, expected 0"
-}
+stop_daemon "SIGTERM"
 grep -q 'nftables table "derper" removed' "$LOG" || fail "no 'table removed' line in the log"
 S nft list table inet derper >/dev/null 2>&1 && fail "table inet derper still there after SIGTERM"
 [ -z "$(S nft list ruleset)" ] || fail "ruleset not empty after SIGTERM: $(S nft list ruleset)"
 pass "SIGTERM: exit 0, table inet derper removed"
+
+# keep_table: the table outlives the daemon (the kernel keeps filtering);
+# the next daemon, with another allowlist, replaces the stale sets and
+# removes the table at exit. Kept: .2, ::2 and .3 (not ::3).
+LOG3=$WORK/derper-keep.log
+write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32" "keep_table = yes"
+start_daemon "$LOG3" "$P" "$DERPER_BIN" -config "$INI"
+S nft list table inet derper >"$WORK/table4" || fail "keep_table: no table"
+grep -q '10\.201\.0\.2/31' "$WORK/table4" || fail "keep_table: .3 not in the table: $(cat "$WORK/table4")"
+stop_daemon "keep_table"
+S nft list table inet derper >"$WORK/table5" 2>&1 || fail "keep_table = yes: the table was removed at exit"
+cmp -s "$WORK/table4" "$WORK/table5" || fail "keep_table: the table changed at exit"
+grep -q 'nftables table "derper" removed' "$LOG3" && fail "keep_table = yes, yet the log says the table was removed"
+check 1.5 tls,10.201.0.3,refused tls,fd00:201::3,silent stun,fd00:201::3,silent ||
+	fail "keep_table: without the daemon, expected .3 let through (refused: no listener), ::3 still dropped"
+write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
+start_daemon "$LOG3" "$P" "$DERPER_BIN" -config "$INI"
+S nft list table inet derper >"$WORK/table6" || fail "restart over a kept table: no table"
+cmp -s "$WORK/table" "$WORK/table6" || {
+	diff "$WORK/table" "$WORK/table6" >&2
+	fail "restart over a kept table: not the expected table"
+}
+check 1.5 tls,10.201.0.2,open tls,10.201.0.3,silent || fail "restart over a kept table"
+stop_daemon "restart over a kept table"
+S nft list table inet derper >/dev/null 2>&1 && fail "table still there after the restarted daemon exited"
+pass "keep_table = yes: table kept at exit and still filtering; the next daemon replaces its stale sets and removes it"
 
 # ---- 6. no CAP_NET_ADMIN: the in-process filter ------------------------------------------------
 NOCAP=(setpriv --inh-caps=-net_admin --bounding-set=-net_admin --)
 INI2=$WORK/derper-nocap.ini
 LOG2=$WORK/derper-nocap.log
 write_ini "$INI2" "$P2" "$Q2" open "10.201.0.2/32, fd00:201::2/128"
-ip netns exec "$SRV" "${NOCAP[@]}" "$DERPER_BIN" -config "$INI2" >"$LOG2" 2>&1 &
-DPID2=$!
-PIDS+=($DPID2)
-for _ in $(seq 200); do
-	grep -q 'info main: derper .* on \*:'"$P2" "$LOG2" && break
-	kill -0 "$DPID2" 2>/dev/null || break
-	sleep 0.05
-done
-grep -q 'info main: derper .* on \*:'"$P2" "$LOG2" || {
-	cat "$LOG2" >&2
-	fail "daemon without CAP_NET_ADMIN, fail = open, did not start (log above)"
-}
-grep -q 'CapEff:.*' "/proc/$DPID2/status" || fail "cannot read /proc/$DPID2/status"
-eff=$(awk '/^CapEff:/ {print $2}' "/proc/$DPID2/status")
+start_daemon "$LOG2" "$P2" "${NOCAP[@]}" "$DERPER_BIN" -config "$INI2"
+eff=$(awk '/^CapEff:/ {print $2}' "/proc/$DPID/status")
+[ -n "$eff" ] || fail "cannot read CapEff from /proc/$DPID/status"
 (((0x$eff >> 12) & 1)) && fail "setpriv did not drop CAP_NET_ADMIN (CapEff $eff)"
 grep -qE 'geoip: !!! cannot install the nftables table "derper".*fail = open' "$LOG2" || {
 	cat "$LOG2" >&2
@@ -386,10 +460,17 @@ rc=$?
 [ $rc = 35 ] || [ $rc = 56 ] || [ $rc = 52 ] ||
 	fail "curl from 10.201.0.3 to the in-process filter: exit $rc, expected a TLS/connection error (35, 52 or 56)"
 pass "no CAP_NET_ADMIN, fail = open: '$(grep -o '!!! cannot install.*' "$LOG2" | cut -c1-120)...'; .3 closed before TLS (curl exit $rc), .2 served"
-kill -TERM "$DPID2"
-wait "$DPID2"
-rc=$?
-[ $rc = 0 ] || fail "daemon without CAP_NET_ADMIN exited $rc after SIGTERM"
+# SIGHUP reaches the in-process table too: .3 (not ::3) allowed now.
+RE_HUP2='geoip: reload: allowlist from .* mode enforce \(in-process filter only\)'
+n=$(count_log "$LOG2" "$RE_HUP2")
+write_ini "$INI2" "$P2" "$Q2" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32"
+kill -HUP "$DPID"
+wait_log "$LOG2" "$RE_HUP2" $((n + 1)) 5
+check 2 tls,10.201.0.3,open stun,10.201.0.3,open tls,fd00:201::3,closed stun,fd00:201::3,silent \
+	tls,10.201.0.2,open || fail "in-process filter after SIGHUP allowing .3"
+[ -z "$(S nft list ruleset)" ] || fail "a ruleset exists although the daemon has no CAP_NET_ADMIN"
+pass "in-process filter, SIGHUP allowing .3: .3 served, ::3 still closed"
+stop_daemon "without CAP_NET_ADMIN"
 
 write_ini "$INI2" "$P2" "$Q2" closed "10.201.0.2/32, fd00:201::2/128"
 ip netns exec "$SRV" timeout 10 "${NOCAP[@]}" "$DERPER_BIN" -config "$INI2" >"$LOG2" 2>&1
