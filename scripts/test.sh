@@ -36,4 +36,20 @@ for kind in release asan; do
 	echo "== $kind: ctest"
 	(cd "$dir" && ctest --output-on-failure --no-tests=error -j"$jobs" --timeout 1200)
 done
+
+# Fuzz smoke: each libFuzzer harness in fuzz/ runs on its seed corpus for
+# DERPER_FUZZ_SECONDS (default 10). A clang build of the library and the
+# harnesses only (DERPER_TESTS=OFF: the cmocka and integration tests are
+# covered above, with gcc).
+dir="$root/build-test-fuzz"
+if ! command -v clang-14 >/dev/null; then
+	echo "test: clang-14 is required for the fuzz smoke stage; run: apt-get install clang-14 libclang-rt-14-dev" >&2
+	exit 1
+fi
+echo "== fuzz: configure + build"
+cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang-14 -DDERPER_FUZZ=ON -DDERPER_TESTS=OFF \
+	-DDERPER_WERROR=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$dir" --target fuzzers -j"$jobs"
+echo "== fuzz: ctest -L fuzz-smoke"
+(cd "$dir" && ctest -L fuzz-smoke --output-on-failure --no-tests=error -j"$jobs" --timeout 300)
 echo "test: all suites passed"
