@@ -84,7 +84,8 @@ const char *log_level_name(enum log_level level)
 	return "?";
 }
 
-static void log_vwrite(enum log_level level, const char *sub, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level level, const char *sub,
+							     const char *fmt, va_list ap)
 {
 	char line[2048];
 	size_t n = 0;
