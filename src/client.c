@@ -37,6 +37,10 @@
 #define CLIENT_FLUSH_BYTES (128 * 1024)
 /* Reads per readiness event before yielding to other clients. */
 #define CLIENT_READS_PER_EVENT 16
+/* WebSocket messages we send: at most this big, and the room reserved
+ * in front of a flush for their headers (4 bytes per message). */
+#define CLIENT_WS_MESSAGE (32 * 1024)
+#define CLIENT_WS_RESERVE (4 * (WORKER_SCRATCH / CLIENT_WS_MESSAGE + 1))
 /* Control frames queued per client before we stop queueing more. */
 #define CLIENT_MAX_CTRL 64
 
@@ -74,7 +78,17 @@ void client_close(struct client *c, const char *reason)
 	c->state = CLIENT_CLOSED;
 	/* Out of epoll now so no further events arrive for it this turn. */
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	c->dirty_next = w->closed;
+	if (c->dirty) {
+		/* Off the to-flush list: it is freed before the next flush. */
+		for (struct client **pp = &w->dirty; *pp; pp = &(*pp)->dirty_next) {
+			if (*pp == c) {
+				*pp = c->dirty_next;
+				break;
+			}
+		}
+		c->dirty = false;
+	}
+	c->closed_next = w->closed;
 	w->closed = c;
 }
 
@@ -114,9 +128,11 @@ void client_free(struct client *c)
 		free(m);
 	}
 	if (c->ssl) {
-		/* Best effort close_notify; never wait for the peer's. */
-		SSL_set_quiet_shutdown(c->ssl, 0);
-		SSL_shutdown(c->ssl);
+		/* Best effort close_notify, never waiting for the peer's; not
+		 * allowed mid-handshake or after a fatal error. */
+		if (SSL_is_init_finished(c->ssl) && !c->tls_fatal)
+			SSL_shutdown(c->ssl);
+		ERR_clear_error();
 		SSL_free(c->ssl);
 	}
 	close(c->fd);
@@ -205,6 +221,7 @@ static long client_write_raw(struct client *c, const uint8_t *buf, size_t len)
 		case SSL_ERROR_WANT_READ:
 			return -EAGAIN;
 		default:
+			c->tls_fatal = true;
 			return -EPIPE;
 		}
 	}
@@ -274,6 +291,10 @@ static bool client_write_tail(struct client *c)
 			return false;
 		}
 		c->woff += (uint32_t)n;
+		/* Progress, however slow, restarts the write timeout (the Go
+		 * derper's deadline is per frame write, too). */
+		if (n > 0)
+			c->stall_since_ms = c->w->now_ms;
 		metrics_add(&c->w->metrics, METRIC_BYTES_SENT, (uint64_t)n);
 	}
 	free(c->wbuf);
@@ -293,7 +314,8 @@ void client_flush(struct client *c)
 	struct worker *w = c->w;
 	uint32_t depth = w->srv->queue_depth;
 	uint8_t *buf = w->scratch;
-	size_t hdr = c->ws ? 10 : 0; /* room for a WebSocket frame header */
+	/* Room in front for WebSocket message headers (see below). */
+	size_t hdr = c->ws ? CLIENT_WS_RESERVE : 0;
 	size_t len = hdr;
 	uint64_t npkts = 0;
 
@@ -343,11 +365,23 @@ void client_flush(struct client *c)
 	}
 	metrics_add(&w->metrics, METRIC_PACKETS_SENT, npkts);
 	if (c->ws) {
-		uint8_t h[10];
-		size_t hl = ws_frame_header_build(h, WS_OP_BINARY, len - hdr);
+		/* Tailscale's WebSocket clients read messages of at most 32 KiB
+		 * (coder/websocket's default limit): cut the stream into such
+		 * messages. DERP is a byte stream, so any cut is fine. Headers
+		 * (4 bytes each) fill the reserved gap, which never closes. */
+		uint8_t *out = buf, *src = buf + hdr;
+		size_t left = len - hdr;
 
-		memcpy(buf + hdr - hl, h, hl);
-		if (client_write_keep(c, buf + hdr - hl, len - hdr + hl) < 0)
+		while (left) {
+			size_t n = left < CLIENT_WS_MESSAGE ? left : CLIENT_WS_MESSAGE;
+
+			out += ws_frame_header_build(out, WS_OP_BINARY, n);
+			memmove(out, src, n);
+			out += n;
+			src += n;
+			left -= n;
+		}
+		if (client_write_keep(c, buf, (size_t)(out - buf)) < 0)
 			return;
 	} else if (client_write_keep(c, buf, len) < 0) {
 		return;
@@ -614,65 +648,95 @@ static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Process newly read bytes data[0..len) (in the worker scratch). */
+/* How many more bytes complete the unit pending in rbuf: the rest of a
+ * DERP frame (or of its header), or, for an HTTP request head, whatever
+ * there is (http_request_parse bounds the head). */
+static size_t client_pending_need(const struct client *c, size_t avail)
+{
+	uint8_t type;
+	uint32_t plen;
+
+	if (c->state == CLIENT_HTTP)
+		return avail;
+	if (c->rlen < DERP_FRAME_HEADER_LEN)
+		return DERP_FRAME_HEADER_LEN - c->rlen;
+	derp_frame_header_parse(c->rbuf, c->rlen, &type, &plen);
+	if ((size_t)DERP_FRAME_HEADER_LEN + plen <= c->rlen)
+		return 1; /* cannot happen: a whole frame would have been consumed */
+	return (size_t)DERP_FRAME_HEADER_LEN + plen - c->rlen;
+}
+
+/* Consume buf[0..len) and keep what is left as the pending input.
+ * Returns 0, or -1 when the client is closed or done reading. */
+static int client_process(struct client *c, uint8_t *buf, size_t len)
+{
+	bool was_ws = c->ws != NULL;
+	long used = client_consume(c, buf, len);
+
+	if (used < 0 || c->state == CLIENT_CLOSED)
+		return -1;
+	if (!was_ws && c->ws && (size_t)used < len) {
+		/* Upgraded to WebSocket by this very request: the bytes after
+		 * it are frames. Decode them in place and go on. */
+		uint8_t *rest = buf + used;
+		long d = client_ws_decode(c, rest, len - (size_t)used);
+
+		if (d < 0)
+			return -1;
+		used = client_consume(c, rest, (size_t)d);
+		if (used < 0 || c->state == CLIENT_CLOSED)
+			return -1;
+		return client_keep_input(c, rest + used, (size_t)(d - used));
+	}
+	return client_keep_input(c, buf + used, len - (size_t)used);
+}
+
+/* Process newly read bytes data[0..len) (in the worker scratch). Only
+ * what completes a pending frame is copied into rbuf; everything else is
+ * consumed where it lies, and only a new partial frame is kept. */
 static void client_input(struct client *c, uint8_t *data, size_t len)
 {
-	bool raw_ws = c->ws && c->state != CLIENT_HTTP;
 	uint8_t *buf = data;
 	size_t blen = len;
-	long used;
 
 	/* After a final response, input is read (to see EOF) and dropped. */
 	if (c->input_done)
 		return;
-
-	if (raw_ws) {
+	if (c->ws && c->state != CLIENT_HTTP) {
 		long d = client_ws_decode(c, data, len);
 
 		if (d < 0)
 			return;
 		blen = (size_t)d;
 	}
-	if (c->rlen) {
-		/* Append to the pending partial frame or request. */
-		if ((size_t)c->rlen + blen > CLIENT_MAX_PENDING) {
+	while (c->rlen && blen) {
+		size_t take = client_pending_need(c, blen);
+
+		if (take > blen)
+			take = blen;
+		if ((size_t)c->rlen + take > CLIENT_MAX_PENDING) {
 			client_close(c, "input too large");
 			return;
 		}
-		if (c->rcap < c->rlen + blen) {
-			uint8_t *nb = realloc(c->rbuf, c->rlen + blen);
+		if (c->rcap < c->rlen + take) {
+			uint8_t *nb = realloc(c->rbuf, c->rlen + take);
 
 			if (!nb) {
 				client_close(c, "out of memory");
 				return;
 			}
 			c->rbuf = nb;
-			c->rcap = c->rlen + (uint32_t)blen;
+			c->rcap = c->rlen + (uint32_t)take;
 		}
-		memcpy(c->rbuf + c->rlen, buf, blen);
-		c->rlen += (uint32_t)blen;
-		buf = c->rbuf;
-		blen = c->rlen;
-	}
-	used = client_consume(c, buf, blen);
-	if (used < 0 || c->state == CLIENT_CLOSED)
-		return;
-	if (!raw_ws && c->ws && (size_t)used < blen) {
-		/* Upgraded to WebSocket by this very request: the bytes after
-		 * it are frames. Decode them in place and go on. */
-		uint8_t *rest = buf + used;
-		long d = client_ws_decode(c, rest, blen - (size_t)used);
-		long used2;
-
-		if (d < 0)
+		memcpy(c->rbuf + c->rlen, buf, take);
+		c->rlen += (uint32_t)take;
+		buf += take;
+		blen -= take;
+		if (client_process(c, c->rbuf, c->rlen) < 0)
 			return;
-		used2 = client_consume(c, rest, (size_t)d);
-		if (used2 < 0 || c->state == CLIENT_CLOSED)
-			return;
-		client_keep_input(c, rest + used2, (size_t)(d - used2));
-		return;
 	}
-	client_keep_input(c, buf + used, blen - (size_t)used);
+	if (blen)
+		client_process(c, buf, blen);
 }
 
 static void client_tls_handshake(struct client *c)
@@ -683,24 +747,25 @@ static void client_tls_handshake(struct client *c)
 	r = SSL_accept(c->ssl);
 	if (r == 1) {
 		c->state = CLIENT_HTTP;
+		c->hs_want_write = false;
+		worker_epoll_update(c->w, c);
 		return;
 	}
 	switch (SSL_get_error(c->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
+		c->hs_want_write = false;
+		worker_epoll_update(c->w, c);
 		return;
 	case SSL_ERROR_WANT_WRITE:
 		/* The handshake flight did not fit the socket buffer. */
-		if (!c->epoll_out) {
-			c->epoll_out = true;
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
-						  .data.ptr = c };
-			epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-		}
+		c->hs_want_write = true;
+		worker_epoll_update(c->w, c);
 		return;
 	default: {
 		unsigned long e = ERR_peek_last_error();
 		char msg[256] = "connection closed";
 
+		c->tls_fatal = true;
 		if (e)
 			ERR_error_string_n(e, msg, sizeof(msg));
 		metrics_add(&c->w->metrics, METRIC_TLS_HANDSHAKE_ERRORS, 1);
@@ -730,6 +795,7 @@ static long client_read(struct client *c, uint8_t *buf, size_t cap)
 		case SSL_ERROR_ZERO_RETURN:
 			return 0;
 		default:
+			c->tls_fatal = true;
 			return -EIO;
 		}
 	}
@@ -754,10 +820,6 @@ void client_on_event(struct client *c, uint32_t events)
 		client_tls_handshake(c);
 		if (c->state != CLIENT_HTTP)
 			return;
-		if (c->epoll_out && !c->wbuf) {
-			c->epoll_out = false;
-			worker_epoll_update(w, c);
-		}
 	}
 	if ((events & EPOLLOUT) && c->wbuf) {
 		if (client_write_tail(c))
@@ -766,9 +828,14 @@ void client_on_event(struct client *c, uint32_t events)
 			return;
 		worker_epoll_update(w, c);
 	}
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !c->on_again)
+	if (c->read_eof) {
+		/* Half-closed, finishing a response: only a hang-up matters. */
+		if (events & (EPOLLHUP | EPOLLERR))
+			client_close(c, "hang-up");
 		return;
-	c->on_again = false;
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+		return;
 	for (int i = 0; i < CLIENT_READS_PER_EVENT && c->state != CLIENT_CLOSED; i++) {
 		size_t pre = c->ws ? c->ws->stash_len : 0;
 		long n;
@@ -779,6 +846,13 @@ void client_on_event(struct client *c, uint32_t events)
 		if (n == -EAGAIN)
 			return;
 		if (n == 0) {
+			if (c->input_done && (client_has_output(c) || c->wbuf)) {
+				/* A request and its FIN in one segment: the
+				 * response still goes out, then we close. */
+				c->read_eof = true;
+				worker_epoll_update(w, c);
+				return;
+			}
 			client_close(c, "eof");
 			return;
 		}
@@ -792,8 +866,9 @@ void client_on_event(struct client *c, uint32_t events)
 		client_input(c, w->scratch, pre + (size_t)n);
 	}
 	/* Level-triggered epoll reports kernel data again, but not records
-	 * OpenSSL already holds: revisit those without sleeping. */
-	if (c->state != CLIENT_CLOSED && c->ssl && SSL_has_pending(c->ssl)) {
+	 * OpenSSL already holds: revisit those without sleeping. Only the
+	 * worker's again loop clears on_again, so the list never cycles. */
+	if (c->state != CLIENT_CLOSED && !c->on_again && c->ssl && SSL_has_pending(c->ssl)) {
 		c->on_again = true;
 		c->again_next = w->again;
 		w->again = c;

@@ -48,16 +48,21 @@ struct ws_state {
 struct client {
 	struct client *prev, *next; /* worker's list of all clients */
 	struct client *hnext;	    /* worker's id hash chain */
-	struct client *dirty_next;  /* worker's to-flush / closed list */
+	struct client *dirty_next;  /* worker's to-flush list */
+	struct client *closed_next; /* worker's closed list */
 	struct client *again_next;  /* worker's read-again list */
 	struct worker *w;
 	uint64_t id;
 	int fd;
 	SSL *ssl; /* NULL on plain HTTP */
 	enum client_state state;
-	bool port80;	/* accepted on the plain-HTTP port beside TLS */
-	bool dirty;	/* on the to-flush list */
-	bool epoll_out; /* EPOLLOUT currently requested */
+	bool port80;	       /* accepted on the plain-HTTP port beside TLS */
+	bool dirty;	       /* on the to-flush list */
+	uint32_t epoll_events; /* interest currently registered */
+	bool hs_want_write;    /* the TLS handshake is waiting to write */
+	bool read_eof;	       /* peer sent FIN; stop reading, finish writing */
+	bool health_sent;      /* a duplicate-key Health problem is showing */
+	bool tls_fatal;	       /* OpenSSL reported a fatal error: no close_notify */
 	bool close_after_flush;
 	bool input_done; /* a final response is queued: discard input */
 	bool registered;
@@ -119,8 +124,9 @@ long derp_client_input(struct client *c, const uint8_t *buf, size_t len);
 void derp_client_unregister(struct client *c);
 /* A key left the server: send PeerGone(Disconnected) if c saw it. */
 void derp_client_peer_gone(struct client *c, const uint8_t key[32]);
-/* Note that c's key gained/lost other connections: sends Health. */
-void derp_client_set_dup(struct client *c, bool dup);
+/* Re-read whether c's key has other connections; with tell, show the
+ * duplicate-key Health problem if so; clear it when no longer. */
+void derp_client_dup_update(struct client *c, bool tell);
 /* Queue Restarting (graceful shutdown). */
 void derp_client_restarting(struct client *c);
 

@@ -13,6 +13,8 @@
  * frames close the connection, as a malformed frame does.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,12 +35,23 @@
 
 /* ---- key set ---- */
 
+static uint8_t keyset_hash_key[crypto_shorthash_KEYBYTES];
+static pthread_once_t keyset_once = PTHREAD_ONCE_INIT;
+
+static void keyset_init_key(void)
+{
+	randombytes_buf(keyset_hash_key, sizeof(keyset_hash_key));
+}
+
 static uint32_t keyset_slot(const uint8_t key[32], uint32_t cap)
 {
+	uint8_t out[crypto_shorthash_BYTES];
 	uint64_t h;
 
-	/* Keys are Curve25519 points of registered peers: uniform enough. */
-	memcpy(&h, key, sizeof(h));
+	/* Keys are chosen by clients, who could grind them to collide in
+	 * raw bits: hash with a per-process secret, as the registry does. */
+	crypto_shorthash(out, key, 32, keyset_hash_key);
+	memcpy(&h, out, sizeof(h));
 	return (uint32_t)(h & (cap - 1));
 }
 
@@ -75,6 +88,7 @@ bool keyset_add(struct keyset *ks, const uint8_t key[32])
 {
 	uint32_t i;
 
+	pthread_once(&keyset_once, keyset_init_key);
 	if ((ks->n + 1) * 4 > ks->cap * 3 && !keyset_grow(ks))
 		return false;
 	for (i = keyset_slot(key, ks->cap); ks->used[i]; i = (i + 1) & (ks->cap - 1)) {
@@ -141,25 +155,48 @@ static void derp_queue_frame(struct client *c, const uint8_t *frame, size_t len)
 	client_queue_ctrl(c, m);
 }
 
-static void derp_send_health(struct worker *w, uint32_t target, uint64_t client_id, bool dup)
+/* Ask the owner of a connection to re-check its duplicate state; tell:
+ * show the Health problem if it is (still) duplicated. */
+static void derp_send_dup(struct worker *w, uint32_t target, uint64_t client_id, bool tell)
 {
 	struct wmsg *m = wmsg_new(WMSG_DUP, client_id, 1);
 
 	if (!m)
 		return;
-	m->data[0] = dup;
+	m->data[0] = tell;
 	worker_send(w, target, m);
 }
 
-void derp_client_set_dup(struct client *c, bool dup)
+/*
+ * Duplicate keys. All connections of a key stay open and the last writer
+ * is active (as in the reference). The Health problem is shown to a
+ * connection when another one of its key is newer (it has been replaced:
+ * a half-open old connection, or a second device with the same key), and
+ * to every member once they interleave (two live devices fighting). The
+ * newest connection of a roaming client is not told about the stale one
+ * it replaced, so its user sees no warning. The state is always re-read
+ * from the registry: messages from several workers may arrive in any
+ * order.
+ */
+void derp_client_dup_update(struct client *c, bool tell)
 {
 	uint8_t frame[DERP_FRAME_HEADER_LEN + sizeof(DERP_DUP_HEALTH)];
+	bool dup;
 	size_t n;
 
-	if (c->state != CLIENT_DERP || c->dup == dup)
+	if (c->state != CLIENT_DERP)
 		return;
+	dup = registry_conns(c->key) > 1;
 	c->dup = dup;
-	n = derp_frame_health(frame, sizeof(frame), dup ? DERP_DUP_HEALTH : "");
+	if (dup && tell && !c->health_sent) {
+		n = derp_frame_health(frame, sizeof(frame), DERP_DUP_HEALTH);
+		c->health_sent = true;
+	} else if (!dup && c->health_sent) {
+		n = derp_frame_health(frame, sizeof(frame), ""); /* healthy again */
+		c->health_sent = false;
+	} else {
+		return;
+	}
 	if (n)
 		derp_queue_frame(c, frame, n);
 }
@@ -219,7 +256,10 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 		log_debug("derp", "%016llx %s: mesh key ignored (mesh not configured)",
 			  (unsigned long long)c->id, c->addr);
 	}
-	if (srv->max_clients && atomic_load(&srv->nclients) >= srv->max_clients) {
+	/* Take a slot first, so workers racing for the last one can't both
+	 * get it. */
+	if (atomic_fetch_add(&srv->nclients, 1) >= srv->max_clients && srv->max_clients) {
+		atomic_fetch_sub(&srv->nclients, 1);
 		log_peer("derp", "%016llx %s: refused: server full (%d clients)",
 			 (unsigned long long)c->id, c->addr, srv->max_clients);
 		return -EBUSY;
@@ -228,10 +268,11 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 	c->can_ack_pings = ci.can_ack_pings;
 	c->is_prober = ci.is_prober;
 	r = registry_add(c->key, &self, others, &nothers);
-	if (r < 0)
+	if (r < 0) {
+		atomic_fetch_sub(&srv->nclients, 1);
 		return r;
+	}
 	c->registered = true;
-	atomic_fetch_add(&srv->nclients, 1);
 	c->state = CLIENT_DERP;
 	c->deadline_ms = 0;
 	c->next_keepalive_ms = w->now_ms + srv->keepalive_ms + (int64_t)(random() % 5000);
@@ -256,9 +297,9 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 			  r > 1 ? " (duplicate key)" : "");
 	}
 	if (r > 1) {
-		derp_client_set_dup(c, true);
+		derp_client_dup_update(c, false);
 		for (size_t i = 0; i < nothers; i++)
-			derp_send_health(w, others[i].worker, others[i].client_id, true);
+			derp_send_dup(w, others[i].worker, others[i].client_id, true);
 	}
 	return 0;
 }
@@ -275,8 +316,8 @@ void derp_client_unregister(struct client *c)
 	left = registry_remove(c->key, c->id, others, &nothers);
 	if (left == 0)
 		worker_broadcast_gone(w, c->key);
-	else if (left == 1 && nothers == 1)
-		derp_send_health(w, others[0].worker, others[0].client_id, false);
+	for (size_t i = 0; i < nothers; i++)
+		derp_send_dup(w, others[i].worker, others[i].client_id, false);
 }
 
 void derp_client_peer_gone(struct client *c, const uint8_t key[32])
@@ -365,9 +406,18 @@ static int derp_frame(struct client *c, uint8_t type, const uint8_t *p, uint32_t
 {
 	uint8_t frame[DERP_FRAME_HEADER_LEN + 8];
 
-	/* Last writer wins among duplicate connections. */
-	if (c->dup)
-		registry_set_active(c->key, c->id);
+	/* Last writer wins among duplicate connections; a change of the
+	 * active one means they interleave: tell them all. */
+	if (c->dup) {
+		struct registry_conn others[REGISTRY_MAX_DUPS];
+		size_t nothers = 0;
+
+		if (registry_set_active(c->key, c->id, others, &nothers) == 1) {
+			derp_client_dup_update(c, true);
+			for (size_t i = 0; i < nothers; i++)
+				derp_send_dup(c->w, others[i].worker, others[i].client_id, true);
+		}
+	}
 	switch (type) {
 	case DERP_FRAME_SEND_PACKET:
 		if (plen < DERP_KEY_LEN || plen > DERP_KEY_LEN + DERP_MAX_PACKET_SIZE)

@@ -125,7 +125,12 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 		char entry[4096];
 		size_t el;
 
-		el = (size_t)snprintf(entry, sizeof(entry), "%s\n\t\"%s\": [", i ? "," : "",
+		/* Names longer than the entry are refused, not truncated. */
+		if (strlen(names->v[i]) > sizeof(entry) / 2) {
+			log_warn("bootstrap-dns", "name too long, skipped");
+			continue;
+		}
+		el = (size_t)snprintf(entry, sizeof(entry), "%s\n\t\"%s\": [", len > 1 ? "," : "",
 				      names->v[i]);
 		if (getaddrinfo(names->v[i], NULL, &hints, &res) == 0) {
 			bool first = true;
@@ -149,6 +154,8 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 		} else {
 			log_warn("bootstrap-dns", "cannot resolve %s", names->v[i]);
 		}
+		if (el > sizeof(entry) - 2)
+			el = sizeof(entry) - 2;
 		el += (size_t)snprintf(entry + el, sizeof(entry) - el, "]");
 		if (len + el + 4 > cap) {
 			char *n;

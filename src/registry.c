@@ -172,6 +172,15 @@ int registry_add(const uint8_t key[32], const struct registry_conn *rc,
 
 		if (!nc) {
 			ret = -ENOMEM;
+			if (e->n == 0) {
+				/* A new entry must not stay behind empty. */
+				struct reg_entry **pp = NULL;
+
+				reg_find(s, h, key, &pp);
+				*pp = e->next;
+				free(e);
+				s->count--;
+			}
 			goto out;
 		}
 		e->conns = nc;
@@ -251,21 +260,44 @@ int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 	return ret;
 }
 
-void registry_set_active(const uint8_t key[32], uint64_t client_id)
+int registry_set_active(const uint8_t key[32], uint64_t client_id,
+			struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
 	uint64_t h = reg_hash(key);
 	struct reg_shard *s = reg_shard_of(h);
 	struct reg_entry *e;
+	int changed = 0;
 
+	*n_others = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	e = reg_find(s, h, key, NULL);
 	for (uint32_t i = 0; e && i < e->n; i++) {
 		if (e->conns[i].client_id == client_id) {
-			e->active = (int32_t)i;
+			if (e->active != (int32_t)i) {
+				e->active = (int32_t)i;
+				changed = 1;
+				reg_copy_others(e, client_id, others, n_others);
+			}
 			break;
 		}
 	}
 	pthread_rwlock_unlock(&s->lock);
+	return changed;
+}
+
+int registry_conns(const uint8_t key[32])
+{
+	uint64_t h = reg_hash(key);
+	struct reg_shard *s = reg_shard_of(h);
+	struct reg_entry *e;
+	int n = 0;
+
+	pthread_rwlock_rdlock(&s->lock);
+	e = reg_find(s, h, key, NULL);
+	if (e)
+		n = (int)e->n;
+	pthread_rwlock_unlock(&s->lock);
+	return n;
 }
 
 size_t registry_count(void)

@@ -48,8 +48,14 @@ int registry_remove(const uint8_t key[32], uint64_t client_id,
 int registry_lookup(const uint8_t key[32], struct registry_conn *out);
 
 /* Make client_id the active connection of key (last writer wins for
- * duplicate keys). Any thread. */
-void registry_set_active(const uint8_t key[32], uint64_t client_id);
+ * duplicate keys). Returns 1 when the active connection changed (others
+ * is filled as for registry_add), 0 when it already was the active one
+ * or is unknown. Any thread. */
+int registry_set_active(const uint8_t key[32], uint64_t client_id,
+			struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others);
+
+/* Number of connections registered with key (0 if none). Any thread. */
+int registry_conns(const uint8_t key[32]);
 
 /* Number of distinct keys registered. Any thread. */
 size_t registry_count(void);

@@ -151,13 +151,19 @@ void worker_mark_dirty(struct worker *w, struct client *c)
 
 void worker_epoll_update(struct worker *w, struct client *c)
 {
-	bool want = c->wbuf != NULL;
+	uint32_t want = 0;
 	struct epoll_event ev;
 
-	if (c->state == CLIENT_CLOSED || want == c->epoll_out)
+	if (c->state == CLIENT_CLOSED)
 		return;
-	c->epoll_out = want;
-	ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
+	if (!c->read_eof)
+		want |= EPOLLIN | EPOLLRDHUP;
+	if (c->wbuf || c->hs_want_write)
+		want |= EPOLLOUT;
+	if (want == c->epoll_events)
+		return;
+	c->epoll_events = want;
+	ev.events = want;
 	ev.data.ptr = c;
 	epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -191,7 +197,7 @@ static void worker_deliver(struct worker *w, struct wmsg *m)
 	case WMSG_DUP:
 		c = worker_find(w, m->client_id);
 		if (c)
-			derp_client_set_dup(c, m->data[0] != 0);
+			derp_client_dup_update(c, m->data[0] != 0);
 		free(m);
 		return;
 	case WMSG_GONE:
@@ -398,6 +404,7 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 		}
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 
+		c->epoll_events = ev.events;
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			worker_remove_client(w, c);
 			client_free(c);
@@ -491,11 +498,15 @@ static void *worker_main(void *arg)
 		for (int i = 0; i < n; i++) {
 			void *tag = evs[i].data.ptr;
 
-			if (tag == &tag_listen)
-				worker_accept(w, w->srv->listen_fd, false);
-			else if (tag == &tag_http80)
-				worker_accept(w, w->srv->http80_fd, true);
-			else if (tag == &tag_stun)
+			if (tag == &tag_listen || tag == &tag_http80) {
+				/* Events fetched with the shutdown message: no new
+				 * clients that would miss their Restarting frame. */
+				if (!w->shutting_down)
+					worker_accept(w,
+						      tag == &tag_listen ? w->srv->listen_fd
+									 : w->srv->http80_fd,
+						      tag == &tag_http80);
+			} else if (tag == &tag_stun)
 				worker_stun(w);
 			else if (tag == &tag_wake)
 				worker_drain_inbox(w);
@@ -510,7 +521,8 @@ static void *worker_main(void *arg)
 				struct client *c = list;
 
 				list = c->again_next;
-				client_on_event(c, 0);
+				c->on_again = false;
+				client_on_event(c, EPOLLIN);
 			}
 		}
 		if (w->now_ms >= next_tick) {
@@ -529,7 +541,7 @@ static void *worker_main(void *arg)
 		while (w->closed) {
 			struct client *c = w->closed;
 
-			w->closed = c->dirty_next;
+			w->closed = c->closed_next;
 			worker_remove_client(w, c);
 			client_free(c);
 		}

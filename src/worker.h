@@ -21,7 +21,7 @@ enum wmsg_type {
 	WMSG_PACKET,   /* data: a whole RecvPacket frame for client_id */
 	WMSG_CTRL,     /* data: a whole control frame for client_id */
 	WMSG_GONE,     /* data: 32-byte key that left the server */
-	WMSG_DUP,      /* data[0]: 1 = client_id's key is duplicated, 0 = no longer */
+	WMSG_DUP,      /* re-check client_id's duplicate state; data[0]: tell the user */
 	WMSG_SHUTDOWN, /* send Restarting to every client, then close them */
 };
 

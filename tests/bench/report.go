@@ -74,6 +74,10 @@ func metrics(ours *result) []metric {
 			memGet(func(m *memResult) float64 { return float64(m.After.RSSKiB) / 1024 })},
 		{"connection setup, TLS + DERP handshake (conns/s) [1]", "higher", "%.0f",
 			memGet(func(m *memResult) float64 { return m.ConnsPerSec })},
+		{"connection setup: one client's dial to ServerInfo, p99 (ms) [1]", "lower", "%.1f",
+			memGet(func(m *memResult) float64 { return m.ConnectP99Ms })},
+		{"connection setup: slowest (ms) [1]", "lower", "%.0f",
+			memGet(func(m *memResult) float64 { return m.ConnectMaxMs })},
 		{fmt.Sprintf("relay 1300 B open loop (%d pairs, as fast as possible): received (packets/s)", p), "higher", "%.0f",
 			relayGet(1300, 0, func(x *relayResult) float64 { return x.PktPerSec })},
 		{"relay 1300 B open loop: received (MiB/s)", "higher", "%.1f",
@@ -203,7 +207,7 @@ func reportCmd(args []string) error {
 		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", m.name, better, cell(ov, ook), cell(gv, gok), ratio)
 	}
 	sb.WriteString("\n")
-	sb.WriteString("[1] Client-bound: the Go load generator does its TLS and DERP handshakes on the same 2 cores.\n")
+	sb.WriteString("[1] Mostly client-bound: the Go load generator does its TLS and DERP handshakes on the same cores. The key exchange differs: Go clients offer X25519MLKEM768, which the Go derper picks and OpenSSL 3.0 lacks (see \"TLS negotiated\" below).\n")
 	sb.WriteString("[2] Both servers drop a client's oldest queued packets when its queue is full, so senders outrunning receivers lose packets by design.\n")
 	sb.WriteString("[3] CPU seconds / wall seconds during the run (the machine has few cores, shared with the load generator).\n")
 	sb.WriteString("[4] One UDP socket, bounded outstanding requests: measures request/response turnaround more than a saturated server.\n")

@@ -65,6 +65,10 @@ type memResult struct {
 	PssKiBPerConn  float64 `json:"pss_kib_per_conn"`
 	ConnectSeconds float64 `json:"connect_seconds"`
 	ConnsPerSec    float64 `json:"conns_per_sec"`
+	ConnectP50Ms   float64 `json:"connect_p50_ms"` // one client: dial to ServerInfo
+	ConnectP99Ms   float64 `json:"connect_p99_ms"`
+	ConnectMaxMs   float64 `json:"connect_max_ms"`
+	SlowConnects   int     `json:"slow_connects"` // taking over 500 ms
 	TLS            string  `json:"tls"`
 	AliveCheck     string  `json:"alive_check"` // "ok" or what failed
 }
@@ -354,6 +358,7 @@ func (c *config) memPhase() (*memResult, error) {
 	}
 	c.logf("memory: opening %d TLS DERP connections (RSS before %d KiB)", c.conns, r.Before.RSSKiB)
 	clients := make([]*benchClient, c.conns)
+	took := make([]time.Duration, c.conns)
 	var (
 		next     atomic.Int64
 		mu       sync.Mutex
@@ -371,7 +376,9 @@ func (c *config) memPhase() (*memResult, error) {
 				if i >= c.conns {
 					return
 				}
+				t0 := time.Now()
 				b, err := c.dial()
+				took[i] = time.Since(t0)
 				if err != nil {
 					mu.Lock()
 					failures++
@@ -404,13 +411,27 @@ func (c *config) memPhase() (*memResult, error) {
 		r.FirstError = firstErr.Error()
 	}
 	r.ConnsPerSec = float64(r.Connected) / r.ConnectSeconds
+	if n := int(next.Load()); n > 0 {
+		done := slices.Clone(took[:min(n, c.conns)])
+		slices.Sort(done)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		r.ConnectP50Ms = ms(done[len(done)/2])
+		r.ConnectP99Ms = ms(done[len(done)*99/100])
+		r.ConnectMaxMs = ms(done[len(done)-1])
+		for _, d := range done {
+			if d > 500*time.Millisecond {
+				r.SlowConnects++
+			}
+		}
+	}
 	if len(live) > 0 {
 		if st, ok := live[0].hc.TLSConnectionState(); ok {
 			r.TLS = fmt.Sprintf("%s %s %s", tls.VersionName(st.Version),
 				tls.CipherSuiteName(st.CipherSuite), st.CurveID)
 		}
 	}
-	c.logf("memory: %d connected (%d failed) in %.1f s; idle %v", r.Connected, r.Failed, r.ConnectSeconds, c.idle)
+	c.logf("memory: %d connected (%d failed) in %.1f s (each: median %.1f ms, p99 %.1f ms, max %.0f ms, %d over 500 ms); idle %v",
+		r.Connected, r.Failed, r.ConnectSeconds, r.ConnectP50Ms, r.ConnectP99Ms, r.ConnectMaxMs, r.SlowConnects, c.idle)
 	if r.Connected < 2 {
 		return r, fmt.Errorf("only %d of %d connections succeeded: %v", r.Connected, c.conns, firstErr)
 	}

@@ -77,8 +77,11 @@ static void test_duplicates_last_writer(void **state)
 	assert_int_equal(out.client_id, 2);
 	assert_int_equal(registry_add(k, &c, others, &n), 3);
 	assert_int_equal(n, 2);
-	/* The last writer becomes active. */
-	registry_set_active(k, 1);
+	/* The last writer becomes active; the change is reported once. */
+	assert_int_equal(registry_set_active(k, 1, others, &n), 1);
+	assert_int_equal(n, 2);
+	assert_int_equal(registry_set_active(k, 1, others, &n), 0);
+	assert_int_equal(registry_conns(k), 3);
 	assert_int_equal(registry_lookup(k, &out), 1);
 	assert_int_equal(out.client_id, 1);
 	/* Removing the active one leaves no active one among several. */
@@ -92,6 +95,8 @@ static void test_duplicates_last_writer(void **state)
 	assert_int_equal(registry_lookup(k, &out), 1);
 	assert_int_equal(out.client_id, 2);
 	assert_int_equal(registry_remove(k, 2, others, &n), 0);
+	assert_int_equal(registry_conns(k), 0);
+	assert_int_equal(registry_set_active(k, 2, others, &n), 0);
 }
 
 static void test_many_keys_grow(void **state)
