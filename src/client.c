@@ -7,7 +7,7 @@
  *
  * Memory: an idle connection holds no buffers. Reads land in the
  * worker's scratch buffer and only a partial frame is copied into the
- * client's rbuf; writes are gathered in the scratch buffer and only an
+ * client's rbuf; writes are gathered in the worker's gather buffer and only an
  * unwritten tail is copied into wbuf. OpenSSL releases its own buffers
  * when idle (SSL_MODE_RELEASE_BUFFERS, set by tls.c).
  *
@@ -180,6 +180,17 @@ void client_queue_packet(struct client *c, struct wmsg *m)
 			return;
 		}
 	}
+	if (q->len == depth && !c->wbuf) {
+		/* Full, but the socket is taking data: push the queue out now
+		 * instead of dropping (bursts from another worker arrive in one
+		 * batch). Only a socket that is stuck makes us drop. */
+		client_flush(c);
+		if (c->state == CLIENT_CLOSED) {
+			free(m);
+			metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
+			return;
+		}
+	}
 	if (q->len == depth) {
 		/* Full: the oldest packet is the least useful one. */
 		free(q->ring[q->head]);
@@ -313,7 +324,9 @@ void client_flush(struct client *c)
 {
 	struct worker *w = c->w;
 	uint32_t depth = w->srv->queue_depth;
-	uint8_t *buf = w->scratch;
+	/* Not the read scratch: a flush may run while input in it is being
+	 * parsed (client_queue_packet flushes a full queue). */
+	uint8_t *buf = w->wgather;
 	/* Room in front for WebSocket message headers (see below). */
 	size_t hdr = c->ws ? CLIENT_WS_RESERVE : 0;
 	size_t len = hdr;

@@ -45,7 +45,8 @@ static void print_errors(const struct config_errors *errs)
 
 /* Open a socket bound to host:port ("" = all addresses, dual-stack when
  * IPv6 exists). Returns the fd or -errno with a message in err. */
-static int open_socket(const char *host, int port, int type, char *err, size_t errlen)
+static int open_socket(const char *host, int port, int type, int reuseport, char *err,
+		       size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = type, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
@@ -65,6 +66,7 @@ static int open_socket(const char *host, int port, int type, char *err, size_t e
 		if (fd >= 0) {
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, sizeof(reuseport));
 			if (bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0)
 				goto bound;
 			close(fd);
@@ -73,6 +75,7 @@ static int open_socket(const char *host, int port, int type, char *err, size_t e
 		if (fd < 0)
 			goto fail;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, sizeof(reuseport));
 		if (bind(fd, (struct sockaddr *)&s4, sizeof(s4)) < 0)
 			goto fail;
 		goto bound;
@@ -86,6 +89,7 @@ static int open_socket(const char *host, int port, int type, char *err, size_t e
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport, sizeof(reuseport));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
 		goto fail;
 bound:
@@ -107,6 +111,57 @@ fail:
 	if (res)
 		freeaddrinfo(res);
 	return r;
+}
+
+/* One socket per worker on host:port with SO_REUSEPORT (port 0: the port
+ * the first one got). Returns a malloc'd array of n fds, or NULL with a
+ * message in err (nothing left open). */
+static int *open_sockets(size_t n, const char *host, int port, int type, char *err, size_t errlen)
+{
+	int *fds = calloc(n, sizeof(*fds));
+
+	if (!fds) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* SO_REUSEPORT would let us share the port with another process of
+	 * the same user (a second derper, say) without a word: bind once
+	 * without it first, so a port in use is still an error. */
+	if (port != 0) {
+		int probe = open_socket(host, port, type, 0, err, errlen);
+
+		if (probe < 0) {
+			free(fds);
+			return NULL;
+		}
+		close(probe);
+	}
+	for (size_t i = 0; i < n; i++) {
+		fds[i] = open_socket(host, port, type, 1, err, errlen);
+		if (fds[i] < 0) {
+			for (size_t j = 0; j < i; j++)
+				close(fds[j]);
+			free(fds);
+			return NULL;
+		}
+		if (port == 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+
+			if (getsockname(fds[0], (struct sockaddr *)&ss, &sl) == 0)
+				port = ntohs(ss.ss_family == AF_INET6
+						     ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						     : ((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	return fds;
+}
+
+static void close_sockets(int *fds, size_t n)
+{
+	for (size_t i = 0; fds && i < n; i++)
+		close(fds[i]);
+	free(fds);
 }
 
 /* {"name":["ip",...],...} for /bootstrap-dns, resolved once at startup. */
@@ -239,7 +294,6 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
-	srv.listen_fd = srv.http80_fd = srv.stun_fd = -1;
 	srv.stun_generic = cfg->stun_generic;
 	srv.queue_depth = (uint32_t)cfg->queue_depth;
 	srv.handshake_timeout_ms = cfg->handshake_timeout_ms;
@@ -286,20 +340,20 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (!srv.tls)
 			log_fatal("tls", "%s", err);
 	}
-	srv.listen_fd =
-		open_socket(cfg->listen_host, cfg->listen_port, SOCK_STREAM, err, sizeof(err));
-	if (srv.listen_fd < 0)
+	srv.listen_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->listen_port, SOCK_STREAM,
+				      err, sizeof(err));
+	if (!srv.listen_fds)
 		log_fatal("main", "%s", err);
 	if (srv.tls && cfg->http_port > 0) {
-		srv.http80_fd = open_socket(cfg->listen_host, cfg->http_port, SOCK_STREAM, err,
-					    sizeof(err));
-		if (srv.http80_fd < 0)
+		srv.http80_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->http_port,
+					      SOCK_STREAM, err, sizeof(err));
+		if (!srv.http80_fds)
 			log_fatal("main", "%s", err);
 	}
 	if (cfg->stun_enable) {
-		srv.stun_fd =
-			open_socket(cfg->listen_host, cfg->stun_port, SOCK_DGRAM, err, sizeof(err));
-		if (srv.stun_fd < 0)
+		srv.stun_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->stun_port,
+					    SOCK_DGRAM, err, sizeof(err));
+		if (!srv.stun_fds)
 			log_fatal("main", "%s", err);
 	}
 	srv.bootstrap_dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
@@ -325,7 +379,7 @@ static int run(struct config *cfg, int argc, char **argv)
 			 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
 			 stun, srv.pub_hex, cfg->dev ? " (dev mode)" : "");
 	}
-	if (srv.http80_fd >= 0)
+	if (srv.http80_fds)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
 			 cfg->http_port);
 
@@ -383,11 +437,9 @@ static int run(struct config *cfg, int argc, char **argv)
 	if (geoip_started)
 		geoip_mgr_stop();
 	close(sfd);
-	close(srv.listen_fd);
-	if (srv.http80_fd >= 0)
-		close(srv.http80_fd);
-	if (srv.stun_fd >= 0)
-		close(srv.stun_fd);
+	close_sockets(srv.listen_fds, srv.nworkers);
+	close_sockets(srv.http80_fds, srv.nworkers);
+	close_sockets(srv.stun_fds, srv.nworkers);
 	tls_ctx_free(srv.tls);
 	free(srv.bootstrap_dns_json);
 	free(retired_dns);

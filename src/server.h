@@ -27,9 +27,13 @@ struct server {
 	struct http_site site80; /* the plain-HTTP port beside TLS */
 	char *bootstrap_dns_json;
 
-	int listen_fd; /* main TCP listener, shared by all workers (EPOLLEXCLUSIVE) */
-	int http80_fd; /* -1 when not serving the plain-HTTP port */
-	int stun_fd;   /* -1 when STUN is off */
+	/* One socket per worker for each listener, bound with SO_REUSEPORT:
+	 * the kernel spreads connections and datagrams over the workers by
+	 * 4-tuple hash. [nworkers] each; an array is NULL when that
+	 * listener is off (no plain-HTTP port, STUN disabled). */
+	int *listen_fds;
+	int *http80_fds;
+	int *stun_fds;
 	bool stun_generic;
 
 	uint32_t queue_depth; /* per client, for each of disco and data */

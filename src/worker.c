@@ -209,9 +209,9 @@ static void worker_deliver(struct worker *w, struct wmsg *m)
 		if (!w->shutting_down) {
 			w->shutting_down = true;
 			w->shutdown_deadline_ms = w->now_ms + WORKER_SHUTDOWN_GRACE_MS;
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->listen_fd, NULL);
-			if (w->srv->http80_fd >= 0)
-				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->srv->http80_fd, NULL);
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+			if (w->http80_fd >= 0)
+				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
 			for (c = w->clients; c; c = c->next)
 				derp_client_restarting(c);
 		}
@@ -424,7 +424,7 @@ static void worker_stun(struct worker *w)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		enum stun_kind kind;
-		ssize_t n = recvfrom(srv->stun_fd, in, sizeof(in), MSG_DONTWAIT,
+		ssize_t n = recvfrom(w->stun_fd, in, sizeof(in), MSG_DONTWAIT,
 				     (struct sockaddr *)&ss, &sl);
 
 		if (n < 0)
@@ -440,7 +440,7 @@ static void worker_stun(struct worker *w)
 		ssize_t rl = stun_build_binding_response(out, sizeof(out), txid,
 							 (struct sockaddr *)&ss, kind);
 
-		if (rl < 0 || sendto(srv->stun_fd, out, (size_t)rl, MSG_DONTWAIT,
+		if (rl < 0 || sendto(w->stun_fd, out, (size_t)rl, MSG_DONTWAIT,
 				     (struct sockaddr *)&ss, sl) < 0) {
 			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
 			continue;
@@ -456,22 +456,20 @@ static void worker_stun(struct worker *w)
 
 /* ---- the loop ---- */
 
-static int epoll_add_shared(int epfd, int fd, void *tag)
+static int epoll_add_own(int epfd, int fd, void *tag)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = tag };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 static void worker_tick(struct worker *w)
 {
-	struct server *srv = w->srv;
-
 	if (w->accept_paused && w->now_ms >= w->accept_resume_ms && !w->shutting_down) {
 		w->accept_paused = false;
-		epoll_add_shared(w->epfd, srv->listen_fd, &tag_listen);
-		if (srv->http80_fd >= 0)
-			epoll_add_shared(w->epfd, srv->http80_fd, &tag_http80);
+		epoll_add_own(w->epfd, w->listen_fd, &tag_listen);
+		if (w->http80_fd >= 0)
+			epoll_add_own(w->epfd, w->http80_fd, &tag_http80);
 	}
 	for (struct client *c = w->clients; c; c = c->next)
 		client_tick(c, w->now_ms);
@@ -502,10 +500,9 @@ static void *worker_main(void *arg)
 				/* Events fetched with the shutdown message: no new
 				 * clients that would miss their Restarting frame. */
 				if (!w->shutting_down)
-					worker_accept(w,
-						      tag == &tag_listen ? w->srv->listen_fd
-									 : w->srv->http80_fd,
-						      tag == &tag_http80);
+					worker_accept(
+						w, tag == &tag_listen ? w->listen_fd : w->http80_fd,
+						tag == &tag_http80);
 			} else if (tag == &tag_stun)
 				worker_stun(w);
 			else if (tag == &tag_wake)
@@ -574,19 +571,23 @@ static struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->scratch = malloc(WORKER_SCRATCH);
+	w->wgather = malloc(WORKER_SCRATCH);
 	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
+	w->listen_fd = srv->listen_fds[idx];
+	w->http80_fd = srv->http80_fds ? srv->http80_fds[idx] : -1;
+	w->stun_fd = srv->stun_fds ? srv->stun_fds[idx] : -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);
-	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->outbox)
+	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->outbox)
 		goto fail;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_wake };
 
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
 		goto fail;
-	if (epoll_add_shared(w->epfd, srv->listen_fd, &tag_listen) < 0)
+	if (epoll_add_own(w->epfd, w->listen_fd, &tag_listen) < 0)
 		goto fail;
-	if (srv->http80_fd >= 0 && epoll_add_shared(w->epfd, srv->http80_fd, &tag_http80) < 0)
+	if (w->http80_fd >= 0 && epoll_add_own(w->epfd, w->http80_fd, &tag_http80) < 0)
 		goto fail;
-	if (srv->stun_fd >= 0 && epoll_add_shared(w->epfd, srv->stun_fd, &tag_stun) < 0)
+	if (w->stun_fd >= 0 && epoll_add_own(w->epfd, w->stun_fd, &tag_stun) < 0)
 		goto fail;
 	metrics_register(&w->metrics);
 	return w;
@@ -596,6 +597,7 @@ fail:
 	if (w->evfd >= 0)
 		close(w->evfd);
 	free(w->scratch);
+	free(w->wgather);
 	free(w->outbox);
 	free(w);
 	return NULL;
@@ -625,6 +627,7 @@ static void worker_free(struct worker *w)
 	pthread_mutex_destroy(&w->inbox_lock);
 	free(w->idtab);
 	free(w->scratch);
+	free(w->wgather);
 	free(w->outbox);
 	free(w);
 }

@@ -26,7 +26,8 @@ struct worker {
 	uint32_t idx;
 	pthread_t thread;
 	int epfd;
-	int evfd; /* wake-up for the inbox */
+	int evfd;			   /* wake-up for the inbox */
+	int listen_fd, http80_fd, stun_fd; /* this worker's sockets (main owns them); -1 = none */
 
 	pthread_mutex_t inbox_lock;
 	struct wmsg *inbox_head, *inbox_tail;
@@ -48,7 +49,8 @@ struct worker {
 	int64_t shutdown_deadline_ms;
 	int64_t now_ms; /* cached per loop turn */
 
-	uint8_t *scratch; /* WORKER_SCRATCH bytes */
+	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
+	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */
 	struct metrics metrics;
 };
 
