@@ -509,6 +509,10 @@ static void *worker_main(void *arg)
 				worker_drain_inbox(w);
 			else
 				client_on_event(tag, evs[i].events);
+			/* Hand packets for other workers over as soon as one
+			 * client's input is processed, not at the end of the
+			 * turn: the receiving worker starts while we go on. */
+			worker_post_outboxes(w);
 		}
 		if (w->again) {
 			struct client *list = w->again;
