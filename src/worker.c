@@ -3,13 +3,13 @@
  *
  * Each worker owns: an epoll instance, an eventfd for wake-ups, an inbox
  * (the only state other threads touch, under inbox_lock), and every
- * client it accepted. The listening sockets and the STUN socket are
- * shared: every worker waits on them with EPOLLEXCLUSIVE, so the kernel
- * wakes one worker per connection or datagram burst.
+ * client it accepted. Each worker has its own listening and STUN sockets
+ * (main binds one per worker with SO_REUSEPORT), so the kernel spreads
+ * connections and datagrams over the workers.
  *
- * One loop turn: epoll_wait -> handle events (reads, accepts, STUN) ->
- * read-again list -> inbox -> once a second, timers -> post the outboxes
- * to other workers -> flush every dirty client (one write each) -> free
+ * One loop turn: epoll_wait -> handle events (reads, accepts, STUN; after
+ * each, post the outboxes to other workers) -> read-again list -> once a
+ * second, timers -> flush every dirty client (one write each) -> free
  * the clients closed during the turn. Frees happen last so no callback
  * ever sees its client freed under it.
  */
