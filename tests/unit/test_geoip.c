@@ -1021,6 +1021,23 @@ static void test_manager(void **state)
 	assert_true(wait_for("111.235.160.1", true));
 	assert_false(in_list("175.16.199.1"));
 
+	/* A refused reload keeps the settings in force: with a corrupt file
+	 * in place, a reload asking for GB (any shrink allowed) fails; when a
+	 * good file is renamed in later, the rebuild uses CN, not GB. */
+	replace_db(COUNTRY, 12000);
+	settle();
+	mgr_config(&cfg, "GB", 100);
+	geoip_mgr_reload(&cfg);
+	config_free(&cfg);
+	settle();
+	assert_true(in_list("111.235.160.1"));
+	assert_false(in_list("81.2.69.150"));
+	replace_db(COUNTRY, 0);
+	settle();
+	settle();
+	assert_true(in_list("111.235.160.1"));
+	assert_false(in_list("81.2.69.150"));
+
 	geoip_mgr_stop();
 	assert_int_equal(access_mode(), CONFIG_GEOIP_OFF);
 	geoip_mgr_stop(); /* idempotent */
