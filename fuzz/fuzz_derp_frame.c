@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "derp_frame.h"
+#include "derp/derp_frame.h"
 #include "fuzz.h"
 
 static void check_header(const uint8_t *data, size_t size)

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "http.h"
+#include "net/http.h"
 
 static void check_inside(const char *p, size_t len, const uint8_t *buf, size_t buflen)
 {

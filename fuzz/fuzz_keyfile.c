@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "keyfile.h"
+#include "derp/keyfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 
 #include "fuzz.h"
-#include "stun.h"
+#include "stun/stun.h"
 
 static void check_response(const uint8_t txid[STUN_TXID_LEN], enum stun_kind kind)
 {

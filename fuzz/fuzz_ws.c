@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "ws.h"
+#include "net/ws.h"
 
 static void check_unmask(const uint8_t *payload, size_t len, const uint8_t mask[4])
 {

@@ -23,16 +23,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "derp_key.h"
-#include "geoip_cli.h"
-#include "geoip_mgr.h"
-#include "keyfile.h"
-#include "log.h"
-#include "registry.h"
-#include "server.h"
-#include "tls.h"
-#include "worker.h"
+#include "core/config.h"
+#include "derp/derp_key.h"
+#include "geoip/geoip_cli.h"
+#include "geoip/geoip_mgr.h"
+#include "derp/keyfile.h"
+#include "core/log.h"
+#include "derp/registry.h"
+#include "net/server.h"
+#include "net/tls.h"
+#include "net/worker.h"
 
 #define MAIN_CERT_CHECK_MS    5000
 #define MAIN_BOOTSTRAP_DNS_MS (10 * 60 * 1000)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# test_nft_netns.sh - the nftables allowlist (src/nft.c) on real traffic.
+# test_nft_netns.sh - the nftables allowlist (src/geoip/nft.c) on real traffic.
 #
 # Two network namespaces joined by a veth pair: "srv" (10.200.0.1/24,
 # fd00:200::1/64) runs the listeners and the ruleset, "cli" has two

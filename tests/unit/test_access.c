@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "access.h"
-#include "iprange.h"
+#include "geoip/access.h"
+#include "core/iprange.h"
 
 static struct sockaddr_in sa4(const char *s)
 {

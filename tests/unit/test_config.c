@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "log.h"
+#include "core/config.h"
+#include "core/log.h"
 
 /* ------------------------------------------------------------- helpers */
 

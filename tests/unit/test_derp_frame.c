@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "derp_frame.h"
+#include "derp/derp_frame.h"
 
 static void fill(uint8_t *p, size_t n, uint8_t start)
 {

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "derp_key.h"
+#include "derp/derp_key.h"
 
 static const char priv_a_hex[] = "0002030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f60";
 static const char pub_a_hex[] = "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c";

@@ -22,11 +22,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "access.h"
-#include "config.h"
-#include "geoip.h"
-#include "geoip_mgr.h"
-#include "iprange.h"
+#include "geoip/access.h"
+#include "core/config.h"
+#include "geoip/geoip.h"
+#include "geoip/geoip_mgr.h"
+#include "core/iprange.h"
 
 #define D	 "data/geoip/"
 #define COUNTRY	 D "GeoLite2-Country-Test.mmdb"

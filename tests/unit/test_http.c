@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "net/http.h"
 
 /* ---- guard page ---- */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "iprange.h"
+#include "core/iprange.h"
 
 static uint32_t ip4(const char *s)
 {

@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "derp_key.h"
-#include "keyfile.h"
+#include "derp/derp_key.h"
+#include "derp/keyfile.h"
 
 static char tmpdir[64];
 static char err[512];

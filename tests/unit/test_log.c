@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "log.h"
+#include "core/log.h"
 
 /* Point stderr at a temp file; returns the saved stderr fd. */
 static int capture_begin(char *path, size_t len)

@@ -22,8 +22,8 @@
 
 #include <cmocka.h>
 
-#include "iprange.h"
-#include "nft.h"
+#include "core/iprange.h"
+#include "geoip/nft.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "client.h"
-#include "registry.h"
+#include "net/conn.h"
+#include "derp/registry.h"
 
 static void key_of(uint8_t key[32], uint32_t n)
 {

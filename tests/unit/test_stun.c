@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "stun.h"
+#include "stun/stun.h"
 
 /* RFC 5769 2.1 Sample Request */
 static const uint8_t rfc_req[] = {

@@ -28,8 +28,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "config.h"
-#include "tls.h"
+#include "core/config.h"
+#include "net/tls.h"
 
 #define HOST "derp.example.com"
 

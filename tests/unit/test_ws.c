@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "ws.h"
+#include "net/ws.h"
 
 static const uint8_t mask_ex[4] = { 0x37, 0xfa, 0x21, 0x3d };
 

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "iprange.h"
-#include "nft.h"
+#include "core/iprange.h"
+#include "geoip/nft.h"
 
 static int usage(void)
 {

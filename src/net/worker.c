@@ -13,7 +13,7 @@
  * the clients closed during the turn. Frees happen last so no callback
  * ever sees its client freed under it.
  */
-#include "worker.h"
+#include "net/worker.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,14 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "access.h"
-#include "client.h"
-#include "config.h"
-#include "log.h"
-#include "server.h"
-#include "stun.h"
-#include "tls.h"
-#include "worker_int.h"
+#include "geoip/access.h"
+#include "net/conn.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "net/server.h"
+#include "stun/stun.h"
+#include "net/tls.h"
+#include "net/worker_int.h"
 
 #define WORKER_MAX_EVENTS	 128
 #define WORKER_ACCEPTS_PER_EVENT 64

@@ -7,7 +7,7 @@
  * key text are wiped. Threading: any thread (no shared state), but meant
  * for startup.
  */
-#include "keyfile.h"
+#include "derp/keyfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "derp_key.h"
+#include "derp/derp_key.h"
 
 /* A key file is ~90 bytes; anything this big is not one. */
 #define KEYFILE_MAX_SIZE (1 << 20)

@@ -7,7 +7,7 @@
  * is what makes the rendered text describe exactly what nft_apply installs.
  * Threading: any thread.
  */
-#include "nft.h"
+#include "geoip/nft.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,8 +18,8 @@
 
 #include <linux/netfilter/nf_tables.h>
 
-#include "iprange.h"
-#include "nft_int.h"
+#include "core/iprange.h"
+#include "geoip/nft_int.h"
 
 /* ---- arguments ---------------------------------------------------------------- */
 

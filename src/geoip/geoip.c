@@ -21,7 +21,7 @@
  * field"; any other MMDB_get_value error is corruption.
  * Threading: none shared; each call opens its own MMDB_s.
  */
-#include "geoip.h"
+#include "geoip/geoip.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,8 +30,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "config.h"
-#include "iprange.h"
+#include "core/config.h"
+#include "core/iprange.h"
 
 /* Classes computed by the country classifier (>= 0, cached). */
 enum {

@@ -18,13 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
-#include "derp_frame.h"
-#include "derp_key.h"
-#include "log.h"
-#include "registry.h"
-#include "server.h"
-#include "worker_int.h"
+#include "net/conn.h"
+#include "derp/derp_frame.h"
+#include "derp/derp_key.h"
+#include "core/log.h"
+#include "derp/registry.h"
+#include "net/server.h"
+#include "net/worker_int.h"
 
 #define DERP_MAX_FRAME	     (64 + DERP_MAX_PACKET_SIZE)
 #define DERP_CLIENT_INFO_MIN (DERP_KEY_LEN + DERP_NONCE_LEN)

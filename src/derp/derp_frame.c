@@ -7,7 +7,7 @@
  * Invariant: builders write exactly the size their _LEN macro names; the
  * length field of a frame never includes the 5-byte header.
  */
-#include "derp_frame.h"
+#include "derp/derp_frame.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -5,7 +5,7 @@
  * past buf[len) and reports -EAGAIN until the whole header (including the
  * extended length and the mask) is present.
  */
-#include "ws.h"
+#include "net/ws.h"
 
 #include <errno.h>
 #include <string.h>

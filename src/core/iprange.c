@@ -9,7 +9,7 @@
  * the lookups relies on. IPv6 arithmetic uses unsigned __int128 (gnu11).
  * Threading: none; callers serialise access to one set.
  */
-#include "iprange.h"
+#include "core/iprange.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "metrics.h"
-#include "worker.h"
+#include "core/metrics.h"
+#include "net/worker.h"
 
 struct client;
 

@@ -14,7 +14,7 @@
  * store-then-load must not be reordered. Readers never wait on a lock;
  * only access_set sleeps (in short naps) during the grace period.
  */
-#include "access.h"
+#include "geoip/access.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -25,8 +25,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "iprange.h"
-#include "log.h"
+#include "core/iprange.h"
+#include "core/log.h"
 
 struct acc_table {
 	struct iprange_set *set; /* NULL: allow everything */

@@ -39,7 +39,7 @@
  * Threading: blocking I/O on a socket private to each call; any thread that
  * may block (the geoip manager, the CLI), never a worker loop.
  */
-#include "nft.h"
+#include "geoip/nft.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -66,8 +66,8 @@
 #include <libnftnl/table.h>
 #include <libnftnl/udata.h>
 
-#include "iprange.h"
-#include "nft_int.h"
+#include "core/iprange.h"
+#include "geoip/nft_int.h"
 
 #define NFT_SET4_ID 1
 #define NFT_SET6_ID 2

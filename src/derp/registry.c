@@ -7,7 +7,7 @@
  * not trusted to be uniform: the bucket index comes from a keyed hash
  * (SipHash via libsodium's crypto_shorthash) with a per-process secret.
  */
-#include "registry.h"
+#include "derp/registry.h"
 
 #include <errno.h>
 #include <pthread.h>

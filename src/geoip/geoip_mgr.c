@@ -17,7 +17,7 @@
  * would follow the old inode) for IN_MOVED_TO / IN_CLOSE_WRITE / IN_CREATE
  * of the file names we use; bursts are debounced for a second.
  */
-#include "geoip_mgr.h"
+#include "geoip/geoip_mgr.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -34,12 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "access.h"
-#include "config.h"
-#include "geoip.h"
-#include "iprange.h"
-#include "log.h"
-#include "nft.h"
+#include "geoip/access.h"
+#include "core/config.h"
+#include "geoip/geoip.h"
+#include "core/iprange.h"
+#include "core/log.h"
+#include "geoip/nft.h"
 
 #define MGR_DEBOUNCE_MS 1000
 

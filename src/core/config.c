@@ -20,7 +20,7 @@
  *
  * Threading: no shared state; call from one thread per struct config.
  */
-#include "config.h"
+#include "core/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -35,7 +35,7 @@
 
 #include <ini.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #ifndef DERPER_VERSION
 #define DERPER_VERSION "dev"

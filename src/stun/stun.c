@@ -8,7 +8,7 @@
  * are no error responses (an unauthenticated UDP reply to a spoofed source
  * is an amplification vector, and the Go derper sends none either).
  */
-#include "stun.h"
+#include "stun/stun.h"
 
 #include <errno.h>
 #include <string.h>

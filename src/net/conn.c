@@ -14,7 +14,7 @@
  * Invariant: a closed client is never freed inside its own callback; it
  * goes to the worker's closed list and the loop frees it afterwards.
  */
-#include "client.h"
+#include "net/conn.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -24,12 +24,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "derp_frame.h"
-#include "http.h"
-#include "log.h"
-#include "server.h"
-#include "worker_int.h"
-#include "ws.h"
+#include "derp/derp_frame.h"
+#include "net/http.h"
+#include "core/log.h"
+#include "net/server.h"
+#include "net/worker_int.h"
+#include "net/ws.h"
 
 /* Largest input we ever hold for one client: a ClientInfo frame. */
 #define CLIENT_MAX_PENDING (DERP_FRAME_HEADER_LEN + DERP_MAX_INFO_LEN)

@@ -6,7 +6,7 @@
  * initialised lazily (sodium_init is idempotent and thread-safe), so any
  * thread may call any function here at any time.
  */
-#include "derp_key.h"
+#include "derp/derp_key.h"
 
 #include <errno.h>
 #include <stdlib.h>

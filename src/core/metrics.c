@@ -3,7 +3,7 @@
  * Blocks are registered before the workers start and never removed, so
  * the list needs no lock after startup.
  */
-#include "metrics.h"
+#include "core/metrics.h"
 
 #include <stddef.h>
 #include <string.h>

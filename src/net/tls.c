@@ -19,7 +19,7 @@
  * serialize on reload_mu. An SSL holds a reference on its SSL_CTX, so the
  * old context lives until its last connection is freed.
  */
-#include "tls.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,8 +43,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "config.h"
-#include "log.h"
+#include "core/config.h"
+#include "core/log.h"
 
 /* DERP protocol version, carried as the meta cert's serial number. */
 #define TLS_DERP_PROTO_VERSION	  2

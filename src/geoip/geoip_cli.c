@@ -11,7 +11,7 @@
  * Uses the same geoip_build / nft_* code as the daemon, so what is printed
  * is what the daemon would install. One-shot, main thread only.
  */
-#include "geoip_cli.h"
+#include "geoip/geoip_cli.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -21,10 +21,10 @@
 
 #include <maxminddb.h>
 
-#include "config.h"
-#include "geoip.h"
-#include "iprange.h"
-#include "nft.h"
+#include "core/config.h"
+#include "geoip/geoip.h"
+#include "core/iprange.h"
+#include "geoip/nft.h"
 
 static void usage(FILE *f)
 {

@@ -6,7 +6,7 @@
  * "<N>" priority prefix replaces the timestamp, which journald parses.
  * Level is an atomic so SIGHUP can change it while workers log.
  */
-#include "log.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <stdarg.h>

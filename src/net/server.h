@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
+#include "net/http.h"
 
 struct config;
 struct tls_ctx;

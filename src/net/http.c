@@ -12,7 +12,7 @@
  * connection: DERP clients make exactly one request per connection, and
  * refusing keep-alive means a request body never has to be read or skipped.
  */
-#include "http.h"
+#include "net/http.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ws.h"
+#include "net/ws.h"
 
 /* ---- parsing ---- */
 
