@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "derp/keyset.h"
+
 struct worker;
 struct wmsg;
 
@@ -27,14 +29,6 @@ enum client_state {
 struct pktq {
 	struct wmsg **ring; /* allocated on first use */
 	uint32_t head, len;
-};
-
-/* Set of 32-byte keys (open addressing), for "sources this client has
- * received from" (PeerGone Disconnected fan-out). */
-struct keyset {
-	uint8_t (*keys)[32];
-	uint8_t *used;
-	uint32_t n, cap;
 };
 
 struct ws_state {
@@ -129,10 +123,5 @@ void derp_client_peer_gone(struct client *c, const uint8_t key[32]);
 void derp_client_dup_update(struct client *c, bool tell);
 /* Queue Restarting (graceful shutdown). */
 void derp_client_restarting(struct client *c);
-
-/* Key set helpers. */
-bool keyset_add(struct keyset *ks, const uint8_t key[32]);
-bool keyset_remove(struct keyset *ks, const uint8_t key[32]);
-void keyset_free(struct keyset *ks);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "net/conn.h"
+#include "derp/keyset.h"
 #include "derp/registry.h"
 
 static void key_of(uint8_t key[32], uint32_t n)
