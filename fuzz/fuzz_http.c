@@ -56,7 +56,7 @@ static void check_route(const struct http_request *req, const struct http_site *
 		FUZZ_CHECK(res.resp != NULL && res.close_after);
 		FUZZ_CHECK(res.resp_len > 9 && memcmp(res.resp, "HTTP/1.", 7) == 0);
 		break;
-	case HTTP_ACTION_DERP:
+	case HTTP_ACTION_UPGRADE:
 		FUZZ_CHECK(res.resp == NULL && !site->port80 && site->derp_enabled);
 		break;
 	case HTTP_ACTION_WEBSOCKET:

@@ -1,5 +1,8 @@
 /*
  * main.c - startup order, signals, reload and shutdown; nothing else.
+ * The composition root: the one file that includes every subsystem and
+ * wires them together (net/ gets DERP as its upgrade protocol, STUN as
+ * its UDP handler and geo-IP as its access policy). Nothing includes it.
  *
  * Order: config (INI, then flags) -> one-shot actions (--check-config,
  * --dump-config, -version, geoip subcommands) -> server key -> TLS
@@ -24,15 +27,18 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "derp/derp_key.h"
+#include "derp/derp_server.h"
+#include "derp/keyfile.h"
+#include "derp/registry.h"
+#include "geoip/access.h"
 #include "geoip/geoip_cli.h"
 #include "geoip/geoip_mgr.h"
-#include "derp/keyfile.h"
-#include "core/log.h"
-#include "derp/registry.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "net/worker.h"
+#include "stun/stun_server.h"
 
 #define MAIN_CERT_CHECK_MS    5000
 #define MAIN_BOOTSTRAP_DNS_MS (10 * 60 * 1000)
@@ -286,6 +292,8 @@ static void reload(struct server *srv, int argc, char **argv)
 static int run(struct config *cfg, int argc, char **argv)
 {
 	struct server srv;
+	static struct derp_server ds; /* workers read it until they are joined */
+	char *dns_json = NULL;	      /* the /bootstrap-dns body in force (sites point at it) */
 	char err[1024];
 	sigset_t sigs;
 	int sfd = -1, ret = 1;
@@ -294,12 +302,16 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
-	srv.stun_generic = cfg->stun_generic;
+	srv.proto = &derp_proto;
+	srv.proto_arg = &ds;
+	srv.udp_ready = stun_server_ready;
+	srv.allowed = access_allowed;
+	stun_server_set_generic(cfg->stun_generic);
 	srv.queue_depth = (uint32_t)cfg->queue_depth;
 	srv.handshake_timeout_ms = cfg->handshake_timeout_ms;
 	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
-	srv.keepalive_ms = 60000;
-	srv.max_clients = cfg->max_clients;
+	ds.keepalive_ms = 60000;
+	ds.max_clients = cfg->max_clients;
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
 	/* Every thread started from here on (geo-IP manager, workers)
@@ -317,24 +329,24 @@ static int run(struct config *cfg, int argc, char **argv)
 	if (sodium_init() < 0 || registry_init() < 0)
 		log_fatal("main", "cannot initialise libsodium");
 	if (cfg->dev) {
-		derp_key_generate(srv.priv);
+		derp_key_generate(ds.priv);
 	} else {
 		bool created = false;
 
-		if (keyfile_load_or_create(cfg->private_key_file, srv.priv, &created, err,
+		if (keyfile_load_or_create(cfg->private_key_file, ds.priv, &created, err,
 					   sizeof(err)) < 0)
 			log_fatal("main", "key file %s: %s", cfg->private_key_file, err);
 		if (created)
 			log_info("main", "created new server key in %s", cfg->private_key_file);
 	}
-	derp_key_public(srv.pub, srv.priv);
-	derp_key_hex(srv.pub_hex, srv.pub);
+	derp_key_public(ds.pub, ds.priv);
+	derp_key_hex(ds.pub_hex, ds.pub);
 
 	if (config_serve_tls(cfg)) {
 		struct tls_opts to = { .hostname = cfg->hostname,
 				       .certdir = cfg->certdir,
 				       .certmode = (int)cfg->certmode,
-				       .server_pub = srv.pub };
+				       .server_pub = ds.pub };
 
 		srv.tls = tls_ctx_new(&to, err, sizeof(err));
 		if (!srv.tls)
@@ -351,14 +363,14 @@ static int run(struct config *cfg, int argc, char **argv)
 			log_fatal("main", "%s", err);
 	}
 	if (cfg->stun_enable) {
-		srv.stun_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->stun_port,
-					    SOCK_DGRAM, err, sizeof(err));
-		if (!srv.stun_fds)
+		srv.udp_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->stun_port,
+					   SOCK_DGRAM, err, sizeof(err));
+		if (!srv.udp_fds)
 			log_fatal("main", "%s", err);
 	}
-	srv.bootstrap_dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
-	site_init(&srv.site, cfg, srv.bootstrap_dns_json, false);
-	site_init(&srv.site80, cfg, srv.bootstrap_dns_json, true);
+	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+	site_init(&srv.site, cfg, dns_json, false);
+	site_init(&srv.site80, cfg, dns_json, true);
 
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (geoip_mgr_start(cfg, err, sizeof(err)) < 0)
@@ -377,7 +389,7 @@ static int run(struct config *cfg, int argc, char **argv)
 		log_info("main", "derper %s: %s on %s:%d (%zu workers), STUN %s, server key %s%s",
 			 DERPER_VERSION, srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
 			 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
-			 stun, srv.pub_hex, cfg->dev ? " (dev mode)" : "");
+			 stun, ds.pub_hex, cfg->dev ? " (dev mode)" : "");
 	}
 	if (srv.http80_fds)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
@@ -414,8 +426,8 @@ static int run(struct config *cfg, int argc, char **argv)
 				/* The string replaced 10 minutes ago has long been
 				 * unused by any request: free it now. */
 				free(retired_dns);
-				retired_dns = srv.bootstrap_dns_json;
-				srv.bootstrap_dns_json = fresh;
+				retired_dns = dns_json;
+				dns_json = fresh;
 				srv.site.bootstrap_dns_json = fresh;
 				srv.site80.bootstrap_dns_json = fresh;
 			}
@@ -439,12 +451,12 @@ static int run(struct config *cfg, int argc, char **argv)
 	close(sfd);
 	close_sockets(srv.listen_fds, srv.nworkers);
 	close_sockets(srv.http80_fds, srv.nworkers);
-	close_sockets(srv.stun_fds, srv.nworkers);
+	close_sockets(srv.udp_fds, srv.nworkers);
 	tls_ctx_free(srv.tls);
-	free(srv.bootstrap_dns_json);
+	free(dns_json);
 	free(retired_dns);
 	registry_deinit();
-	sodium_memzero(srv.priv, sizeof(srv.priv));
+	sodium_memzero(ds.priv, sizeof(ds.priv));
 	return ret;
 }
 

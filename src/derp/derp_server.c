@@ -2,28 +2,33 @@
  * derp_server.c - the DERP protocol on one connection: handshake,
  * registration, frame dispatch, forwarding, PeerGone and duplicate keys.
  *
+ * This is derp_proto (derp_server.h): net/conn.c hands it whole frames
+ * after the HTTP upgrade; it queues frames back with conn_queue_*.
  * Runs on the owning worker's thread. A packet for a client on another
- * worker leaves as a struct wmsg through worker_send; nothing here holds
- * a pointer to another worker's client. The registry (registry.h) maps
- * keys to (worker, client id).
+ * worker leaves as a struct wmsg through worker_send, carrying the
+ * function that delivers it there; nothing here holds a pointer to
+ * another worker's connection. The registry (registry.h) maps keys to
+ * (worker, conn id).
  *
  * Frame limits: the handshake frame (ClientInfo) may be up to
  * DERP_MAX_INFO_LEN; afterwards no frame may exceed DERP_MAX_FRAME, which
  * is the largest legitimate frame (ForwardPacket, 64 + 64 KiB). Bigger
  * frames close the connection, as a malformed frame does.
  */
+#include "derp/derp_server.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/conn.h"
+#include "core/log.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
-#include "derp/keyset.h"
-#include "core/log.h"
 #include "derp/registry.h"
+#include "net/conn.h"
+#include "net/http.h"
 #include "net/server.h"
-#include "net/worker_int.h"
+#include "net/worker.h"
 
 #define DERP_MAX_FRAME	     (64 + DERP_MAX_PACKET_SIZE)
 #define DERP_CLIENT_INFO_MIN (DERP_KEY_LEN + DERP_NONCE_LEN)
@@ -34,28 +39,84 @@
 
 /* ---- helpers ---- */
 
-static void derp_queue_frame(struct client *c, const uint8_t *frame, size_t len)
+static struct derp_server *derp_of(const struct conn *c)
 {
-	struct wmsg *m = wmsg_new(WMSG_CTRL, c->id, (uint32_t)len);
+	return c->w->srv->proto_arg;
+}
 
-	if (!m) {
-		client_close(c, "out of memory");
-		return;
-	}
-	memcpy(m->data, frame, len);
-	client_queue_ctrl(c, m);
+static struct derp_conn *dc_of(const struct conn *c)
+{
+	return c->proto_state;
+}
+
+static void derp_queue_frame(struct conn *c, const uint8_t *frame, size_t len)
+{
+	conn_queue_bytes(c, frame, len);
+}
+
+/* The DERP connection with id on w, or NULL (gone, closed, or not DERP). */
+static struct conn *derp_find(struct worker *w, uint64_t id)
+{
+	struct conn *c = worker_find(w, id);
+
+	return c && c->proto == &derp_proto && c->proto_state ? c : NULL;
+}
+
+static void derp_dup_update(struct conn *c, bool tell);
+
+/* On the owner of m->conn_id: re-check its duplicate state. */
+static void derp_dup_msg(struct worker *w, struct wmsg *m)
+{
+	struct conn *c = derp_find(w, m->conn_id);
+
+	if (c)
+		derp_dup_update(c, m->data[0] != 0);
+	free(m);
 }
 
 /* Ask the owner of a connection to re-check its duplicate state; tell:
  * show the Health problem if it is (still) duplicated. */
-static void derp_send_dup(struct worker *w, uint32_t target, uint64_t client_id, bool tell)
+static void derp_send_dup(struct worker *w, uint32_t target, uint64_t conn_id, bool tell)
 {
-	struct wmsg *m = wmsg_new(WMSG_DUP, client_id, 1);
+	struct wmsg *m = wmsg_new(derp_dup_msg, conn_id, 1);
 
 	if (!m)
 		return;
 	m->data[0] = tell;
 	worker_send(w, target, m);
+}
+
+/* A key left the server: send PeerGone(Disconnected) if c saw it. */
+static void derp_peer_gone(struct conn *c, void *arg)
+{
+	struct derp_conn *dc = dc_of(c);
+	const uint8_t *key = arg;
+	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 1];
+
+	if (c->proto != &derp_proto || !dc || !dc->registered || !keyset_remove(&dc->saw, key))
+		return;
+	derp_queue_frame(c, frame, derp_frame_peer_gone(frame, key, DERP_PEER_GONE_DISCONNECTED));
+	metrics_add(&c->w->metrics, METRIC_PEER_GONE_DISCONNECTED, 1);
+}
+
+/* On every worker: m->data is a key that left the server. */
+static void derp_gone_msg(struct worker *w, struct wmsg *m)
+{
+	worker_foreach_conn(w, derp_peer_gone, m->data);
+	free(m);
+}
+
+/* Tell every worker, this one included, that key left. */
+static void derp_broadcast_gone(struct worker *w, const uint8_t key[32])
+{
+	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
+		struct wmsg *m = wmsg_new(derp_gone_msg, 0, 32);
+
+		if (!m)
+			return;
+		memcpy(m->data, key, 32);
+		worker_send(w, i, m);
+	}
 }
 
 /*
@@ -69,22 +130,23 @@ static void derp_send_dup(struct worker *w, uint32_t target, uint64_t client_id,
  * from the registry: messages from several workers may arrive in any
  * order.
  */
-void derp_client_dup_update(struct client *c, bool tell)
+static void derp_dup_update(struct conn *c, bool tell)
 {
+	struct derp_conn *dc = dc_of(c);
 	uint8_t frame[DERP_FRAME_HEADER_LEN + sizeof(DERP_DUP_HEALTH)];
 	bool dup;
 	size_t n;
 
-	if (c->state != CLIENT_DERP)
+	if (c->state != CONN_PROTO || !dc->registered)
 		return;
-	dup = registry_conns(c->key) > 1;
-	c->dup = dup;
-	if (dup && tell && !c->health_sent) {
+	dup = registry_conns(dc->key) > 1;
+	dc->dup = dup;
+	if (dup && tell && !dc->health_sent) {
 		n = derp_frame_health(frame, sizeof(frame), DERP_DUP_HEALTH);
-		c->health_sent = true;
-	} else if (!dup && c->health_sent) {
+		dc->health_sent = true;
+	} else if (!dup && dc->health_sent) {
 		n = derp_frame_health(frame, sizeof(frame), ""); /* healthy again */
-		c->health_sent = false;
+		dc->health_sent = false;
 	} else {
 		return;
 	}
@@ -92,22 +154,40 @@ void derp_client_dup_update(struct client *c, bool tell)
 		derp_queue_frame(c, frame, n);
 }
 
-void derp_client_start(struct client *c)
-{
-	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_MAGIC_LEN + DERP_KEY_LEN];
-	size_t n = derp_frame_server_key(frame, c->w->srv->pub);
+/* ---- derp_proto callbacks ---- */
 
-	c->state = CLIENT_DERP_HANDSHAKE;
+/* The upgrade: the 101 (unless WebSocket, whose 101 is out already, or a
+ * fast start, which has none), then ServerKey; arm the deadline. */
+static int derp_start(struct conn *c, const struct http_result *res)
+{
+	struct derp_server *ds = derp_of(c);
+	struct derp_conn *dc = calloc(1, sizeof(*dc));
+	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_MAGIC_LEN + DERP_KEY_LEN];
+	size_t n;
+
+	if (!dc)
+		return -ENOMEM;
+	c->proto_state = dc;
+	dc->not_ideal = res->ideal_node_header;
+	if (res->action == HTTP_ACTION_UPGRADE && !res->fast_start) {
+		char up[512];
+		size_t ul = http_derp_upgrade_response(up, sizeof(up), ds->pub);
+
+		conn_queue_bytes(c, up, ul);
+	}
 	c->deadline_ms = c->w->now_ms + c->w->srv->handshake_timeout_ms;
 	metrics_add(&c->w->metrics, METRIC_DERP_ACCEPTS, 1);
+	n = derp_frame_server_key(frame, ds->pub);
 	derp_queue_frame(c, frame, n);
+	return 0;
 }
 
 /* ClientInfo: key, nonce, box(JSON). Registers the client. */
-static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
+static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 {
 	struct worker *w = c->w;
-	struct server *srv = w->srv;
+	struct derp_server *ds = derp_of(c);
+	struct derp_conn *dc = dc_of(c);
 	uint8_t *plain = NULL;
 	struct derp_client_info ci;
 	uint8_t info[DERP_FRAME_HEADER_LEN + DERP_BOX_OVERHEAD + 64];
@@ -127,7 +207,7 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 	plain = malloc(plen);
 	if (!plain)
 		return -ENOMEM;
-	n = derp_box_open(plain, plen, p + DERP_KEY_LEN, plen - DERP_KEY_LEN, p, srv->priv);
+	n = derp_box_open(plain, plen, p + DERP_KEY_LEN, plen - DERP_KEY_LEN, p, ds->priv);
 	if (n < 0) {
 		log_peer("derp", "%016llx %s: ClientInfo box does not open",
 			 (unsigned long long)c->id, c->addr);
@@ -149,31 +229,30 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 	}
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. */
-	if (atomic_fetch_add(&srv->nclients, 1) >= srv->max_clients && srv->max_clients) {
-		atomic_fetch_sub(&srv->nclients, 1);
+	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
+		atomic_fetch_sub(&ds->nclients, 1);
 		log_peer("derp", "%016llx %s: refused: server full (%d clients)",
-			 (unsigned long long)c->id, c->addr, srv->max_clients);
+			 (unsigned long long)c->id, c->addr, ds->max_clients);
 		return -EBUSY;
 	}
-	memcpy(c->key, p, DERP_KEY_LEN);
-	c->can_ack_pings = ci.can_ack_pings;
-	c->is_prober = ci.is_prober;
-	r = registry_add(c->key, &self, others, &nothers);
+	memcpy(dc->key, p, DERP_KEY_LEN);
+	dc->can_ack_pings = ci.can_ack_pings;
+	dc->is_prober = ci.is_prober;
+	r = registry_add(dc->key, &self, others, &nothers);
 	if (r < 0) {
-		atomic_fetch_sub(&srv->nclients, 1);
+		atomic_fetch_sub(&ds->nclients, 1);
 		return r;
 	}
-	c->registered = true;
-	c->state = CLIENT_DERP;
+	dc->registered = true;
 	c->deadline_ms = 0;
-	c->next_keepalive_ms = w->now_ms + srv->keepalive_ms + (int64_t)(random() % 5000);
-	c->nothere_tokens = 3;
-	c->nothere_ts_ms = w->now_ms;
+	dc->next_keepalive_ms = w->now_ms + ds->keepalive_ms + (int64_t)(random() % 5000);
+	dc->nothere_tokens = 3;
+	dc->nothere_ts_ms = w->now_ms;
 
 	/* ServerInfo goes out after registration, before any packet. */
 	jlen = derp_server_info_json(json, sizeof(json));
 	n = derp_box_seal(info + DERP_FRAME_HEADER_LEN, sizeof(info) - DERP_FRAME_HEADER_LEN,
-			  (const uint8_t *)json, jlen, c->key, srv->priv);
+			  (const uint8_t *)json, jlen, dc->key, ds->priv);
 	if (n < 0)
 		return (int)n;
 	derp_frame_header_put(info, DERP_FRAME_SERVER_INFO, (uint32_t)n);
@@ -182,86 +261,121 @@ static int derp_handshake(struct client *c, const uint8_t *p, uint32_t plen)
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		char hex[65];
 
-		derp_key_hex(hex, c->key);
+		derp_key_hex(hex, dc->key);
 		log_debug("derp", "%016llx %s: registered nodekey:%.16s%s%s",
 			  (unsigned long long)c->id, c->addr, hex, ci.is_prober ? " (prober)" : "",
 			  r > 1 ? " (duplicate key)" : "");
 	}
 	if (r > 1) {
-		derp_client_dup_update(c, false);
+		derp_dup_update(c, false);
 		for (size_t i = 0; i < nothers; i++)
 			derp_send_dup(w, others[i].worker, others[i].client_id, true);
 	}
 	return 0;
 }
 
-void derp_client_unregister(struct client *c)
+/* The connection is being freed: unregister and notify peers. */
+static void derp_release(struct conn *c)
 {
 	struct worker *w = c->w;
+	struct derp_conn *dc = dc_of(c);
 	struct registry_conn others[REGISTRY_MAX_DUPS];
 	size_t nothers = 0;
 	int left;
 
-	c->registered = false;
-	atomic_fetch_sub(&w->srv->nclients, 1);
-	left = registry_remove(c->key, c->id, others, &nothers);
-	if (left == 0)
-		worker_broadcast_gone(w, c->key);
-	for (size_t i = 0; i < nothers; i++)
-		derp_send_dup(w, others[i].worker, others[i].client_id, false);
+	c->proto_state = NULL;
+	if (dc->registered) {
+		atomic_fetch_sub(&derp_of(c)->nclients, 1);
+		left = registry_remove(dc->key, c->id, others, &nothers);
+		if (left == 0)
+			derp_broadcast_gone(w, dc->key);
+		for (size_t i = 0; i < nothers; i++)
+			derp_send_dup(w, others[i].worker, others[i].client_id, false);
+	}
+	keyset_free(&dc->saw);
+	free(dc);
 }
 
-void derp_client_peer_gone(struct client *c, const uint8_t key[32])
-{
-	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 1];
-
-	if (c->state != CLIENT_DERP || !keyset_remove(&c->saw, key))
-		return;
-	derp_queue_frame(c, frame, derp_frame_peer_gone(frame, key, DERP_PEER_GONE_DISCONNECTED));
-	metrics_add(&c->w->metrics, METRIC_PEER_GONE_DISCONNECTED, 1);
-}
-
-void derp_client_restarting(struct client *c)
+/* Graceful shutdown: Restarting, then close once it is out. */
+static void derp_shutdown(struct conn *c)
 {
 	uint8_t frame[DERP_FRAME_HEADER_LEN + 8];
-	struct wmsg *mark;
 
-	if (c->state != CLIENT_DERP) {
-		client_close(c, "shutting down");
+	if (!dc_of(c)->registered) {
+		conn_close(c, "shutting down");
 		return;
 	}
 	/* Reconnect after 1 s, keep trying for 30 s: a restart, not a move. */
 	derp_queue_frame(c, frame, derp_frame_restarting(frame, 1000, 30000));
-	mark = wmsg_new(WMSG_CTRL, c->id, 1);
-	if (!mark) {
-		client_close(c, "shutting down");
-		return;
-	}
-	mark->data[0] = 0xff; /* close after flush (client.c) */
-	client_queue_ctrl(c, mark);
-	c->input_done = true;
+	if (c->state != CONN_CLOSED)
+		conn_close_after_flush(c);
 }
 
-/* PeerGone(NotHere), at most 1/s with a burst of 3 per sender. */
-static void derp_not_here(struct client *c, const uint8_t dst[32])
+static void derp_tick(struct conn *c, int64_t now_ms)
 {
+	struct derp_conn *dc = dc_of(c);
+	uint8_t frame[DERP_FRAME_HEADER_LEN];
+
+	if (!dc->registered || now_ms < dc->next_keepalive_ms)
+		return;
+	dc->next_keepalive_ms = now_ms + derp_of(c)->keepalive_ms + (int64_t)(random() % 5000);
+	derp_frame_keepalive(frame);
+	derp_queue_frame(c, frame, sizeof(frame));
+}
+
+/* Bytes missing to complete the frame (or its header) in buf[0..len). */
+static size_t derp_need(const uint8_t *buf, size_t len)
+{
+	uint8_t type;
+	uint32_t plen;
+
+	if (len < DERP_FRAME_HEADER_LEN)
+		return DERP_FRAME_HEADER_LEN - len;
+	derp_frame_header_parse(buf, len, &type, &plen);
+	if ((size_t)DERP_FRAME_HEADER_LEN + plen <= len)
+		return 1; /* cannot happen: a whole frame would have been consumed */
+	return (size_t)DERP_FRAME_HEADER_LEN + plen - len;
+}
+
+/* ---- frames ---- */
+
+/* PeerGone(NotHere), at most 1/s with a burst of 3 per sender. */
+static void derp_not_here(struct conn *c, const uint8_t dst[32])
+{
+	struct derp_conn *dc = dc_of(c);
 	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 1];
 	int64_t now = c->w->now_ms;
-	int64_t refill = (now - c->nothere_ts_ms) / 1000;
+	int64_t refill = (now - dc->nothere_ts_ms) / 1000;
 
 	if (refill > 0) {
-		c->nothere_tokens =
-			(uint32_t)(c->nothere_tokens + refill > 3 ? 3 : c->nothere_tokens + refill);
-		c->nothere_ts_ms += refill * 1000;
+		dc->nothere_tokens =
+			(uint32_t)(dc->nothere_tokens + refill > 3 ? 3
+								   : dc->nothere_tokens + refill);
+		dc->nothere_ts_ms += refill * 1000;
 	}
-	if (!c->nothere_tokens)
+	if (!dc->nothere_tokens)
 		return;
-	c->nothere_tokens--;
+	dc->nothere_tokens--;
 	derp_queue_frame(c, frame, derp_frame_peer_gone(frame, dst, DERP_PEER_GONE_NOT_HERE));
 	metrics_add(&c->w->metrics, METRIC_PEER_GONE_NOT_HERE, 1);
 }
 
-static void derp_send_packet(struct client *c, const uint8_t *p, uint32_t plen)
+/* On the receiver's worker: queue a RecvPacket frame (m->data). */
+static void derp_deliver_msg(struct worker *w, struct wmsg *m)
+{
+	struct conn *c = derp_find(w, m->conn_id);
+
+	if (!c) {
+		metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
+		free(m);
+		return;
+	}
+	/* Remember the source for PeerGone(Disconnected). */
+	keyset_add(&dc_of(c)->saw, m->data + DERP_FRAME_HEADER_LEN);
+	conn_queue_packet(c, m, (enum conn_prio)m->prio);
+}
+
+static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
 {
 	struct worker *w = c->w;
 	const uint8_t *dst = p;
@@ -281,30 +395,33 @@ static void derp_send_packet(struct client *c, const uint8_t *p, uint32_t plen)
 			derp_not_here(c, dst);
 		return;
 	}
-	m = wmsg_new(WMSG_PACKET, rc.client_id, DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
+	m = wmsg_new(derp_deliver_msg, rc.client_id, DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
 	if (!m) {
 		metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
 		return;
 	}
-	m->kind = disco ? WMSG_KIND_DISCO : WMSG_KIND_DATA;
-	derp_frame_recv_packet_header(m->data, c->key, n);
+	m->prio = disco ? CONN_PRIO_HIGH : CONN_PRIO_LOW;
+	derp_frame_recv_packet_header(m->data, dc_of(c)->key, n);
 	memcpy(m->data + DERP_FRAME_HEADER_LEN + DERP_KEY_LEN, pkt, n);
+	if (rc.worker != w->idx)
+		metrics_add(&w->metrics, METRIC_PACKETS_CROSS_WORKER, 1);
 	worker_send(w, rc.worker, m);
 }
 
 /* Dispatch one frame of a registered client. 0 or -errno (close). */
-static int derp_frame(struct client *c, uint8_t type, const uint8_t *p, uint32_t plen)
+static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t plen)
 {
+	struct derp_conn *dc = dc_of(c);
 	uint8_t frame[DERP_FRAME_HEADER_LEN + 8];
 
 	/* Last writer wins among duplicate connections; a change of the
 	 * active one means they interleave: tell them all. */
-	if (c->dup) {
+	if (dc->dup) {
 		struct registry_conn others[REGISTRY_MAX_DUPS];
 		size_t nothers = 0;
 
-		if (registry_set_active(c->key, c->id, others, &nothers) == 1) {
-			derp_client_dup_update(c, true);
+		if (registry_set_active(dc->key, c->id, others, &nothers) == 1) {
+			derp_dup_update(c, true);
 			for (size_t i = 0; i < nothers; i++)
 				derp_send_dup(c->w, others[i].worker, others[i].client_id, true);
 		}
@@ -318,7 +435,7 @@ static int derp_frame(struct client *c, uint8_t type, const uint8_t *p, uint32_t
 	case DERP_FRAME_NOTE_PREFERRED:
 		if (plen != 1)
 			return -EBADMSG;
-		c->preferred = p[0] != 0;
+		dc->preferred = p[0] != 0;
 		return 0;
 	case DERP_FRAME_PING:
 		if (plen < 8 || plen > DERP_PING_MAX)
@@ -342,34 +459,36 @@ static int derp_frame(struct client *c, uint8_t type, const uint8_t *p, uint32_t
 	}
 }
 
-long derp_client_input(struct client *c, const uint8_t *buf, size_t len)
+/* Consume whole frames; see struct conn_proto's input. */
+static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 {
+	struct derp_conn *dc = dc_of(c);
 	size_t off = 0;
 
-	while (c->state == CLIENT_DERP_HANDSHAKE || c->state == CLIENT_DERP) {
+	while (c->state == CONN_PROTO) {
 		uint8_t type;
 		uint32_t plen;
-		uint32_t max = c->state == CLIENT_DERP ? DERP_MAX_FRAME : DERP_MAX_INFO_LEN;
+		uint32_t max = dc->registered ? DERP_MAX_FRAME : DERP_MAX_INFO_LEN;
 		int r;
 
 		if (derp_frame_header_parse(buf + off, len - off, &type, &plen) < 0)
 			break;
 		/* A packet frame's bound is known from its header: refuse it
 		 * before buffering 64 KiB of it. */
-		if (type == DERP_FRAME_SEND_PACKET && c->state == CLIENT_DERP)
+		if (type == DERP_FRAME_SEND_PACKET && dc->registered)
 			max = DERP_KEY_LEN + DERP_MAX_PACKET_SIZE;
 		if (plen > max) {
 			metrics_add(&c->w->metrics, METRIC_BAD_FRAMES, 1);
 			log_peer("derp", "%016llx %s: frame too large (%u > %u)",
 				 (unsigned long long)c->id, c->addr, plen, max);
-			client_close(c, "frame too large");
+			conn_close(c, "frame too large");
 			return -1;
 		}
 		if (len - off < DERP_FRAME_HEADER_LEN + (size_t)plen)
 			break;
 		const uint8_t *p = buf + off + DERP_FRAME_HEADER_LEN;
 
-		if (c->state == CLIENT_DERP_HANDSHAKE) {
+		if (!dc->registered) {
 			if (type != DERP_FRAME_CLIENT_INFO) {
 				log_peer("derp",
 					 "%016llx %s: first frame is 0x%02x, not ClientInfo",
@@ -389,12 +508,24 @@ long derp_client_input(struct client *c, const uint8_t *buf, size_t len)
 			}
 		}
 		if (r < 0) {
-			client_close(c, "bad frame");
+			conn_close(c, "bad frame");
 			return -1;
 		}
 		off += DERP_FRAME_HEADER_LEN + plen;
-		if (c->state == CLIENT_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return -1;
 	}
 	return (long)off;
 }
+
+const struct conn_proto derp_proto = {
+	.name = "derp",
+	/* The largest unit held while incomplete: a ClientInfo frame. */
+	.max_pending = DERP_FRAME_HEADER_LEN + DERP_MAX_INFO_LEN,
+	.start = derp_start,
+	.input = derp_input,
+	.need = derp_need,
+	.tick = derp_tick,
+	.shutdown = derp_shutdown,
+	.release = derp_release,
+};

@@ -1,9 +1,12 @@
 /*
- * client.c - one connection's byte plumbing: TLS handshake, reads, the
- * HTTP request, the WebSocket de-framing, and batched writes.
+ * conn.c - one connection's byte plumbing: TLS handshake, reads, the
+ * HTTP request, the WebSocket de-framing, and batched writes. After the
+ * upgrade, whole units of input go to the connection's protocol
+ * (struct conn_proto, conn.h), which queues output back through
+ * conn_queue_*; nothing here knows what the protocol speaks.
  *
  * Owns: the fd, the SSL, the input remainder (rbuf) and the output
- * queues of a struct client. Runs only on the owning worker's thread.
+ * queues of a struct conn. Runs only on the owning worker's thread.
  *
  * Memory: an idle connection holds no buffers. Reads land in the
  * worker's scratch buffer and only a partial frame is copied into the
@@ -24,30 +27,28 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "derp/derp_frame.h"
 #include "net/http.h"
 #include "core/log.h"
 #include "net/server.h"
 #include "net/worker_int.h"
 #include "net/ws.h"
 
-/* Largest input we ever hold for one client: a ClientInfo frame. */
-#define CLIENT_MAX_PENDING (DERP_FRAME_HEADER_LEN + DERP_MAX_INFO_LEN)
 /* A flush gathers up to this many bytes (plus one frame). */
-#define CLIENT_FLUSH_BYTES (128 * 1024)
+#define CONN_FLUSH_BYTES (128 * 1024)
 /* Reads per readiness event before yielding to other clients. */
-#define CLIENT_READS_PER_EVENT 16
+#define CONN_READS_PER_EVENT 16
 /* WebSocket messages we send: at most this big, and the room reserved
  * in front of a flush for their headers (4 bytes per message). */
-#define CLIENT_WS_MESSAGE (32 * 1024)
-#define CLIENT_WS_RESERVE (4 * (WORKER_SCRATCH / CLIENT_WS_MESSAGE + 1))
-/* Control frames queued per client before we stop queueing more. */
-#define CLIENT_MAX_CTRL 64
+#define CONN_WS_MESSAGE (32 * 1024)
+#define CONN_WS_RESERVE (4 * (WORKER_SCRATCH / CONN_WS_MESSAGE + 1))
+/* Control messages queued per connection before we stop queueing more. */
+#define CONN_MAX_CTRL 64
 
-struct client *client_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr)
+struct conn *conn_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr,
+		      const struct conn_proto *proto)
 {
 	static _Atomic uint64_t next_id = 1;
-	struct client *c = calloc(1, sizeof(*c));
+	struct conn *c = calloc(1, sizeof(*c));
 
 	if (!c) {
 		close(fd);
@@ -60,7 +61,8 @@ struct client *client_new(struct worker *w, int fd, SSL *ssl, bool port80, const
 	c->fd = fd;
 	c->ssl = ssl;
 	c->port80 = port80;
-	c->state = ssl ? CLIENT_TLS_HANDSHAKE : CLIENT_HTTP;
+	c->proto = proto;
+	c->state = ssl ? CONN_TLS_HANDSHAKE : CONN_HTTP;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->deadline_ms = w->now_ms + w->srv->handshake_timeout_ms;
 	if (ssl)
@@ -68,19 +70,19 @@ struct client *client_new(struct worker *w, int fd, SSL *ssl, bool port80, const
 	return c;
 }
 
-void client_close(struct client *c, const char *reason)
+void conn_close(struct conn *c, const char *reason)
 {
 	struct worker *w = c->w;
 
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
 	log_debug("client", "%016llx %s: closed: %s", (unsigned long long)c->id, c->addr, reason);
-	c->state = CLIENT_CLOSED;
+	c->state = CONN_CLOSED;
 	/* Out of epoll now so no further events arrive for it this turn. */
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	if (c->dirty) {
 		/* Off the to-flush list: it is freed before the next flush. */
-		for (struct client **pp = &w->dirty; *pp; pp = &(*pp)->dirty_next) {
+		for (struct conn **pp = &w->dirty; *pp; pp = &(*pp)->dirty_next) {
 			if (*pp == c) {
 				*pp = c->dirty_next;
 				break;
@@ -105,22 +107,22 @@ static void pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt)
 	q->ring = NULL;
 }
 
-void client_free(struct client *c)
+void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
 
-	if (c->registered)
-		derp_client_unregister(c);
+	if (c->proto_state && c->proto->release)
+		c->proto->release(c);
 	if (c->on_again) {
-		for (struct client **pp = &w->again; *pp; pp = &(*pp)->again_next) {
+		for (struct conn **pp = &w->again; *pp; pp = &(*pp)->again_next) {
 			if (*pp == c) {
 				*pp = c->again_next;
 				break;
 			}
 		}
 	}
-	pktq_free(&c->disco, w->srv->queue_depth, &w->metrics);
-	pktq_free(&c->data, w->srv->queue_depth, &w->metrics);
+	pktq_free(&c->high, w->srv->queue_depth, &w->metrics);
+	pktq_free(&c->low, w->srv->queue_depth, &w->metrics);
 	while (c->ctrl_head) {
 		struct wmsg *m = c->ctrl_head;
 
@@ -136,7 +138,6 @@ void client_free(struct client *c)
 		SSL_free(c->ssl);
 	}
 	close(c->fd);
-	keyset_free(&c->saw);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c->ws);
@@ -145,9 +146,9 @@ void client_free(struct client *c)
 
 /* ---- output ---- */
 
-void client_queue_ctrl(struct client *c, struct wmsg *m)
+void conn_queue_ctrl(struct conn *c, struct wmsg *m)
 {
-	if (c->state == CLIENT_CLOSED || c->nctrl >= CLIENT_MAX_CTRL) {
+	if (c->state == CONN_CLOSED || c->nctrl >= CONN_MAX_CTRL) {
 		free(m);
 		return;
 	}
@@ -161,13 +162,13 @@ void client_queue_ctrl(struct client *c, struct wmsg *m)
 	worker_mark_dirty(c->w, c);
 }
 
-void client_queue_packet(struct client *c, struct wmsg *m)
+void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio)
 {
 	struct worker *w = c->w;
-	struct pktq *q = m->kind == WMSG_KIND_DISCO ? &c->disco : &c->data;
+	struct pktq *q = prio == CONN_PRIO_HIGH ? &c->high : &c->low;
 	uint32_t depth = w->srv->queue_depth;
 
-	if (c->state != CLIENT_DERP) {
+	if (c->state != CONN_PROTO) {
 		free(m);
 		metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
 		return;
@@ -184,8 +185,8 @@ void client_queue_packet(struct client *c, struct wmsg *m)
 		/* Full, but the socket is taking data: push the queue out now
 		 * instead of dropping (bursts from another worker arrive in one
 		 * batch). Only a socket that is stuck makes us drop. */
-		client_flush(c);
-		if (c->state == CLIENT_CLOSED) {
+		conn_flush(c);
+		if (c->state == CONN_CLOSED) {
 			free(m);
 			metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
 			return;
@@ -217,7 +218,7 @@ static struct wmsg *pktq_pop(struct pktq *q, uint32_t depth)
 
 /* Write buf[0..len). Returns bytes written (maybe short), or -EAGAIN
  * when nothing could be written now, or another -errno on failure. */
-static long client_write_raw(struct client *c, const uint8_t *buf, size_t len)
+static long conn_write_raw(struct conn *c, const uint8_t *buf, size_t len)
 {
 	if (c->ssl) {
 		size_t written = 0;
@@ -250,18 +251,18 @@ static long client_write_raw(struct client *c, const uint8_t *buf, size_t len)
 }
 
 /* Try to write buf; keep what is left in c->wbuf. 0 or -errno (closed). */
-static int client_write_keep(struct client *c, const uint8_t *buf, size_t len)
+static int conn_write_keep(struct conn *c, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
-		long n = client_write_raw(c, buf + off, len - off);
+		long n = conn_write_raw(c, buf + off, len - off);
 
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
 			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
-			client_close(c, "write error");
+			conn_close(c, "write error");
 			return (int)n;
 		}
 		off += (size_t)n;
@@ -272,7 +273,7 @@ static int client_write_keep(struct client *c, const uint8_t *buf, size_t len)
 		uint8_t *tail = malloc(len - off);
 
 		if (!tail) {
-			client_close(c, "out of memory");
+			conn_close(c, "out of memory");
 			return -ENOMEM;
 		}
 		memcpy(tail, buf + off, len - off);
@@ -289,16 +290,16 @@ static int client_write_keep(struct client *c, const uint8_t *buf, size_t len)
 }
 
 /* Finish writing a stuck tail. Returns true when wbuf is drained. */
-static bool client_write_tail(struct client *c)
+static bool conn_write_tail(struct conn *c)
 {
 	while (c->woff < c->wlen) {
-		long n = client_write_raw(c, c->wbuf + c->woff, c->wlen - c->woff);
+		long n = conn_write_raw(c, c->wbuf + c->woff, c->wlen - c->woff);
 
 		if (n == -EAGAIN)
 			return false;
 		if (n < 0) {
 			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
-			client_close(c, "write error");
+			conn_close(c, "write error");
 			return false;
 		}
 		c->woff += (uint32_t)n;
@@ -315,34 +316,34 @@ static bool client_write_tail(struct client *c)
 	return true;
 }
 
-static bool client_has_output(const struct client *c)
+static bool conn_has_output(const struct conn *c)
 {
-	return c->ctrl_head || c->disco.len || c->data.len;
+	return c->ctrl_head || c->high.len || c->low.len;
 }
 
-void client_flush(struct client *c)
+void conn_flush(struct conn *c)
 {
 	struct worker *w = c->w;
 	uint32_t depth = w->srv->queue_depth;
 	/* Not the read scratch: a flush may run while input in it is being
-	 * parsed (client_queue_packet flushes a full queue). */
+	 * parsed (conn_queue_packet flushes a full queue). */
 	uint8_t *buf = w->wgather;
 	/* Room in front for WebSocket message headers (see below). */
-	size_t hdr = c->ws ? CLIENT_WS_RESERVE : 0;
+	size_t hdr = c->ws ? CONN_WS_RESERVE : 0;
 	size_t len = hdr;
 	uint64_t npkts = 0;
 
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
-	if (c->wbuf && !client_write_tail(c)) {
-		if (c->state != CLIENT_CLOSED)
+	if (c->wbuf && !conn_write_tail(c)) {
+		if (c->state != CONN_CLOSED)
 			worker_epoll_update(w, c);
 		return;
 	}
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
-	/* Gather: control frames, then disco, then data, into one write. */
-	while (len < CLIENT_FLUSH_BYTES && client_has_output(c)) {
+	/* Gather: control messages, then high, then low, into one write. */
+	while (len < CONN_FLUSH_BYTES && conn_has_output(c)) {
 		struct wmsg *m = c->ctrl_head;
 
 		if (m) {
@@ -350,16 +351,16 @@ void client_flush(struct client *c)
 			if (!c->ctrl_head)
 				c->ctrl_tail = NULL;
 			c->nctrl--;
-			if (m->type == WMSG_CTRL && m->len >= 1 && m->data[0] == 0xff) {
+			if (m->flags & WMSG_F_CLOSE) {
 				/* Marker: close once everything before it is out. */
 				c->close_after_flush = true;
 				free(m);
 				continue;
 			}
 		} else {
-			m = pktq_pop(&c->disco, depth);
+			m = pktq_pop(&c->high, depth);
 			if (!m)
-				m = pktq_pop(&c->data, depth);
+				m = pktq_pop(&c->low, depth);
 			npkts++;
 		}
 		if (len + m->len > WORKER_SCRATCH) {
@@ -373,20 +374,20 @@ void client_flush(struct client *c)
 	}
 	if (len == hdr) {
 		if (c->close_after_flush)
-			client_close(c, "done");
+			conn_close(c, "done");
 		return;
 	}
 	metrics_add(&w->metrics, METRIC_PACKETS_SENT, npkts);
 	if (c->ws) {
 		/* Tailscale's WebSocket clients read messages of at most 32 KiB
 		 * (coder/websocket's default limit): cut the stream into such
-		 * messages. DERP is a byte stream, so any cut is fine. Headers
+		 * messages. The protocol is a byte stream, so any cut is fine. Headers
 		 * (4 bytes each) fill the reserved gap, which never closes. */
 		uint8_t *out = buf, *src = buf + hdr;
 		size_t left = len - hdr;
 
 		while (left) {
-			size_t n = left < CLIENT_WS_MESSAGE ? left : CLIENT_WS_MESSAGE;
+			size_t n = left < CONN_WS_MESSAGE ? left : CONN_WS_MESSAGE;
 
 			out += ws_frame_header_build(out, WS_OP_BINARY, n);
 			memmove(out, src, n);
@@ -394,48 +395,58 @@ void client_flush(struct client *c)
 			src += n;
 			left -= n;
 		}
-		if (client_write_keep(c, buf, (size_t)(out - buf)) < 0)
+		if (conn_write_keep(c, buf, (size_t)(out - buf)) < 0)
 			return;
-	} else if (client_write_keep(c, buf, len) < 0) {
+	} else if (conn_write_keep(c, buf, len) < 0) {
 		return;
 	}
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
 	/* More queued than one flush takes: come back next turn. */
-	if (!c->wbuf && client_has_output(c))
+	if (!c->wbuf && conn_has_output(c))
 		worker_mark_dirty(w, c);
 	else if (!c->wbuf && c->close_after_flush)
-		client_close(c, "done");
+		conn_close(c, "done");
 }
 
-/* Queue raw bytes (an HTTP response) as a control message. */
-static void client_queue_bytes(struct client *c, const void *data, size_t len, bool then_close)
+void conn_queue_bytes(struct conn *c, const void *data, size_t len)
 {
-	struct wmsg *m = wmsg_new(WMSG_CTRL, c->id, (uint32_t)len);
+	struct wmsg *m = wmsg_new(NULL, c->id, (uint32_t)len);
 
 	if (!m) {
-		client_close(c, "out of memory");
+		conn_close(c, "out of memory");
 		return;
 	}
 	memcpy(m->data, data, len);
-	client_queue_ctrl(c, m);
-	if (then_close) {
-		c->input_done = true;
-		struct wmsg *mark = wmsg_new(WMSG_CTRL, c->id, 1);
+	conn_queue_ctrl(c, m);
+}
 
-		if (!mark) {
-			client_close(c, "out of memory");
-			return;
-		}
-		mark->data[0] = 0xff;
-		/* The marker is consumed by client_flush, never written. */
-		client_queue_ctrl(c, mark);
+void conn_close_after_flush(struct conn *c)
+{
+	struct wmsg *mark;
+
+	c->input_done = true;
+	mark = wmsg_new(NULL, c->id, 0);
+	if (!mark) {
+		conn_close(c, "out of memory");
+		return;
 	}
+	/* The marker is consumed by conn_flush, never written. */
+	mark->flags = WMSG_F_CLOSE;
+	conn_queue_ctrl(c, mark);
+}
+
+/* Queue a final response: the bytes, then close. */
+static void conn_respond(struct conn *c, const void *data, size_t len)
+{
+	conn_queue_bytes(c, data, len);
+	if (c->state != CONN_CLOSED)
+		conn_close_after_flush(c);
 }
 
 /* ---- input ---- */
 
-static void client_http_error(struct client *c, int status, const char *reason)
+static void conn_http_error(struct conn *c, int status, const char *reason)
 {
 	char buf[512];
 	ssize_t n = http_simple_response(buf, sizeof(buf), status, reason, reason);
@@ -443,77 +454,78 @@ static void client_http_error(struct client *c, int status, const char *reason)
 	metrics_add(&c->w->metrics, METRIC_HTTP_BAD_REQUESTS, 1);
 	log_peer("http", "%016llx %s: %d %s", (unsigned long long)c->id, c->addr, status, reason);
 	if (n > 0)
-		client_queue_bytes(c, buf, (size_t)n, true);
+		conn_respond(c, buf, (size_t)n);
 	else
-		client_close(c, reason);
+		conn_close(c, reason);
 }
 
 /* Parse one HTTP request; returns bytes consumed, 0 for "need more",
  * -1 when the client is done (closed or closing). */
-static long client_http_input(struct client *c, const uint8_t *buf, size_t len)
+static long conn_http_input(struct conn *c, const uint8_t *buf, size_t len)
 {
 	struct server *srv = c->w->srv;
 	struct http_request req;
 	struct http_result res;
-	int n = http_request_parse(buf, len, &req);
+	int n = http_request_parse(buf, len, &req), r;
 
 	if (n == -EAGAIN)
 		return 0;
 	if (n == -E2BIG) {
-		client_http_error(c, 431, "Request Header Fields Too Large");
+		conn_http_error(c, 431, "Request Header Fields Too Large");
 		return -1;
 	}
 	if (n < 0) {
-		client_http_error(c, 400, "Bad Request");
+		conn_http_error(c, 400, "Bad Request");
 		return -1;
 	}
 	metrics_add(&c->w->metrics, METRIC_HTTP_REQUESTS, 1);
 	memset(&res, 0, sizeof(res));
 	if (http_route(&req, c->port80 ? &srv->site80 : &srv->site, &res) < 0) {
-		client_http_error(c, 500, "Internal Server Error");
+		conn_http_error(c, 500, "Internal Server Error");
 		return -1;
 	}
 	switch (res.action) {
 	case HTTP_ACTION_RESPOND:
-		client_queue_bytes(c, res.resp, res.resp_len, true);
+		conn_respond(c, res.resp, res.resp_len);
 		http_result_free(&res);
 		return -1;
 	case HTTP_ACTION_WEBSOCKET:
 		/* The 101 goes out raw, now: everything queued from here on is
-		 * wrapped in WebSocket frames by client_flush, which writes any
+		 * wrapped in WebSocket frames by conn_flush, which writes any
 		 * unwritten tail of this response first. */
-		if (client_write_keep(c, (const uint8_t *)res.resp, res.resp_len) < 0) {
+		if (conn_write_keep(c, (const uint8_t *)res.resp, res.resp_len) < 0) {
 			http_result_free(&res);
 			return -1;
 		}
 		c->ws = calloc(1, sizeof(*c->ws));
 		if (!c->ws) {
 			http_result_free(&res);
-			client_close(c, "out of memory");
+			conn_close(c, "out of memory");
 			return -1;
 		}
 		metrics_add(&c->w->metrics, METRIC_WEBSOCKET_ACCEPTS, 1);
 		break;
-	case HTTP_ACTION_DERP:
-		if (!res.fast_start) {
-			char up[512];
-			size_t ul = http_derp_upgrade_response(up, sizeof(up), srv->pub);
-
-			client_queue_bytes(c, up, ul, false);
-		}
+	case HTTP_ACTION_UPGRADE:
 		break;
 	}
-	c->not_ideal = res.ideal_node_header;
+	/* The protocol queues its own 101 (or none, for a fast start). */
+	c->state = CONN_PROTO;
+	r = c->proto->start(c, &res);
 	http_result_free(&res);
-	derp_client_start(c);
+	if (r < 0) {
+		conn_close(c, "upgrade failed");
+		return -1;
+	}
+	if (c->state == CONN_CLOSED)
+		return -1;
 	return n;
 }
 
-/* Turn WebSocket frames in buf[0..len) into the DERP byte stream, in
+/* Turn WebSocket frames in buf[0..len) into the protocol's byte stream, in
  * place (output never overtakes input). Partial frame headers and
  * control frames are stashed in c->ws. Returns the decoded length, or -1
  * when the client was closed. */
-static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
+static long conn_ws_decode(struct conn *c, uint8_t *buf, size_t len)
 {
 	struct ws_state *ws = c->ws;
 	size_t in = 0, out = 0;
@@ -538,12 +550,12 @@ static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
 		if (h < 0) {
 			log_peer("ws", "%016llx %s: bad WebSocket frame", (unsigned long long)c->id,
 				 c->addr);
-			client_close(c, "bad websocket frame");
+			conn_close(c, "bad websocket frame");
 			return -1;
 		}
 		if (f.opcode == WS_OP_TEXT) {
-			/* The derp subprotocol is binary-only (as in the reference). */
-			client_close(c, "websocket text message");
+			/* The subprotocol is binary-only (DERP's is, in the reference). */
+			conn_close(c, "websocket text message");
 			return -1;
 		}
 		if (f.opcode == WS_OP_BINARY || f.opcode == WS_OP_CONT) {
@@ -567,13 +579,13 @@ static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
 			/* Sent raw: it must not be wrapped in a binary frame, so
 			 * it goes out directly ahead of the queue. */
 			if (!c->wbuf)
-				client_write_keep(c, frame, hl + (size_t)f.payload_len);
+				conn_write_keep(c, frame, hl + (size_t)f.payload_len);
 		} else if (f.opcode == WS_OP_CLOSE) {
-			client_close(c, "websocket close");
+			conn_close(c, "websocket close");
 			return -1;
 		}
 		in += (size_t)h + (size_t)f.payload_len;
-		if (c->state == CLIENT_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return -1;
 	}
 	/* Keep the undecoded tail (a partial header or control frame). */
@@ -581,7 +593,7 @@ static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
 		size_t rest = len - in;
 
 		if (rest > sizeof(ws->stash)) {
-			client_close(c, "websocket frame header too large");
+			conn_close(c, "websocket frame header too large");
 			return -1;
 		}
 		memcpy(ws->stash, buf + in, rest);
@@ -594,17 +606,17 @@ static long client_ws_decode(struct client *c, uint8_t *buf, size_t len)
 
 /* Consume what we can of buf according to the state. Returns bytes
  * consumed or -1 when the client is closed or closing. */
-static long client_consume(struct client *c, const uint8_t *buf, size_t len)
+static long conn_consume(struct conn *c, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
 		long n;
 
-		if (c->state == CLIENT_HTTP) {
+		if (c->state == CONN_HTTP) {
 			if (c->close_after_flush)
 				return -1;
-			n = client_http_input(c, buf + off, len - off);
+			n = conn_http_input(c, buf + off, len - off);
 			if (n < 0)
 				return -1;
 			if (n == 0)
@@ -615,8 +627,8 @@ static long client_consume(struct client *c, const uint8_t *buf, size_t len)
 				 * frames: hand them back to the caller to decode. */
 				return (long)off;
 			}
-		} else if (c->state == CLIENT_DERP_HANDSHAKE || c->state == CLIENT_DERP) {
-			n = derp_client_input(c, buf + off, len - off);
+		} else if (c->state == CONN_PROTO) {
+			n = c->proto->input(c, buf + off, len - off);
 			if (n < 0)
 				return -1;
 			if (n == 0)
@@ -630,7 +642,7 @@ static long client_consume(struct client *c, const uint8_t *buf, size_t len)
 }
 
 /* Keep buf[0..len) as the pending input, replacing rbuf. */
-static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
+static int conn_keep_input(struct conn *c, const uint8_t *buf, size_t len)
 {
 	if (len == 0) {
 		free(c->rbuf);
@@ -638,8 +650,8 @@ static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
 		c->rlen = c->rcap = 0;
 		return 0;
 	}
-	if (len > CLIENT_MAX_PENDING) {
-		client_close(c, "input too large");
+	if (len > c->proto->max_pending) {
+		conn_close(c, "input too large");
 		return -1;
 	}
 	if (buf == c->rbuf) {
@@ -650,7 +662,7 @@ static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
 		uint8_t *nb = realloc(c->rbuf, len);
 
 		if (!nb) {
-			client_close(c, "out of memory");
+			conn_close(c, "out of memory");
 			return -1;
 		}
 		c->rbuf = nb;
@@ -661,53 +673,45 @@ static int client_keep_input(struct client *c, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* How many more bytes complete the unit pending in rbuf: the rest of a
- * DERP frame (or of its header), or, for an HTTP request head, whatever
- * there is (http_request_parse bounds the head). */
-static size_t client_pending_need(const struct client *c, size_t avail)
+/* How many more bytes complete the unit pending in rbuf: for an HTTP
+ * request head, whatever there is (http_request_parse bounds the head);
+ * after the upgrade, what the protocol says. */
+static size_t conn_pending_need(const struct conn *c, size_t avail)
 {
-	uint8_t type;
-	uint32_t plen;
-
-	if (c->state == CLIENT_HTTP)
+	if (c->state == CONN_HTTP)
 		return avail;
-	if (c->rlen < DERP_FRAME_HEADER_LEN)
-		return DERP_FRAME_HEADER_LEN - c->rlen;
-	derp_frame_header_parse(c->rbuf, c->rlen, &type, &plen);
-	if ((size_t)DERP_FRAME_HEADER_LEN + plen <= c->rlen)
-		return 1; /* cannot happen: a whole frame would have been consumed */
-	return (size_t)DERP_FRAME_HEADER_LEN + plen - c->rlen;
+	return c->proto->need(c->rbuf, c->rlen);
 }
 
 /* Consume buf[0..len) and keep what is left as the pending input.
  * Returns 0, or -1 when the client is closed or done reading. */
-static int client_process(struct client *c, uint8_t *buf, size_t len)
+static int conn_process(struct conn *c, uint8_t *buf, size_t len)
 {
 	bool was_ws = c->ws != NULL;
-	long used = client_consume(c, buf, len);
+	long used = conn_consume(c, buf, len);
 
-	if (used < 0 || c->state == CLIENT_CLOSED)
+	if (used < 0 || c->state == CONN_CLOSED)
 		return -1;
 	if (!was_ws && c->ws && (size_t)used < len) {
 		/* Upgraded to WebSocket by this very request: the bytes after
 		 * it are frames. Decode them in place and go on. */
 		uint8_t *rest = buf + used;
-		long d = client_ws_decode(c, rest, len - (size_t)used);
+		long d = conn_ws_decode(c, rest, len - (size_t)used);
 
 		if (d < 0)
 			return -1;
-		used = client_consume(c, rest, (size_t)d);
-		if (used < 0 || c->state == CLIENT_CLOSED)
+		used = conn_consume(c, rest, (size_t)d);
+		if (used < 0 || c->state == CONN_CLOSED)
 			return -1;
-		return client_keep_input(c, rest + used, (size_t)(d - used));
+		return conn_keep_input(c, rest + used, (size_t)(d - used));
 	}
-	return client_keep_input(c, buf + used, len - (size_t)used);
+	return conn_keep_input(c, buf + used, len - (size_t)used);
 }
 
 /* Process newly read bytes data[0..len) (in the worker scratch). Only
  * what completes a pending frame is copied into rbuf; everything else is
  * consumed where it lies, and only a new partial frame is kept. */
-static void client_input(struct client *c, uint8_t *data, size_t len)
+static void conn_input(struct conn *c, uint8_t *data, size_t len)
 {
 	uint8_t *buf = data;
 	size_t blen = len;
@@ -715,27 +719,27 @@ static void client_input(struct client *c, uint8_t *data, size_t len)
 	/* After a final response, input is read (to see EOF) and dropped. */
 	if (c->input_done)
 		return;
-	if (c->ws && c->state != CLIENT_HTTP) {
-		long d = client_ws_decode(c, data, len);
+	if (c->ws && c->state != CONN_HTTP) {
+		long d = conn_ws_decode(c, data, len);
 
 		if (d < 0)
 			return;
 		blen = (size_t)d;
 	}
 	while (c->rlen && blen) {
-		size_t take = client_pending_need(c, blen);
+		size_t take = conn_pending_need(c, blen);
 
 		if (take > blen)
 			take = blen;
-		if ((size_t)c->rlen + take > CLIENT_MAX_PENDING) {
-			client_close(c, "input too large");
+		if ((size_t)c->rlen + take > c->proto->max_pending) {
+			conn_close(c, "input too large");
 			return;
 		}
 		if (c->rcap < c->rlen + take) {
 			uint8_t *nb = realloc(c->rbuf, c->rlen + take);
 
 			if (!nb) {
-				client_close(c, "out of memory");
+				conn_close(c, "out of memory");
 				return;
 			}
 			c->rbuf = nb;
@@ -745,21 +749,21 @@ static void client_input(struct client *c, uint8_t *data, size_t len)
 		c->rlen += (uint32_t)take;
 		buf += take;
 		blen -= take;
-		if (client_process(c, c->rbuf, c->rlen) < 0)
+		if (conn_process(c, c->rbuf, c->rlen) < 0)
 			return;
 	}
 	if (blen)
-		client_process(c, buf, blen);
+		conn_process(c, buf, blen);
 }
 
-static void client_tls_handshake(struct client *c)
+static void conn_tls_handshake(struct conn *c)
 {
 	int r;
 
 	ERR_clear_error();
 	r = SSL_accept(c->ssl);
 	if (r == 1) {
-		c->state = CLIENT_HTTP;
+		c->state = CONN_HTTP;
 		c->hs_want_write = false;
 		worker_epoll_update(c->w, c);
 		return;
@@ -784,14 +788,14 @@ static void client_tls_handshake(struct client *c)
 		metrics_add(&c->w->metrics, METRIC_TLS_HANDSHAKE_ERRORS, 1);
 		log_debug("tls", "%016llx %s: handshake failed: %s", (unsigned long long)c->id,
 			  c->addr, msg);
-		client_close(c, "tls handshake failed");
+		conn_close(c, "tls handshake failed");
 	}
 	}
 }
 
 /* One read into scratch (after the WebSocket stash). Returns bytes read,
  * 0 on EOF, -EAGAIN when drained, or another -errno. */
-static long client_read(struct client *c, uint8_t *buf, size_t cap)
+static long conn_read(struct conn *c, uint8_t *buf, size_t cap)
 {
 	if (c->ssl) {
 		size_t n = 0;
@@ -825,95 +829,98 @@ static long client_read(struct client *c, uint8_t *buf, size_t cap)
 	}
 }
 
-void client_on_event(struct client *c, uint32_t events)
+void conn_on_event(struct conn *c, uint32_t events)
 {
 	struct worker *w = c->w;
 
-	if (c->state == CLIENT_TLS_HANDSHAKE) {
-		client_tls_handshake(c);
-		if (c->state != CLIENT_HTTP)
+	if (c->state == CONN_TLS_HANDSHAKE) {
+		conn_tls_handshake(c);
+		if (c->state != CONN_HTTP)
 			return;
 	}
 	if ((events & EPOLLOUT) && c->wbuf) {
-		if (client_write_tail(c))
+		if (conn_write_tail(c))
 			worker_mark_dirty(w, c);
-		if (c->state == CLIENT_CLOSED)
+		if (c->state == CONN_CLOSED)
 			return;
 		worker_epoll_update(w, c);
 	}
 	if (c->read_eof) {
 		/* Half-closed, finishing a response: only a hang-up matters. */
 		if (events & (EPOLLHUP | EPOLLERR))
-			client_close(c, "hang-up");
+			conn_close(c, "hang-up");
 		return;
 	}
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
 		return;
-	for (int i = 0; i < CLIENT_READS_PER_EVENT && c->state != CLIENT_CLOSED; i++) {
+	for (int i = 0; i < CONN_READS_PER_EVENT && c->state != CONN_CLOSED; i++) {
 		size_t pre = c->ws ? c->ws->stash_len : 0;
 		long n;
 
 		if (pre)
 			memcpy(w->scratch, c->ws->stash, pre);
-		n = client_read(c, w->scratch + pre, WORKER_SCRATCH - pre);
+		n = conn_read(c, w->scratch + pre, WORKER_SCRATCH - pre);
 		if (n == -EAGAIN)
 			return;
 		if (n == 0) {
-			if (c->input_done && (client_has_output(c) || c->wbuf)) {
+			if (c->input_done && (conn_has_output(c) || c->wbuf)) {
 				/* A request and its FIN in one segment: the
 				 * response still goes out, then we close. */
 				c->read_eof = true;
 				worker_epoll_update(w, c);
 				return;
 			}
-			client_close(c, "eof");
+			conn_close(c, "eof");
 			return;
 		}
 		if (n < 0) {
-			client_close(c, "read error");
+			conn_close(c, "read error");
 			return;
 		}
 		metrics_add(&w->metrics, METRIC_BYTES_RECEIVED, (uint64_t)n);
 		if (c->ws)
 			c->ws->stash_len = 0;
-		client_input(c, w->scratch, pre + (size_t)n);
+		conn_input(c, w->scratch, pre + (size_t)n);
 	}
 	/* Level-triggered epoll reports kernel data again, but not records
 	 * OpenSSL already holds: revisit those without sleeping. Only the
 	 * worker's again loop clears on_again, so the list never cycles. */
-	if (c->state != CLIENT_CLOSED && !c->on_again && c->ssl && SSL_has_pending(c->ssl)) {
+	if (c->state != CONN_CLOSED && !c->on_again && c->ssl && SSL_has_pending(c->ssl)) {
 		c->on_again = true;
 		c->again_next = w->again;
 		w->again = c;
 	}
 }
 
-void client_tick(struct client *c, int64_t now_ms)
+void conn_tick(struct conn *c, int64_t now_ms)
 {
 	struct server *srv = c->w->srv;
 
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
 	if (c->deadline_ms && now_ms >= c->deadline_ms) {
 		metrics_add(&c->w->metrics, METRIC_HANDSHAKE_TIMEOUTS, 1);
 		log_peer("client", "%016llx %s: handshake timeout", (unsigned long long)c->id,
 			 c->addr);
-		client_close(c, "handshake timeout");
+		conn_close(c, "handshake timeout");
 		return;
 	}
 	if (c->wbuf && srv->write_timeout_ms && c->stall_since_ms &&
 	    now_ms - c->stall_since_ms >= srv->write_timeout_ms) {
 		metrics_add(&c->w->metrics, METRIC_WRITE_TIMEOUTS, 1);
-		client_close(c, "write timeout");
+		conn_close(c, "write timeout");
 		return;
 	}
-	if (c->state == CLIENT_DERP && now_ms >= c->next_keepalive_ms) {
-		struct wmsg *m = wmsg_new(WMSG_CTRL, c->id, DERP_FRAME_HEADER_LEN);
+	if (c->state == CONN_PROTO && c->proto->tick)
+		c->proto->tick(c, now_ms);
+}
 
-		c->next_keepalive_ms = now_ms + srv->keepalive_ms + (int64_t)(random() % 5000);
-		if (m) {
-			derp_frame_keepalive(m->data);
-			client_queue_ctrl(c, m);
-		}
-	}
+void conn_shutdown(struct conn *c)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	if (c->state == CONN_PROTO && c->proto->shutdown)
+		c->proto->shutdown(c);
+	else
+		conn_close(c, "shutting down");
 }

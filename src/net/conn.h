@@ -1,28 +1,69 @@
 /*
- * client.h - one accepted TCP connection and its protocol stack:
- * TCP -> TLS (optional) -> HTTP -> DERP, or HTTP -> WebSocket -> DERP.
- * Internal to the worker: every function here runs on the owning
- * worker's thread only (see worker.h for ownership).
+ * conn.h - one accepted TCP connection and its byte layers:
+ * TCP -> TLS (optional) -> HTTP -> a protocol, or
+ * TCP -> TLS (optional) -> HTTP -> WebSocket -> a protocol.
+ *
+ * The connection layer knows bytes, not DERP. After the HTTP upgrade the
+ * listener's protocol (struct conn_proto, DERP today) takes over: the
+ * connection hands it input and it queues output through the functions
+ * below. The protocol keeps its own per-connection state in c->proto_state.
+ *
+ * Ownership and threads: a struct conn belongs to the worker that accepted
+ * it and every function here runs on that worker's thread only. Other
+ * threads address a connection by (worker index, conn id) through
+ * worker_send/worker_post (worker.h).
  */
-#ifndef DERPER_CLIENT_H
-#define DERPER_CLIENT_H
+#ifndef DERPER_CONN_H
+#define DERPER_CONN_H
 
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "derp/keyset.h"
-
+struct conn;
+struct http_result;
 struct worker;
 struct wmsg;
 
-enum client_state {
-	CLIENT_TLS_HANDSHAKE,
-	CLIENT_HTTP,
-	CLIENT_DERP_HANDSHAKE, /* ServerKey sent, waiting for ClientInfo */
-	CLIENT_DERP,	       /* registered */
-	CLIENT_CLOSED,	       /* on the worker's free list */
+enum conn_state {
+	CONN_TLS_HANDSHAKE,
+	CONN_HTTP,
+	CONN_PROTO,  /* upgraded: bytes belong to c->proto */
+	CONN_CLOSED, /* on the worker's closed list */
+};
+
+/* Output priorities of packets (conn_queue_packet). */
+enum conn_prio {
+	CONN_PRIO_HIGH, /* written before low (DERP: disco packets) */
+	CONN_PRIO_LOW,	/* DERP: data packets */
+};
+
+/*
+ * A protocol that rides on a connection after the HTTP upgrade. Every
+ * callback runs on the owning worker's thread and may close c
+ * (conn_close); callers check c->state afterwards.
+ */
+struct conn_proto {
+	const char *name;
+	/* Largest unit (e.g. one frame) held while it is incomplete. */
+	uint32_t max_pending;
+	/* The upgrade was accepted (res: what the HTTP layer decided; for
+	 * WebSocket the 101 is already written). Set up c->proto_state and
+	 * queue the greeting. 0, or -errno to close. */
+	int (*start)(struct conn *c, const struct http_result *res);
+	/* Consume whole units from buf[0..len). Returns the bytes consumed
+	 * (0: a unit is incomplete), or -1 when c was closed. */
+	long (*input)(struct conn *c, const uint8_t *buf, size_t len);
+	/* Bytes still missing to complete the unit that starts with the
+	 * incomplete buf[0..len); at least 1. */
+	size_t (*need)(const uint8_t *buf, size_t len);
+	/* About once a second: deadlines, keepalives. */
+	void (*tick)(struct conn *c, int64_t now_ms);
+	/* Graceful shutdown: say goodbye (conn_close_after_flush) or close. */
+	void (*shutdown)(struct conn *c);
+	/* c is about to be freed: release c->proto_state (unregister). */
+	void (*release)(struct conn *c);
 };
 
 /* A FIFO ring of queued packets, drop-oldest when full. */
@@ -39,89 +80,72 @@ struct ws_state {
 	uint32_t stash_len;
 };
 
-struct client {
-	struct client *prev, *next; /* worker's list of all clients */
-	struct client *hnext;	    /* worker's id hash chain */
-	struct client *dirty_next;  /* worker's to-flush list */
-	struct client *closed_next; /* worker's closed list */
-	struct client *again_next;  /* worker's read-again list */
-	struct worker *w;
+struct conn {
+	struct conn *prev, *next;	/* worker's list of all connections */
+	struct conn *hnext;		/* worker's id hash chain */
+	struct conn *dirty_next;	/* worker's to-flush list */
+	struct conn *closed_next;	/* worker's closed list */
+	struct conn *again_next;	/* worker's read-again list */
+	struct worker *w;		/* owner */
+	const struct conn_proto *proto; /* what the upgrade hands bytes to */
+	void *proto_state;		/* owned by proto (released by proto->release) */
 	uint64_t id;
 	int fd;
 	SSL *ssl; /* NULL on plain HTTP */
-	enum client_state state;
+	enum conn_state state;
 	bool port80;	       /* accepted on the plain-HTTP port beside TLS */
 	bool dirty;	       /* on the to-flush list */
 	uint32_t epoll_events; /* interest currently registered */
 	bool hs_want_write;    /* the TLS handshake is waiting to write */
 	bool read_eof;	       /* peer sent FIN; stop reading, finish writing */
-	bool health_sent;      /* a duplicate-key Health problem is showing */
 	bool tls_fatal;	       /* OpenSSL reported a fatal error: no close_notify */
 	bool close_after_flush;
 	bool input_done; /* a final response is queued: discard input */
-	bool registered;
-	bool dup; /* key has other connections here */
-	bool can_ack_pings;
-	bool is_prober;
-	bool preferred;
-	bool not_ideal;
-	bool pong_pending;
-	bool on_again; /* on the read-again list */
-	char addr[64]; /* "ip:port" for logs */
-	uint8_t key[32];
+	bool on_again;	 /* on the read-again list */
+	char addr[64];	 /* "ip:port" for logs */
 
 	/* Input: bytes not yet consumed (a partial frame or request). */
 	uint8_t *rbuf;
 	uint32_t rlen, rcap;
 	struct ws_state *ws; /* non-NULL once upgraded to WebSocket */
 
-	/* Output: control frames first, then disco, then data. */
+	/* Output: control messages first, then high, then low packets. */
 	struct wmsg *ctrl_head, *ctrl_tail;
 	uint32_t nctrl;
-	struct pktq disco, data;
+	struct pktq high, low;
 	uint8_t *wbuf; /* unwritten tail of the last flush; NULL when drained */
 	uint32_t wlen, woff;
 	int64_t stall_since_ms; /* when wbuf got stuck; 0 = not stuck */
 
-	int64_t deadline_ms; /* handshake deadline; 0 = none */
-	int64_t next_keepalive_ms;
-	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
-	uint32_t nothere_tokens;
-	struct keyset saw;
+	int64_t deadline_ms; /* handshake deadline; 0 = none (the protocol clears it) */
 };
 
-/* Start a connection on fd (already non-blocking); ssl may be NULL.
- * Returns the client or NULL (fd closed) on ENOMEM. */
-struct client *client_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr);
+/* Start a connection on fd (already non-blocking); ssl may be NULL; proto
+ * takes over after an upgrade. Returns the conn or NULL (fd and ssl
+ * released) on ENOMEM. */
+struct conn *conn_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr,
+		      const struct conn_proto *proto);
 /* Handle readiness from epoll. */
-void client_on_event(struct client *c, uint32_t events);
-/* Write what is queued (called once per loop turn for dirty clients). */
-void client_flush(struct client *c);
-/* Mark closed with a reason and put on the worker's free list; the loop
+void conn_on_event(struct conn *c, uint32_t events);
+/* Write what is queued (once per loop turn for dirty connections). */
+void conn_flush(struct conn *c);
+/* Mark closed with a reason and put on the worker's closed list; the loop
  * frees it after the current callback. Safe to call twice. */
-void client_close(struct client *c, const char *reason);
-/* Release everything (worker loop only, after client_close). */
-void client_free(struct client *c);
-/* Queue a control frame (takes ownership of m) / a packet frame. */
-void client_queue_ctrl(struct client *c, struct wmsg *m);
-void client_queue_packet(struct client *c, struct wmsg *m);
-/* Periodic checks: handshake deadline, keepalive, write stall. */
-void client_tick(struct client *c, int64_t now_ms);
-
-/* DERP layer (derp_server.c). */
-/* Enter DERP mode after the upgrade: queue ServerKey, arm the deadline. */
-void derp_client_start(struct client *c);
-/* Consume DERP frames from buf; returns bytes consumed (a partial frame is
- * left), or -1 when the client was closed. */
-long derp_client_input(struct client *c, const uint8_t *buf, size_t len);
-/* Unregister from the registry and notify peers (from client_free). */
-void derp_client_unregister(struct client *c);
-/* A key left the server: send PeerGone(Disconnected) if c saw it. */
-void derp_client_peer_gone(struct client *c, const uint8_t key[32]);
-/* Re-read whether c's key has other connections; with tell, show the
- * duplicate-key Health problem if so; clear it when no longer. */
-void derp_client_dup_update(struct client *c, bool tell);
-/* Queue Restarting (graceful shutdown). */
-void derp_client_restarting(struct client *c);
+void conn_close(struct conn *c, const char *reason);
+/* Release everything (worker loop only, after conn_close). */
+void conn_free(struct conn *c);
+/* Queue a control message (m->data is written as is; takes ownership). */
+void conn_queue_ctrl(struct conn *c, struct wmsg *m);
+/* Queue a copy of data[0..len) as a control message; closes c on ENOMEM. */
+void conn_queue_bytes(struct conn *c, const void *data, size_t len);
+/* Close once everything queued so far is written; input is discarded. */
+void conn_close_after_flush(struct conn *c);
+/* Queue a packet (takes ownership). Full queue: written out if the socket
+ * takes it, else the oldest is dropped (counted). */
+void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio);
+/* Periodic checks: handshake deadline, write stall, then proto->tick. */
+void conn_tick(struct conn *c, int64_t now_ms);
+/* Graceful shutdown: proto->shutdown after an upgrade, else close. */
+void conn_shutdown(struct conn *c);
 
 #endif

@@ -553,7 +553,7 @@ static int route_derp(const struct http_request *req, const struct http_site *si
 	http_header_get(req, "Ideal-Node", &ilen);
 	res->ideal_node_header = ilen > 0;
 	fast = http_header_get(req, "Derp-Fast-Start", &flen);
-	res->action = HTTP_ACTION_DERP;
+	res->action = HTTP_ACTION_UPGRADE;
 	res->fast_start = fast && flen == 1 && fast[0] == '1';
 	res->resp = NULL;
 	res->resp_len = 0;

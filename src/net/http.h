@@ -80,18 +80,20 @@ struct http_site {
 
 enum http_action {
 	HTTP_ACTION_RESPOND, /* write resp, then close */
-	HTTP_ACTION_DERP,    /* DERP upgrade; write http_derp_upgrade_response unless fast_start */
-	HTTP_ACTION_WEBSOCKET, /* write resp (the 101), then DERP inside binary WS frames */
+	/* Upgrade on /derp: the protocol that takes over (DERP) writes its
+	 * own 101 (http_derp_upgrade_response) unless fast_start. */
+	HTTP_ACTION_UPGRADE,
+	HTTP_ACTION_WEBSOCKET, /* write resp (the 101), then the protocol inside binary WS frames */
 };
 
 struct http_result {
 	enum http_action action;
-	bool fast_start; /* HTTP_ACTION_DERP with "Derp-Fast-Start: 1": no 101 at all */
-	/* HTTP_ACTION_DERP with a non-empty Ideal-Node header (the client is
+	bool fast_start; /* HTTP_ACTION_UPGRADE with "Derp-Fast-Start: 1": no 101 at all */
+	/* HTTP_ACTION_UPGRADE with a non-empty Ideal-Node header (the client is
 	 * not on its region's first node). Not set for WebSocket: Go ignores it. */
 	bool ideal_node_header;
 	/* malloc'd response bytes (status line, headers, body); NULL for
-	 * HTTP_ACTION_DERP. Owned by the result: http_result_free. */
+	 * HTTP_ACTION_UPGRADE. Owned by the result: http_result_free. */
 	char *resp;
 	size_t resp_len;
 	bool close_after; /* close once resp is written (true for RESPOND) */

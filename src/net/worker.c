@@ -3,15 +3,20 @@
  *
  * Each worker owns: an epoll instance, an eventfd for wake-ups, an inbox
  * (the only state other threads touch, under inbox_lock), and every
- * client it accepted. Each worker has its own listening and STUN sockets
- * (main binds one per worker with SO_REUSEPORT), so the kernel spreads
- * connections and datagrams over the workers.
+ * connection it accepted. Each worker has its own listening and UDP
+ * sockets (main binds one per worker with SO_REUSEPORT), so the kernel
+ * spreads connections and datagrams over the workers.
  *
- * One loop turn: epoll_wait -> handle events (reads, accepts, STUN; after
- * each, post the outboxes to other workers) -> read-again list -> once a
- * second, timers -> flush every dirty client (one write each) -> free
- * the clients closed during the turn. Frees happen last so no callback
- * ever sees its client freed under it.
+ * The loop knows connections (conn.h) and messages (worker.h), not the
+ * protocols riding on them: a message carries the function that runs it,
+ * a datagram goes to srv->udp_ready, and upgraded connections hand their
+ * bytes to their struct conn_proto.
+ *
+ * One loop turn: epoll_wait -> handle events (reads, accepts, datagrams,
+ * messages; after each, post the outboxes to other workers) -> read-again
+ * list -> once a second, timers -> flush every dirty connection (one
+ * write each) -> free the connections closed during the turn. Frees
+ * happen last so no callback ever sees its connection freed under it.
  */
 #include "net/worker.h"
 
@@ -27,22 +32,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "geoip/access.h"
-#include "net/conn.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "net/conn.h"
 #include "net/server.h"
-#include "stun/stun.h"
 #include "net/tls.h"
 #include "net/worker_int.h"
 
 #define WORKER_MAX_EVENTS	 128
 #define WORKER_ACCEPTS_PER_EVENT 64
-#define WORKER_STUN_PER_EVENT	 64
 #define WORKER_SHUTDOWN_GRACE_MS 2000
 
-/* epoll data for the shared sockets (clients use their pointer). */
-static char tag_listen, tag_http80, tag_stun, tag_wake;
+/* epoll data for the worker's own sockets (connections use their pointer). */
+static char tag_listen, tag_http80, tag_udp, tag_wake;
 
 int64_t worker_now_ms(void)
 {
@@ -52,34 +54,35 @@ int64_t worker_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct wmsg *wmsg_new(enum wmsg_type type, uint64_t client_id, uint32_t len)
+struct wmsg *wmsg_new(wmsg_fn fn, uint64_t conn_id, uint32_t len)
 {
 	struct wmsg *m = malloc(sizeof(*m) + len);
 
 	if (!m)
 		return NULL;
 	m->next = NULL;
-	m->client_id = client_id;
+	m->fn = fn;
+	m->conn_id = conn_id;
 	m->len = len;
-	m->type = (uint8_t)type;
-	m->kind = WMSG_KIND_DATA;
+	m->prio = 0;
+	m->flags = 0;
 	return m;
 }
 
-/* ---- client table ---- */
+/* ---- connection table ---- */
 
 static int worker_idtab_grow(struct worker *w)
 {
 	uint32_t nsize = w->idtab_size ? w->idtab_size * 2 : 256;
-	struct client **nt = calloc(nsize, sizeof(*nt));
+	struct conn **nt = calloc(nsize, sizeof(*nt));
 
 	if (!nt)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < w->idtab_size; i++) {
-		struct client *c = w->idtab[i];
+		struct conn *c = w->idtab[i];
 
 		while (c) {
-			struct client *next = c->hnext;
+			struct conn *next = c->hnext;
 			uint32_t b = (uint32_t)(c->id & (nsize - 1));
 
 			c->hnext = nt[b];
@@ -93,28 +96,28 @@ static int worker_idtab_grow(struct worker *w)
 	return 0;
 }
 
-static int worker_add_client(struct worker *w, struct client *c)
+static int worker_add_conn(struct worker *w, struct conn *c)
 {
 	uint32_t b;
 
-	if (w->nclients + 1 > w->idtab_size && worker_idtab_grow(w) < 0)
+	if (w->nconns + 1 > w->idtab_size && worker_idtab_grow(w) < 0)
 		return -ENOMEM;
 	b = (uint32_t)(c->id & (w->idtab_size - 1));
 	c->hnext = w->idtab[b];
 	w->idtab[b] = c;
-	c->next = w->clients;
-	if (w->clients)
-		w->clients->prev = c;
-	w->clients = c;
-	w->nclients++;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
 	return 0;
 }
 
-static void worker_remove_client(struct worker *w, struct client *c)
+static void worker_remove_conn(struct worker *w, struct conn *c)
 {
 	uint32_t b = (uint32_t)(c->id & (w->idtab_size - 1));
 
-	for (struct client **pp = &w->idtab[b]; *pp; pp = &(*pp)->hnext) {
+	for (struct conn **pp = &w->idtab[b]; *pp; pp = &(*pp)->hnext) {
 		if (*pp == c) {
 			*pp = c->hnext;
 			break;
@@ -123,38 +126,38 @@ static void worker_remove_client(struct worker *w, struct client *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		w->clients = c->next;
+		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	w->nclients--;
+	w->nconns--;
 }
 
-struct client *worker_find(struct worker *w, uint64_t id)
+struct conn *worker_find(struct worker *w, uint64_t id)
 {
 	if (!w->idtab_size)
 		return NULL;
-	for (struct client *c = w->idtab[id & (w->idtab_size - 1)]; c; c = c->hnext) {
+	for (struct conn *c = w->idtab[id & (w->idtab_size - 1)]; c; c = c->hnext) {
 		if (c->id == id)
-			return c->state == CLIENT_CLOSED ? NULL : c;
+			return c->state == CONN_CLOSED ? NULL : c;
 	}
 	return NULL;
 }
 
-void worker_mark_dirty(struct worker *w, struct client *c)
+void worker_mark_dirty(struct worker *w, struct conn *c)
 {
-	if (c->dirty || c->state == CLIENT_CLOSED)
+	if (c->dirty || c->state == CONN_CLOSED)
 		return;
 	c->dirty = true;
 	c->dirty_next = w->dirty;
 	w->dirty = c;
 }
 
-void worker_epoll_update(struct worker *w, struct client *c)
+void worker_epoll_update(struct worker *w, struct conn *c)
 {
 	uint32_t want = 0;
 	struct epoll_event ev;
 
-	if (c->state == CLIENT_CLOSED)
+	if (c->state == CONN_CLOSED)
 		return;
 	if (!c->read_eof)
 		want |= EPOLLIN | EPOLLRDHUP;
@@ -170,53 +173,34 @@ void worker_epoll_update(struct worker *w, struct client *c)
 
 /* ---- messages ---- */
 
-/* Act on a message addressed to this worker. Takes ownership. */
+void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg)
+{
+	for (struct conn *c = w->conns; c; c = c->next) {
+		if (c->state != CONN_CLOSED)
+			fn(c, arg);
+	}
+}
+
+/* Run a message addressed to this worker. Takes ownership. */
 static void worker_deliver(struct worker *w, struct wmsg *m)
 {
-	struct client *c;
+	if (m->fn)
+		m->fn(w, m);
+	else
+		free(m);
+}
 
-	switch (m->type) {
-	case WMSG_PACKET:
-		c = worker_find(w, m->client_id);
-		if (!c) {
-			metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
-			free(m);
-			return;
-		}
-		/* Remember the source for PeerGone(Disconnected). */
-		keyset_add(&c->saw, m->data + 5);
-		client_queue_packet(c, m);
-		return;
-	case WMSG_CTRL:
-		c = worker_find(w, m->client_id);
-		if (c)
-			client_queue_ctrl(c, m);
-		else
-			free(m);
-		return;
-	case WMSG_DUP:
-		c = worker_find(w, m->client_id);
-		if (c)
-			derp_client_dup_update(c, m->data[0] != 0);
-		free(m);
-		return;
-	case WMSG_GONE:
-		for (c = w->clients; c; c = c->next)
-			derp_client_peer_gone(c, m->data);
-		free(m);
-		return;
-	case WMSG_SHUTDOWN:
-		if (!w->shutting_down) {
-			w->shutting_down = true;
-			w->shutdown_deadline_ms = w->now_ms + WORKER_SHUTDOWN_GRACE_MS;
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
-			if (w->http80_fd >= 0)
-				epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
-			for (c = w->clients; c; c = c->next)
-				derp_client_restarting(c);
-		}
-		free(m);
-		return;
+/* Shutdown: every connection says goodbye; new ones are no longer taken. */
+static void worker_shutdown_msg(struct worker *w, struct wmsg *m)
+{
+	if (!w->shutting_down) {
+		w->shutting_down = true;
+		w->shutdown_deadline_ms = w->now_ms + WORKER_SHUTDOWN_GRACE_MS;
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+		if (w->http80_fd >= 0)
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
+		for (struct conn *c = w->conns; c; c = c->next)
+			conn_shutdown(c);
 	}
 	free(m);
 }
@@ -229,8 +213,6 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m)
 		worker_deliver(w, m);
 		return;
 	}
-	if (m->type == WMSG_PACKET)
-		metrics_add(&w->metrics, METRIC_PACKETS_CROSS_WORKER, 1);
 	ob = &w->outbox[target];
 	m->next = NULL;
 	if (ob->tail)
@@ -239,18 +221,6 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m)
 		ob->head = m;
 	ob->tail = m;
 	w->outbox_dirty = true;
-}
-
-void worker_broadcast_gone(struct worker *w, const uint8_t key[32])
-{
-	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
-		struct wmsg *m = wmsg_new(WMSG_GONE, 0, 32);
-
-		if (!m)
-			return;
-		memcpy(m->data, key, 32);
-		worker_send(w, i, m);
-	}
 }
 
 /* Append a chain of messages to w's inbox and wake it if it was empty. */
@@ -314,7 +284,7 @@ static void worker_drain_inbox(struct worker *w)
 	}
 }
 
-/* ---- accept and STUN ---- */
+/* ---- accept ---- */
 
 static void sockaddr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 {
@@ -362,7 +332,7 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		char addr[64];
-		struct client *c;
+		struct conn *c;
 		SSL *ssl = NULL;
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -381,7 +351,7 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 		}
 		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
 		/* Geo-IP and other access rules: refuse before any TLS work. */
-		if (!access_allowed((struct sockaddr *)&ss, sl)) {
+		if (w->srv->allowed && !w->srv->allowed((struct sockaddr *)&ss, sl)) {
 			metrics_add(&w->metrics, METRIC_ACCEPTS_REFUSED_ACCESS, 1);
 			close(fd);
 			continue;
@@ -395,62 +365,23 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 				continue;
 			}
 		}
-		c = client_new(w, fd, ssl, port80, addr);
+		c = conn_new(w, fd, ssl, port80, addr, w->srv->proto);
 		if (!c)
 			continue;
-		if (worker_add_client(w, c) < 0) {
-			client_free(c);
+		if (worker_add_conn(w, c) < 0) {
+			conn_free(c);
 			continue;
 		}
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 
 		c->epoll_events = ev.events;
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			worker_remove_client(w, c);
-			client_free(c);
+			worker_remove_conn(w, c);
+			conn_free(c);
 			continue;
 		}
 		/* TLS: the ClientHello may already be here. */
-		client_on_event(c, EPOLLIN);
-	}
-}
-
-static void worker_stun(struct worker *w)
-{
-	struct server *srv = w->srv;
-
-	for (int i = 0; i < WORKER_STUN_PER_EVENT; i++) {
-		uint8_t in[1500], out[128], txid[12];
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		enum stun_kind kind;
-		ssize_t n = recvfrom(w->stun_fd, in, sizeof(in), MSG_DONTWAIT,
-				     (struct sockaddr *)&ss, &sl);
-
-		if (n < 0)
-			return;
-		if (stun_parse_binding_request(in, (size_t)n, srv->stun_generic, txid, &kind) < 0) {
-			metrics_add(&w->metrics, METRIC_STUN_NOT_STUN, 1);
-			continue;
-		}
-		if (!access_allowed((struct sockaddr *)&ss, sl)) {
-			metrics_add(&w->metrics, METRIC_STUN_REFUSED_ACCESS, 1);
-			continue;
-		}
-		ssize_t rl = stun_build_binding_response(out, sizeof(out), txid,
-							 (struct sockaddr *)&ss, kind);
-
-		if (rl < 0 || sendto(w->stun_fd, out, (size_t)rl, MSG_DONTWAIT,
-				     (struct sockaddr *)&ss, sl) < 0) {
-			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
-			continue;
-		}
-		metrics_add(&w->metrics, METRIC_STUN_SUCCESS, 1);
-		bool v4 = ss.ss_family == AF_INET ||
-			  (ss.ss_family == AF_INET6 &&
-			   IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
-
-		metrics_add(&w->metrics, v4 ? METRIC_STUN_IPV4 : METRIC_STUN_IPV6, 1);
+		conn_on_event(c, EPOLLIN);
 	}
 }
 
@@ -471,8 +402,8 @@ static void worker_tick(struct worker *w)
 		if (w->http80_fd >= 0)
 			epoll_add_own(w->epfd, w->http80_fd, &tag_http80);
 	}
-	for (struct client *c = w->clients; c; c = c->next)
-		client_tick(c, w->now_ms);
+	for (struct conn *c = w->conns; c; c = c->next)
+		conn_tick(c, w->now_ms);
 }
 
 static void *worker_main(void *arg)
@@ -498,32 +429,32 @@ static void *worker_main(void *arg)
 
 			if (tag == &tag_listen || tag == &tag_http80) {
 				/* Events fetched with the shutdown message: no new
-				 * clients that would miss their Restarting frame. */
+				 * connections that would miss their goodbye. */
 				if (!w->shutting_down)
 					worker_accept(
 						w, tag == &tag_listen ? w->listen_fd : w->http80_fd,
 						tag == &tag_http80);
-			} else if (tag == &tag_stun)
-				worker_stun(w);
+			} else if (tag == &tag_udp)
+				w->srv->udp_ready(w, w->udp_fd);
 			else if (tag == &tag_wake)
 				worker_drain_inbox(w);
 			else
-				client_on_event(tag, evs[i].events);
+				conn_on_event(tag, evs[i].events);
 			/* Hand packets for other workers over as soon as one
 			 * client's input is processed, not at the end of the
 			 * turn: the receiving worker starts while we go on. */
 			worker_post_outboxes(w);
 		}
 		if (w->again) {
-			struct client *list = w->again;
+			struct conn *list = w->again;
 
 			w->again = NULL;
 			while (list) {
-				struct client *c = list;
+				struct conn *c = list;
 
 				list = c->again_next;
 				c->on_again = false;
-				client_on_event(c, EPOLLIN);
+				conn_on_event(c, EPOLLIN);
 			}
 		}
 		if (w->now_ms >= next_tick) {
@@ -532,34 +463,34 @@ static void *worker_main(void *arg)
 		}
 		worker_post_outboxes(w);
 		while (w->dirty) {
-			struct client *c = w->dirty;
+			struct conn *c = w->dirty;
 
 			w->dirty = c->dirty_next;
 			c->dirty = false;
-			client_flush(c);
+			conn_flush(c);
 		}
 		worker_post_outboxes(w);
 		while (w->closed) {
-			struct client *c = w->closed;
+			struct conn *c = w->closed;
 
 			w->closed = c->closed_next;
-			worker_remove_client(w, c);
-			client_free(c);
+			worker_remove_conn(w, c);
+			conn_free(c);
 		}
 		worker_post_outboxes(w);
-		if (w->shutting_down && (w->nclients == 0 || w->now_ms >= w->shutdown_deadline_ms))
+		if (w->shutting_down && (w->nconns == 0 || w->now_ms >= w->shutdown_deadline_ms))
 			break;
 	}
 	/* Whatever is left after the grace period is closed without more
 	 * ceremony. Registry removals still notify the other workers, which
 	 * are shutting down too. */
-	while (w->clients) {
-		struct client *c = w->clients;
+	while (w->conns) {
+		struct conn *c = w->conns;
 
-		client_close(c, "shutdown");
+		conn_close(c, "shutdown");
 		w->closed = NULL;
-		worker_remove_client(w, c);
-		client_free(c);
+		worker_remove_conn(w, c);
+		conn_free(c);
 	}
 	return NULL;
 }
@@ -579,7 +510,7 @@ static struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
 	w->listen_fd = srv->listen_fds[idx];
 	w->http80_fd = srv->http80_fds ? srv->http80_fds[idx] : -1;
-	w->stun_fd = srv->stun_fds ? srv->stun_fds[idx] : -1;
+	w->udp_fd = srv->udp_fds ? srv->udp_fds[idx] : -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);
 	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->outbox)
 		goto fail;
@@ -591,7 +522,7 @@ static struct worker *worker_new(struct server *srv, uint32_t idx)
 		goto fail;
 	if (w->http80_fd >= 0 && epoll_add_own(w->epfd, w->http80_fd, &tag_http80) < 0)
 		goto fail;
-	if (w->stun_fd >= 0 && epoll_add_own(w->epfd, w->stun_fd, &tag_stun) < 0)
+	if (w->udp_fd >= 0 && epoll_add_own(w->epfd, w->udp_fd, &tag_udp) < 0)
 		goto fail;
 	metrics_register(&w->metrics);
 	return w;
@@ -660,7 +591,7 @@ void worker_stop_all(struct server *srv)
 {
 	atomic_store(&srv->stopping, true);
 	for (uint32_t i = 0; i < srv->nworkers; i++) {
-		struct wmsg *m = wmsg_new(WMSG_SHUTDOWN, 0, 0);
+		struct wmsg *m = wmsg_new(worker_shutdown_msg, 0, 0);
 
 		if (m)
 			worker_post(srv->workers[i], m);

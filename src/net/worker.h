@@ -1,59 +1,122 @@
 /*
  * worker.h - worker threads: one epoll loop each, owning the connections
- * it accepted, plus its share of STUN datagrams.
+ * it accepted, plus its share of datagrams (STUN).
  *
- * Ownership: a struct client belongs to the worker that accepted it and
- * is touched only by that worker's thread. Other threads reach it only by
- * posting a struct wmsg naming its client id (worker_post); the owner
- * drops the message if the client is gone. Messages are owned by whoever
- * holds them: the poster gives them up, the owner frees or queues them.
+ * Ownership: a struct conn belongs to the worker that accepted it and is
+ * touched only by that worker's thread. Other threads reach it only by
+ * posting a struct wmsg naming its conn id (worker_send, worker_post); the
+ * message's function runs on the owning worker, which finds the conn by
+ * id (worker_find) and drops the message if it is gone. Messages are
+ * owned by whoever holds them: the poster gives them up, the function
+ * that runs them frees or keeps them.
  */
 #ifndef DERPER_WORKER_H
 #define DERPER_WORKER_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/metrics.h"
+
+struct conn;
 struct server;
+struct wmsg;
 struct worker;
 
-enum wmsg_type {
-	WMSG_PACKET,   /* data: a whole RecvPacket frame for client_id */
-	WMSG_CTRL,     /* data: a whole control frame for client_id */
-	WMSG_GONE,     /* data: 32-byte key that left the server */
-	WMSG_DUP,      /* re-check client_id's duplicate state; data[0]: tell the user */
-	WMSG_SHUTDOWN, /* send Restarting to every client, then close them */
-};
+/* Runs message m on worker w's thread; owns m. */
+typedef void (*wmsg_fn)(struct worker *w, struct wmsg *m);
 
-enum wmsg_kind {
-	WMSG_KIND_DATA,
-	WMSG_KIND_DISCO,
+enum wmsg_flag {
+	WMSG_F_CLOSE = 0x01, /* a control marker: close once everything before it is out */
 };
 
 struct wmsg {
 	struct wmsg *next;
-	uint64_t client_id;
+	wmsg_fn fn;	  /* NULL for messages queued on a conn directly */
+	uint64_t conn_id; /* the conn it is for, 0 for the whole worker */
 	uint32_t len;
-	uint8_t type; /* enum wmsg_type */
-	uint8_t kind; /* enum wmsg_kind, packets only */
+	uint8_t prio;  /* enum conn_prio, packets only */
+	uint8_t flags; /* enum wmsg_flag */
 	uint8_t data[];
 };
 
 /* Allocate a message with room for len data bytes; NULL on ENOMEM. */
-struct wmsg *wmsg_new(enum wmsg_type type, uint64_t client_id, uint32_t len);
+struct wmsg *wmsg_new(wmsg_fn fn, uint64_t conn_id, uint32_t len);
+
+#define WORKER_SCRATCH (256 * 1024)
+
+struct worker_outbox {
+	struct wmsg *head, *tail;
+};
+
+/*
+ * A worker. The fields in the first block may be read by the protocols
+ * running on this worker's thread (srv, idx, now_ms, metrics); the rest
+ * is private to net/. Everything belongs to the worker's thread except
+ * the inbox (inbox_lock) and the eventfd.
+ */
+struct worker {
+	struct server *srv;
+	uint32_t idx;
+	int64_t now_ms;		/* cached per loop turn */
+	struct metrics metrics; /* written by this thread only */
+
+	/* ---- private to net/ ---- */
+	pthread_t thread;
+	int epfd;
+	int evfd;			  /* wake-up for the inbox */
+	int listen_fd, http80_fd, udp_fd; /* this worker's sockets (main owns them); -1 = none */
+
+	pthread_mutex_t inbox_lock;
+	struct wmsg *inbox_head, *inbox_tail;
+
+	/* Messages for other workers, posted after each event. */
+	struct worker_outbox *outbox; /* [srv->nworkers] */
+	bool outbox_dirty;
+
+	struct conn *conns; /* all connections of this worker */
+	uint32_t nconns;
+	struct conn **idtab; /* id -> conn hash */
+	uint32_t idtab_size;
+	struct conn *dirty;  /* connections with output queued */
+	struct conn *closed; /* closed, freed at the end of the turn */
+	struct conn *again;  /* connections with TLS records still buffered */
+	bool accept_paused;
+	int64_t accept_resume_ms;
+	bool shutting_down;
+	int64_t shutdown_deadline_ms;
+
+	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
+	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */
+};
 
 /* Create srv->nworkers workers (listeners must already be open in srv)
  * and start their threads. Main thread. 0 or -errno. */
 int worker_start_all(struct server *srv);
 
-/* Ask every worker to send Restarting to its clients and close them,
- * then join the threads (bounded by a few seconds). Main thread. */
+/* Ask every worker to shut its connections down gracefully
+ * (conn_shutdown), then join the threads (bounded by a few seconds).
+ * Main thread. */
 void worker_stop_all(struct server *srv);
 
 /* Monotonic clock in milliseconds; any thread. */
 int64_t worker_now_ms(void);
 
-/* Hand m to worker w (any thread). Takes ownership. */
+/* Hand m to worker w from any thread (a mutex and maybe a wake-up).
+ * Takes ownership. */
 void worker_post(struct worker *w, struct wmsg *m);
+
+/* From worker w's own thread: run m on worker target, directly when that
+ * is w, else through w's outbox (posted after the current event). Keeps
+ * the order of messages from w to one target. Takes ownership. */
+void worker_send(struct worker *w, uint32_t target, struct wmsg *m);
+
+/* The open conn with this id on w, or NULL (gone or closed). w's thread. */
+struct conn *worker_find(struct worker *w, uint64_t id);
+
+/* Call fn for every connection of w that is not closed. w's thread. */
+void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg);
 
 #endif

@@ -120,7 +120,7 @@ static void route(const char *text, const struct http_site *site, struct http_re
 	if (n != (int)len)
 		fail_msg("parse returned %d for %zu bytes: %s", n, len, text);
 	assert_int_equal(http_route(&req, site, res), 0);
-	if (res->action != HTTP_ACTION_DERP) {
+	if (res->action != HTTP_ACTION_UPGRADE) {
 		assert_non_null(res->resp);
 		resp_parse(r, res->resp, res->resp_len);
 	}
@@ -341,7 +341,7 @@ static void test_derp_upgrade(void **state)
 	(void)state;
 	route("GET /derp HTTP/1.1\r\nHost: h\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n",
 	      &site_default, &res, &r);
-	assert_int_equal(res.action, HTTP_ACTION_DERP);
+	assert_int_equal(res.action, HTTP_ACTION_UPGRADE);
 	assert_false(res.fast_start);
 	assert_false(res.ideal_node_header);
 	assert_null(res.resp);
@@ -351,7 +351,7 @@ static void test_derp_upgrade(void **state)
 	route("GET /derp HTTP/1.1\r\nHost: h\r\nUpgrade: derp\r\nDerp-Fast-Start: 1\r\n"
 	      "Ideal-Node: 1a\r\n\r\n",
 	      &site_default, &res, &r);
-	assert_int_equal(res.action, HTTP_ACTION_DERP);
+	assert_int_equal(res.action, HTTP_ACTION_UPGRADE);
 	assert_true(res.fast_start);
 	assert_true(res.ideal_node_header);
 	http_result_free(&res);
@@ -360,7 +360,7 @@ static void test_derp_upgrade(void **state)
 	route("GET /derp HTTP/1.1\r\nHost: h\r\nUpgrade: DERP\r\nDerp-Fast-Start: true\r\n"
 	      "Ideal-Node:\r\n\r\n",
 	      &site_default, &res, &r);
-	assert_int_equal(res.action, HTTP_ACTION_DERP);
+	assert_int_equal(res.action, HTTP_ACTION_UPGRADE);
 	assert_false(res.fast_start);
 	assert_false(res.ideal_node_header);
 	http_result_free(&res);
@@ -369,7 +369,7 @@ static void test_derp_upgrade(void **state)
 	 * speak raw DERP. Method is not checked, as in Go. */
 	route("POST /derp HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n\r\n", &site_default, &res,
 	      &r);
-	assert_int_equal(res.action, HTTP_ACTION_DERP);
+	assert_int_equal(res.action, HTTP_ACTION_UPGRADE);
 	http_result_free(&res);
 }
 

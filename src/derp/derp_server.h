@@ -1,0 +1,54 @@
+/*
+ * derp_server.h - the DERP protocol on a connection (struct conn_proto
+ * derp_proto): handshake, registration, frame dispatch, forwarding,
+ * PeerGone, duplicate keys, keepalives, Restarting.
+ *
+ * Layering: DERP rides on net/ (conn.h, worker.h) and uses the registry
+ * (registry.h) to find a key's connection as (worker, conn id). net/ never
+ * calls into this module except through derp_proto's callbacks.
+ *
+ * Ownership: main owns the struct derp_server and points srv->proto_arg
+ * at it before the workers start; workers read it (and update nclients
+ * atomically) while they run. Per-connection state (struct derp_conn)
+ * belongs to the connection's worker.
+ */
+#ifndef DERPER_DERP_SERVER_H
+#define DERPER_DERP_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "derp/keyset.h"
+
+struct conn_proto;
+
+struct derp_server {
+	uint8_t priv[32]; /* server private key; never logged */
+	uint8_t pub[32];
+	char pub_hex[65];
+	int64_t keepalive_ms; /* 60 s; a jitter is added per client */
+	int max_clients;      /* 0 = no limit */
+	_Atomic int nclients; /* registered, all workers */
+};
+
+/* Per-connection DERP state (conn->proto_state). */
+struct derp_conn {
+	uint8_t key[32];  /* the client's public key, once registered */
+	bool registered;  /* ClientInfo accepted, in the registry */
+	bool dup;	  /* key has other connections here */
+	bool health_sent; /* a duplicate-key Health problem is showing */
+	bool can_ack_pings;
+	bool is_prober;
+	bool preferred;
+	bool not_ideal; /* the upgrade carried an Ideal-Node header */
+	int64_t next_keepalive_ms;
+	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
+	uint32_t nothere_tokens;
+	struct keyset saw; /* sources this client received from (PeerGone) */
+};
+
+/* The protocol the HTTP upgrade on /derp hands connections to. */
+extern const struct conn_proto derp_proto;
+
+#endif
