@@ -170,7 +170,8 @@ static void close_sockets(int *fds, size_t n)
 	free(fds);
 }
 
-/* {"name":["ip",...],...} for /bootstrap-dns, resolved once at startup. */
+/* {"name":["ip",...],...} for /bootstrap-dns: resolved at startup and again
+ * every MAIN_BOOTSTRAP_DNS_MS (10 minutes) by the main loop, as the Go derper does. */
 static char *bootstrap_dns_json(const struct config_strlist *names)
 {
 	size_t cap = 64, len = 0;
