@@ -1,6 +1,7 @@
 /*
- * conn.c - one connection's byte plumbing: TLS handshake, reads, the
- * HTTP request, the WebSocket de-framing, and batched writes. After the
+ * conn.c - one connection's input side and lifecycle: TLS handshake,
+ * reads, the HTTP request, the WebSocket de-framing, events and timers
+ * (the output side is conn_write.c). After the
  * upgrade, whole units of input go to the connection's protocol
  * (struct conn_proto, conn.h), which queues output back through
  * conn_queue_*; nothing here knows what the protocol speaks.
@@ -9,12 +10,12 @@
  * queues of a struct conn. Runs only on the owning worker's thread.
  *
  * Memory: an idle connection holds no buffers. Reads land in the
- * worker's scratch buffer and only a partial frame is copied into the
- * client's rbuf; writes are gathered in the worker's gather buffer and only an
- * unwritten tail is copied into wbuf. OpenSSL releases its own buffers
+ * worker's scratch buffer and only a partial unit is copied into the
+ * connection's rbuf; writes keep only an unwritten tail (conn_write.c).
+ * OpenSSL releases its own buffers
  * when idle (SSL_MODE_RELEASE_BUFFERS, set by tls.c).
  *
- * Invariant: a closed client is never freed inside its own callback; it
+ * Invariant: a closed connection is never freed inside its own callback; it
  * goes to the worker's closed list and the loop frees it afterwards.
  */
 #include "net/conn.h"
@@ -27,22 +28,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net/http.h"
 #include "core/log.h"
+#include "net/conn_int.h"
+#include "net/http.h"
 #include "net/server.h"
 #include "net/worker_int.h"
 #include "net/ws.h"
 
-/* A flush gathers up to this many bytes (plus one frame). */
-#define CONN_FLUSH_BYTES (128 * 1024)
 /* Reads per readiness event before yielding to other clients. */
 #define CONN_READS_PER_EVENT 16
-/* WebSocket messages we send: at most this big, and the room reserved
- * in front of a flush for their headers (4 bytes per message). */
-#define CONN_WS_MESSAGE (32 * 1024)
-#define CONN_WS_RESERVE (4 * (WORKER_SCRATCH / CONN_WS_MESSAGE + 1))
-/* Control messages queued per connection before we stop queueing more. */
-#define CONN_MAX_CTRL 64
 
 struct conn *conn_new(struct worker *w, int fd, SSL *ssl, bool port80, const char *addr,
 		      const struct conn_proto *proto)
@@ -94,19 +88,6 @@ void conn_close(struct conn *c, const char *reason)
 	w->closed = c;
 }
 
-/* Free a queue's packets (counted as dropped: their receiver is gone). */
-static void pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt)
-{
-	while (q->len) {
-		free(q->ring[q->head]);
-		q->head = (q->head + 1) % depth;
-		q->len--;
-		metrics_add(mt, METRIC_DROP_GONE_DISCONNECTED, 1);
-	}
-	free(q->ring);
-	q->ring = NULL;
-}
-
 void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -121,8 +102,8 @@ void conn_free(struct conn *c)
 			}
 		}
 	}
-	pktq_free(&c->high, w->srv->queue_depth, &w->metrics);
-	pktq_free(&c->low, w->srv->queue_depth, &w->metrics);
+	conn_pktq_free(&c->high, w->srv->queue_depth, &w->metrics);
+	conn_pktq_free(&c->low, w->srv->queue_depth, &w->metrics);
 	while (c->ctrl_head) {
 		struct wmsg *m = c->ctrl_head;
 
@@ -142,298 +123,6 @@ void conn_free(struct conn *c)
 	free(c->wbuf);
 	free(c->ws);
 	free(c);
-}
-
-/* ---- output ---- */
-
-void conn_queue_ctrl(struct conn *c, struct wmsg *m)
-{
-	if (c->state == CONN_CLOSED || c->nctrl >= CONN_MAX_CTRL) {
-		free(m);
-		return;
-	}
-	m->next = NULL;
-	if (c->ctrl_tail)
-		c->ctrl_tail->next = m;
-	else
-		c->ctrl_head = m;
-	c->ctrl_tail = m;
-	c->nctrl++;
-	worker_mark_dirty(c->w, c);
-}
-
-void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio)
-{
-	struct worker *w = c->w;
-	struct pktq *q = prio == CONN_PRIO_HIGH ? &c->high : &c->low;
-	uint32_t depth = w->srv->queue_depth;
-
-	if (c->state != CONN_PROTO) {
-		free(m);
-		metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
-		return;
-	}
-	if (!q->ring) {
-		q->ring = calloc(depth, sizeof(*q->ring));
-		if (!q->ring) {
-			free(m);
-			metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
-			return;
-		}
-	}
-	if (q->len == depth && !c->wbuf) {
-		/* Full, but the socket is taking data: push the queue out now
-		 * instead of dropping (bursts from another worker arrive in one
-		 * batch). Only a socket that is stuck makes us drop. */
-		conn_flush(c);
-		if (c->state == CONN_CLOSED) {
-			free(m);
-			metrics_add(&w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
-			return;
-		}
-	}
-	if (q->len == depth) {
-		/* Full: the oldest packet is the least useful one. */
-		free(q->ring[q->head]);
-		q->head = (q->head + 1) % depth;
-		q->len--;
-		metrics_add(&w->metrics, METRIC_DROP_QUEUE_HEAD, 1);
-	}
-	q->ring[(q->head + q->len) % depth] = m;
-	q->len++;
-	worker_mark_dirty(w, c);
-}
-
-static struct wmsg *pktq_pop(struct pktq *q, uint32_t depth)
-{
-	struct wmsg *m;
-
-	if (!q->len)
-		return NULL;
-	m = q->ring[q->head];
-	q->head = (q->head + 1) % depth;
-	q->len--;
-	return m;
-}
-
-/* Write buf[0..len). Returns bytes written (maybe short), or -EAGAIN
- * when nothing could be written now, or another -errno on failure. */
-static long conn_write_raw(struct conn *c, const uint8_t *buf, size_t len)
-{
-	if (c->ssl) {
-		size_t written = 0;
-		int r;
-
-		ERR_clear_error();
-		r = SSL_write_ex(c->ssl, buf, len, &written);
-		if (r == 1)
-			return (long)written;
-		switch (SSL_get_error(c->ssl, 0)) {
-		case SSL_ERROR_WANT_WRITE:
-		case SSL_ERROR_WANT_READ:
-			return -EAGAIN;
-		default:
-			c->tls_fatal = true;
-			return -EPIPE;
-		}
-	}
-	for (;;) {
-		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -EAGAIN;
-		return -errno;
-	}
-}
-
-/* Try to write buf; keep what is left in c->wbuf. 0 or -errno (closed). */
-static int conn_write_keep(struct conn *c, const uint8_t *buf, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		long n = conn_write_raw(c, buf + off, len - off);
-
-		if (n == -EAGAIN)
-			break;
-		if (n < 0) {
-			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
-			conn_close(c, "write error");
-			return (int)n;
-		}
-		off += (size_t)n;
-		metrics_add(&c->w->metrics, METRIC_BYTES_SENT, (uint64_t)n);
-	}
-	if (off < len) {
-		/* OpenSSL needs the same bytes again (moving buffer allowed). */
-		uint8_t *tail = malloc(len - off);
-
-		if (!tail) {
-			conn_close(c, "out of memory");
-			return -ENOMEM;
-		}
-		memcpy(tail, buf + off, len - off);
-		c->wbuf = tail;
-		c->wlen = (uint32_t)(len - off);
-		c->woff = 0;
-		if (!c->stall_since_ms)
-			c->stall_since_ms = c->w->now_ms;
-	} else {
-		c->stall_since_ms = 0;
-	}
-	worker_epoll_update(c->w, c);
-	return 0;
-}
-
-/* Finish writing a stuck tail. Returns true when wbuf is drained. */
-static bool conn_write_tail(struct conn *c)
-{
-	while (c->woff < c->wlen) {
-		long n = conn_write_raw(c, c->wbuf + c->woff, c->wlen - c->woff);
-
-		if (n == -EAGAIN)
-			return false;
-		if (n < 0) {
-			metrics_add(&c->w->metrics, METRIC_DROP_WRITE_ERROR, 1);
-			conn_close(c, "write error");
-			return false;
-		}
-		c->woff += (uint32_t)n;
-		/* Progress, however slow, restarts the write timeout (the Go
-		 * derper's deadline is per frame write, too). */
-		if (n > 0)
-			c->stall_since_ms = c->w->now_ms;
-		metrics_add(&c->w->metrics, METRIC_BYTES_SENT, (uint64_t)n);
-	}
-	free(c->wbuf);
-	c->wbuf = NULL;
-	c->wlen = c->woff = 0;
-	c->stall_since_ms = 0;
-	return true;
-}
-
-static bool conn_has_output(const struct conn *c)
-{
-	return c->ctrl_head || c->high.len || c->low.len;
-}
-
-void conn_flush(struct conn *c)
-{
-	struct worker *w = c->w;
-	uint32_t depth = w->srv->queue_depth;
-	/* Not the read scratch: a flush may run while input in it is being
-	 * parsed (conn_queue_packet flushes a full queue). */
-	uint8_t *buf = w->wgather;
-	/* Room in front for WebSocket message headers (see below). */
-	size_t hdr = c->ws ? CONN_WS_RESERVE : 0;
-	size_t len = hdr;
-	uint64_t npkts = 0;
-
-	if (c->state == CONN_CLOSED)
-		return;
-	if (c->wbuf && !conn_write_tail(c)) {
-		if (c->state != CONN_CLOSED)
-			worker_epoll_update(w, c);
-		return;
-	}
-	if (c->state == CONN_CLOSED)
-		return;
-	/* Gather: control messages, then high, then low, into one write. */
-	while (len < CONN_FLUSH_BYTES && conn_has_output(c)) {
-		struct wmsg *m = c->ctrl_head;
-
-		if (m) {
-			c->ctrl_head = m->next;
-			if (!c->ctrl_head)
-				c->ctrl_tail = NULL;
-			c->nctrl--;
-			if (m->flags & WMSG_F_CLOSE) {
-				/* Marker: close once everything before it is out. */
-				c->close_after_flush = true;
-				free(m);
-				continue;
-			}
-		} else {
-			m = pktq_pop(&c->high, depth);
-			if (!m)
-				m = pktq_pop(&c->low, depth);
-			npkts++;
-		}
-		if (len + m->len > WORKER_SCRATCH) {
-			/* Cannot happen with the limits we use; stay safe. */
-			free(m);
-			continue;
-		}
-		memcpy(buf + len, m->data, m->len);
-		len += m->len;
-		free(m);
-	}
-	if (len == hdr) {
-		if (c->close_after_flush)
-			conn_close(c, "done");
-		return;
-	}
-	metrics_add(&w->metrics, METRIC_PACKETS_SENT, npkts);
-	if (c->ws) {
-		/* Tailscale's WebSocket clients read messages of at most 32 KiB
-		 * (coder/websocket's default limit): cut the stream into such
-		 * messages. The protocol is a byte stream, so any cut is fine. Headers
-		 * (4 bytes each) fill the reserved gap, which never closes. */
-		uint8_t *out = buf, *src = buf + hdr;
-		size_t left = len - hdr;
-
-		while (left) {
-			size_t n = left < CONN_WS_MESSAGE ? left : CONN_WS_MESSAGE;
-
-			out += ws_frame_header_build(out, WS_OP_BINARY, n);
-			memmove(out, src, n);
-			out += n;
-			src += n;
-			left -= n;
-		}
-		if (conn_write_keep(c, buf, (size_t)(out - buf)) < 0)
-			return;
-	} else if (conn_write_keep(c, buf, len) < 0) {
-		return;
-	}
-	if (c->state == CONN_CLOSED)
-		return;
-	/* More queued than one flush takes: come back next turn. */
-	if (!c->wbuf && conn_has_output(c))
-		worker_mark_dirty(w, c);
-	else if (!c->wbuf && c->close_after_flush)
-		conn_close(c, "done");
-}
-
-void conn_queue_bytes(struct conn *c, const void *data, size_t len)
-{
-	struct wmsg *m = wmsg_new(NULL, c->id, (uint32_t)len);
-
-	if (!m) {
-		conn_close(c, "out of memory");
-		return;
-	}
-	memcpy(m->data, data, len);
-	conn_queue_ctrl(c, m);
-}
-
-void conn_close_after_flush(struct conn *c)
-{
-	struct wmsg *mark;
-
-	c->input_done = true;
-	mark = wmsg_new(NULL, c->id, 0);
-	if (!mark) {
-		conn_close(c, "out of memory");
-		return;
-	}
-	/* The marker is consumed by conn_flush, never written. */
-	mark->flags = WMSG_F_CLOSE;
-	conn_queue_ctrl(c, mark);
 }
 
 /* Queue a final response: the bytes, then close. */
