@@ -38,6 +38,13 @@
  *
  * Threading: blocking I/O on a socket private to each call; any thread that
  * may block (the geoip manager, the CLI), never a worker loop.
+ *
+ * Why one file of ~1,000 lines: it is one nf_tables transaction read top to
+ * bottom (build the batch, send it once, read every ACK, query the sets),
+ * and most of it is the libnftnl calls each message needs. The pure half
+ * (argument checks, range merging, the printed ruleset) is already
+ * nft_render.c; splitting the netlink half again would scatter the
+ * invariants above across files that cannot be understood alone.
  */
 #include "geoip/nft.h"
 
