@@ -3,9 +3,9 @@
  *
  * Owns: the parsing, defaults, validation and dumping of struct config. One
  * static table (config_rows) names every INI key with its section, value
- * type, field offset, default, reload policy and Go flag; defaults,
- * parsing, flags, --dump-config and reload checks are all driven by it, so a
- * key cannot exist in one place and be missing in another.
+ * type (config_value.c), field offset, default, reload policy and Go flag;
+ * defaults, parsing, flags, --dump-config and reload checks are all driven
+ * by it, so a key cannot exist in one place and be missing in another.
  *
  * Invariants: every error is collected (never only the first), INI errors
  * read "path:line: message", flag errors "flag -x: message". A value that
@@ -22,7 +22,6 @@
  */
 #include "core/config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -35,7 +34,7 @@
 
 #include <ini.h>
 
-#include "core/log.h"
+#include "core/config_int.h"
 
 #ifndef DERPER_VERSION
 #define DERPER_VERSION "dev"
@@ -101,840 +100,100 @@ void config_errors_print(const struct config_errors *errs, int fd)
 	}
 }
 
-/* --------------------------------------------------------------- strlist */
-
-static void strlist_free(struct config_strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-static int strlist_push(struct config_strlist *l, const char *s)
-{
-	char **nv = realloc(l->v, (l->n + 2) * sizeof(*nv));
-	char *dup;
-
-	if (!nv)
-		return -ENOMEM;
-	l->v = nv;
-	dup = strdup(s);
-	if (!dup)
-		return -ENOMEM;
-	l->v[l->n++] = dup;
-	l->v[l->n] = NULL;
-	return 0;
-}
-
-/* ------------------------------------------------------------ the table */
-
-struct config_row;
-
-/* Parse text into the row's field. On error write the reason (without the
- * key name) into msg and leave the field unchanged. */
-typedef int (*config_parse_fn)(struct config *cfg, const struct config_row *row, const char *val,
-			       char *msg, size_t msglen);
-/* Print the row's value as INI text (the form config_parse_fn accepts). */
-typedef void (*config_format_fn)(const struct config *cfg, const struct config_row *row, FILE *out);
-typedef void (*config_free_fn)(struct config *cfg, const struct config_row *row);
-
-struct config_type {
-	config_parse_fn parse;
-	config_format_fn format;
-	config_free_fn free; /* NULL: nothing to free */
-	bool is_bool;	     /* flag form "-x" means "-x=true" */
-	bool is_list;	     /* continuation lines append */
-};
-
-struct config_row {
-	const char *section;
-	const char *key;
-	const struct config_type *type;
-	size_t offset;
-	const char *def; /* default as INI text; NULL = computed in config_defaults */
-	bool reloadable; /* may change on SIGHUP without a restart */
-	bool supported;	 /* false: only the default value is accepted (feature not here yet) */
-	bool secret;	 /* "<redacted>" in dumps */
-	int64_t min, max;
-	const char *flag; /* Go derper flag name without '-', or NULL */
-};
-
-#define FIELD(cfg, row, T)  ((T *)(void *)((char *)(cfg) + (row)->offset))
-#define CFIELD(cfg, row, T) ((const T *)(const void *)((const char *)(cfg) + (row)->offset))
-
-/* ---------------------------------------------------------- value types */
-
-static int parse_str(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		     size_t msglen)
-{
-	char *dup = strdup(val);
-
-	if (!dup) {
-		snprintf(msg, msglen, "out of memory");
-		return -ENOMEM;
-	}
-	free(*FIELD(cfg, row, char *));
-	*FIELD(cfg, row, char *) = dup;
-	return 0;
-}
-
-static void format_str(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	const char *s = *CFIELD(cfg, row, char *);
-
-	fputs(s ? s : "", out);
-}
-
-static void free_str(struct config *cfg, const struct config_row *row)
-{
-	free(*FIELD(cfg, row, char *));
-	*FIELD(cfg, row, char *) = NULL;
-}
-
-static const struct config_type type_str = { parse_str, format_str, free_str, false, false };
-
-static int parse_home(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	/* The Go derper's rule, message included. */
-	if (*val && strcmp(val, "blank") != 0 && strncmp(val, "http://", 7) != 0 &&
-	    strncmp(val, "https://", 8) != 0) {
-		snprintf(msg, msglen,
-			 "unknown --home value \"%s\" (want \"\", \"blank\" or an http(s) URL)",
-			 val);
-		return -EINVAL;
-	}
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_home = { parse_home, format_str, free_str, false, false };
-
-/* Split "host:port", ":port", "[v6]:port" into host (without brackets) and
- * port, as Go's net.SplitHostPort plus a numeric (or http/https) port. */
-static int listen_split(const char *s, char *host, size_t hostlen, uint16_t *port, char *msg,
-			size_t msglen)
-{
-	const char *colon, *h = s, *p;
-	size_t hl;
-	char *end;
-	long v;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':') {
-			snprintf(msg, msglen, "\"%s\" is not [address]:port", s);
-			return -EINVAL;
-		}
-		h = s + 1;
-		hl = (size_t)(rb - h);
-		p = rb + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon) {
-			snprintf(msg, msglen, "\"%s\" has no port (want host:port or :port)", s);
-			return -EINVAL;
-		}
-		if (memchr(s, ':', (size_t)(colon - s))) {
-			snprintf(
-				msg, msglen,
-				"\"%s\" is not host:port (IPv6 addresses need brackets: [::1]:443)",
-				s);
-			return -EINVAL;
-		}
-		hl = (size_t)(colon - s);
-		p = colon + 1;
-	}
-	if (hl >= hostlen) {
-		snprintf(msg, msglen, "host in \"%s\" is too long", s);
-		return -EINVAL;
-	}
-	if (strcmp(p, "https") == 0) {
-		v = 443;
-	} else if (strcmp(p, "http") == 0) {
-		v = 80;
-	} else {
-		errno = 0;
-		v = strtol(p, &end, 10);
-		if (!*p || *end || errno || v < 0 || v > 65535 || !isdigit((unsigned char)*p)) {
-			snprintf(msg, msglen, "port in \"%s\" is not a number 0..65535", s);
-			return -EINVAL;
-		}
-	}
-	if (host) {
-		memcpy(host, h, hl);
-		host[hl] = '\0';
-	}
-	*port = (uint16_t)v;
-	return 0;
-}
-
-static int parse_listen(struct config *cfg, const struct config_row *row, const char *val,
-			char *msg, size_t msglen)
-{
-	uint16_t port;
-
-	if (listen_split(val, NULL, 256, &port, msg, msglen) < 0)
-		return -EINVAL;
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_listen = { parse_listen, format_str, free_str, false, false };
-
-static int parse_nft_name(struct config *cfg, const struct config_row *row, const char *val,
-			  char *msg, size_t msglen)
-{
-	size_t n = strlen(val);
-	bool ok = n > 0 && n <= 64 && isalpha((unsigned char)val[0]);
-
-	for (size_t i = 0; ok && i < n; i++)
-		ok = isalnum((unsigned char)val[i]) || val[i] == '_' || val[i] == '-';
-	if (!ok) {
-		snprintf(
-			msg, msglen,
-			"\"%s\" is not a table name (a letter, then letters, digits, '_' or '-'; at most 64)",
-			val);
-		return -EINVAL;
-	}
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_nft_name = { parse_nft_name, format_str, free_str, false,
-						  false };
-
-static int bool_from_text(const char *val, bool *out)
-{
-	static const char *const yes[] = { "1", "t", "true", "yes", "y", "on" };
-	static const char *const no[] = { "0", "f", "false", "no", "n", "off" };
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcasecmp(val, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(val, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int parse_bool(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	bool b;
-
-	if (bool_from_text(val, &b) < 0) {
-		snprintf(msg, msglen,
-			 "\"%s\" is not a boolean (use yes/no, true/false, on/off or 1/0)", val);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, bool) = b;
-	return 0;
-}
-
-static void format_bool(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fputs(*CFIELD(cfg, row, bool) ? "yes" : "no", out);
-}
-
-static const struct config_type type_bool = { parse_bool, format_bool, NULL, true, false };
-
-static int int_from_text(const char *val, int64_t *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(val, &end, 10);
-	if (!*val || *end || errno || isspace((unsigned char)*val))
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_int(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		     size_t msglen)
-{
-	int64_t v;
-
-	if (int_from_text(val, &v) < 0) {
-		snprintf(msg, msglen, "\"%s\" is not an integer", val);
-		return -EINVAL;
-	}
-	if (v < row->min || v > row->max) {
-		snprintf(msg, msglen, "%s is out of range %lld..%lld", val, (long long)row->min,
-			 (long long)row->max);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int) = (int)v;
-	return 0;
-}
-
-static void format_int(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fprintf(out, "%d", *CFIELD(cfg, row, int));
-}
-
-static const struct config_type type_int = { parse_int, format_int, NULL, false, false };
-
-int config_parse_duration(const char *s, int64_t *ms)
-{
-	static const struct {
-		const char *name;
-		uint64_t ns;
-	} units[] = {
-		{ "ns", 1ULL },		  { "us", 1000ULL },
-		{ "\xc2\xb5s", 1000ULL }, /* U+00B5 micro sign */
-		{ "\xce\xbcs", 1000ULL }, /* U+03BC Greek mu */
-		{ "ms", 1000000ULL },	  { "s", 1000000000ULL },
-		{ "m", 60000000000ULL },  { "h", 3600000000000ULL },
-	};
-	const uint64_t limit = (uint64_t)INT64_MAX;
-	uint64_t total = 0;
-	bool neg = false;
-	int64_t res;
-
-	if (!s)
-		return -EINVAL;
-	if (*s == '-' || *s == '+')
-		neg = *s++ == '-';
-	if (strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	if (!*s)
-		return -EINVAL;
-	while (*s) {
-		uint64_t whole = 0, frac = 0, scale = 1, unit = 0, v;
-		bool digits = false;
-		size_t ulen = 0;
-
-		while (isdigit((unsigned char)*s)) {
-			if (whole > (limit - 9) / 10)
-				return -EINVAL;
-			whole = whole * 10 + (uint64_t)(*s++ - '0');
-			digits = true;
-		}
-		if (*s == '.') {
-			s++;
-			while (isdigit((unsigned char)*s)) {
-				/* Digits past nanosecond-of-hour precision cannot matter. */
-				if (scale < 1000000000000000000ULL) {
-					frac = frac * 10 + (uint64_t)(*s - '0');
-					scale *= 10;
-				}
-				s++;
-				digits = true;
-			}
-		}
-		if (!digits)
-			return -EINVAL;
-		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-			size_t l = strlen(units[i].name);
-
-			/* Longest match: "ms" before "m", "ns" before nothing. */
-			if (strncmp(s, units[i].name, l) == 0 && l > ulen) {
-				unit = units[i].ns;
-				ulen = l;
-			}
-		}
-		if (!unit)
-			return -EINVAL;
-		s += ulen;
-		if (whole > limit / unit)
-			return -EINVAL;
-		v = whole * unit;
-		/* frac/scale of a unit, computed without overflow. */
-		v += (uint64_t)((long double)frac * (long double)unit / (long double)scale);
-		if (v > limit || total > limit - v)
-			return -EINVAL;
-		total += v;
-	}
-	/* Round away from zero so a tiny non-zero duration never becomes "none". */
-	res = (int64_t)(total / 1000000ULL + (total % 1000000ULL ? 1 : 0));
-	*ms = neg ? -res : res;
-	return 0;
-}
-
-static int parse_duration(struct config *cfg, const struct config_row *row, const char *val,
-			  char *msg, size_t msglen)
-{
-	int64_t ms;
-
-	if (config_parse_duration(val, &ms) < 0) {
-		snprintf(
-			msg, msglen,
-			"\"%s\" is not a duration (e.g. \"10s\", \"1m30s\", \"500ms\", \"2h\", \"0\")",
-			val);
-		return -EINVAL;
-	}
-	if (ms < row->min || ms > row->max) {
-		snprintf(msg, msglen, "\"%s\" is out of range (%lldms..%lldms)", val,
-			 (long long)row->min, (long long)row->max);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int64_t) = ms;
-	return 0;
-}
-
-static void format_duration(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	int64_t ms = *CFIELD(cfg, row, int64_t);
-
-	if (ms == 0)
-		fputs("0", out);
-	else if (ms % 3600000 == 0)
-		fprintf(out, "%lldh", (long long)(ms / 3600000));
-	else if (ms % 60000 == 0)
-		fprintf(out, "%lldm", (long long)(ms / 60000));
-	else if (ms % 1000 == 0)
-		fprintf(out, "%llds", (long long)(ms / 1000));
-	else
-		fprintf(out, "%lldms", (long long)ms);
-}
-
-static const struct config_type type_duration = { parse_duration, format_duration, NULL, false,
-						  false };
-
-/* Enumerations: names[i] is the text of value i. */
-struct config_enum {
-	const char *what;
-	const char *const *names;
-	size_t n;
-};
-
-static const char *const certmode_names[] = { "letsencrypt", "manual", "gcp" };
-static const char *const geoip_mode_names[] = { "off", "log-only", "enforce" };
-static const char *const geoip_field_names[] = { "country", "registered_country" };
-static const char *const unknown_names[] = { "deny", "allow" }; /* bool: allow_unknown */
-static const char *const fail_names[] = { "open", "closed" };	/* bool: fail_closed */
-
-static int enum_lookup(const char *const *names, size_t n, const char *val, const char *what,
-		       char *msg, size_t msglen)
-{
-	size_t used = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(val, names[i]) == 0)
-			return (int)i;
-	used += (size_t)snprintf(msg, msglen, "unsupported %s \"%s\" (want", what, val);
-	for (size_t i = 0; i < n && used < msglen; i++)
-		used += (size_t)snprintf(msg + used, msglen - used, "%s %s",
-					 i == 0 ? "" : (i + 1 == n ? " or" : ","), names[i]);
-	if (used < msglen)
-		snprintf(msg + used, msglen - used, ")");
-	return -EINVAL;
-}
-
-#define ENUM_TYPE(tname, ctype, names, what)                                                       \
-	static int parse_##tname(struct config *cfg, const struct config_row *row,                 \
-				 const char *val, char *msg, size_t msglen)                        \
-	{                                                                                          \
-		int i = enum_lookup(names, sizeof(names) / sizeof(names[0]), val, what, msg,       \
-				    msglen);                                                       \
-		if (i < 0)                                                                         \
-			return i;                                                                  \
-		*FIELD(cfg, row, ctype) = (ctype)i;                                                \
-		return 0;                                                                          \
-	}                                                                                          \
-	static void format_##tname(const struct config *cfg, const struct config_row *row,         \
-				   FILE *out)                                                      \
-	{                                                                                          \
-		fputs(names[(int)*CFIELD(cfg, row, ctype)], out);                                  \
-	}                                                                                          \
-	static const struct config_type type_##tname = { parse_##tname, format_##tname, NULL,      \
-							 false, false };
-
-ENUM_TYPE(certmode, enum config_certmode, certmode_names, "cert mode")
-ENUM_TYPE(geoip_mode, enum config_geoip_mode, geoip_mode_names, "geoip mode")
-ENUM_TYPE(geoip_field, enum config_geoip_field, geoip_field_names, "country field")
-ENUM_TYPE(unknown_policy, bool, unknown_names, "unknown policy")
-ENUM_TYPE(fail_policy, bool, fail_names, "fail policy")
-
-static int parse_log_level(struct config *cfg, const struct config_row *row, const char *val,
-			   char *msg, size_t msglen)
-{
-	enum log_level l;
-
-	if (log_level_parse(val, &l) < 0) {
-		snprintf(msg, msglen, "unknown log level \"%s\" (want error, warn, info or debug)",
-			 val);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int) = (int)l;
-	return 0;
-}
-
-static void format_log_level(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fputs(log_level_name((enum log_level) * CFIELD(cfg, row, int)), out);
-}
-
-static const struct config_type type_log_level = { parse_log_level, format_log_level, NULL, false,
-						   false };
-
-/* ----------------------------------------------------------------- lists */
-
-/* Check and normalise one list item into norm; return NULL when fine, else
- * why the item is wrong. */
-typedef const char *(*config_item_fn)(const char *item, char *norm, size_t normlen);
-
-static const char *item_any(const char *item, char *norm, size_t normlen)
-{
-	if (strlen(item) >= normlen)
-		return "too long";
-	strcpy(norm, item);
-	return NULL;
-}
-
-static const char *item_country(const char *item, char *norm, size_t normlen)
-{
-	(void)normlen;
-	if (strlen(item) != 2 || !isalpha((unsigned char)item[0]) ||
-	    !isalpha((unsigned char)item[1]))
-		return "not a two-letter country code";
-	norm[0] = (char)toupper((unsigned char)item[0]);
-	norm[1] = (char)toupper((unsigned char)item[1]);
-	norm[2] = '\0';
-	return NULL;
-}
-
-static const char *item_subdivision(const char *item, char *norm, size_t normlen)
-{
-	size_t n = strlen(item);
-
-	if (n < 4 || n > 6 || item[2] != '-' || n >= normlen)
-		return "not a subdivision code like \"CN-GD\"";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)item[i];
-
-		if (i == 2)
-			continue;
-		if (i < 2 ? !isalpha(c) : !isalnum(c))
-			return "not a subdivision code like \"CN-GD\"";
-		norm[i] = (char)toupper(c);
-	}
-	norm[2] = '-';
-	norm[n] = '\0';
-	return NULL;
-}
-
-static int asn_from_text(const char *item, uint32_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (strncasecmp(item, "AS", 2) == 0)
-		item += 2;
-	if (!isdigit((unsigned char)*item))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(item, &end, 10);
-	if (*end || errno || v == 0 || v > UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static const char *item_asn(const char *item, char *norm, size_t normlen)
-{
-	uint32_t v;
-
-	if (asn_from_text(item, &v) < 0)
-		return "not an AS number (1..4294967295, optionally \"AS\" first)";
-	snprintf(norm, normlen, "%u", v);
-	return NULL;
-}
-
-static const char *item_cidr(const char *item, char *norm, size_t normlen)
-{
-	char addr[INET6_ADDRSTRLEN + 1], text[INET6_ADDRSTRLEN];
-	const char *slash = strchr(item, '/');
-	uint8_t bytes[16];
-	size_t alen = slash ? (size_t)(slash - item) : strlen(item);
-	int family, maxbits;
-	long bits;
-
-	if (alen >= sizeof(addr))
-		return "not an IPv4 or IPv6 address";
-	memcpy(addr, item, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, bytes) == 1) {
-		family = AF_INET;
-		maxbits = 32;
-	} else if (inet_pton(AF_INET6, addr, bytes) == 1) {
-		family = AF_INET6;
-		maxbits = 128;
-	} else {
-		return "not an IPv4 or IPv6 address";
-	}
-	bits = maxbits;
-	if (slash) {
-		char *end;
-
-		if (!isdigit((unsigned char)slash[1]))
-			return "bad prefix length";
-		errno = 0;
-		bits = strtol(slash + 1, &end, 10);
-		if (*end || errno)
-			return "bad prefix length";
-		if (bits < 0 || bits > maxbits)
-			return family == AF_INET ? "prefix length out of range 0..32"
-						 : "prefix length out of range 0..128";
-	}
-	/* Clear host bits: the nftables set and the allowlist work on networks. */
-	for (int i = 0; i < maxbits / 8; i++) {
-		int keep = (int)bits - i * 8;
-
-		if (keep <= 0)
-			bytes[i] = 0;
-		else if (keep < 8)
-			bytes[i] &= (uint8_t)(0xff << (8 - keep));
-	}
-	inet_ntop(family, bytes, text, sizeof(text));
-	snprintf(norm, normlen, "%s/%ld", text, bits);
-	return NULL;
-}
-
-/* Split val on commas and/or whitespace; run check on every item; collect
- * all bad items into one message. */
-static int list_collect(const char *val, config_item_fn check, struct config_strlist *out,
-			char *msg, size_t msglen)
-{
-	char *copy = strdup(val), *save = NULL, *tok;
-	struct config_strlist l = { 0 };
-	size_t used = 0;
-	int bad = 0, ret = 0;
-
-	if (!copy) {
-		snprintf(msg, msglen, "out of memory");
-		return -ENOMEM;
-	}
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		char norm[512];
-		const char *why = check(tok, norm, sizeof(norm));
-
-		if (why) {
-			if (used < msglen)
-				used += (size_t)snprintf(msg + used, msglen - used, "%s\"%s\": %s",
-							 bad ? "; " : "", tok, why);
-			bad++;
-			continue;
-		}
-		if (strlist_push(&l, norm) < 0) {
-			snprintf(msg, msglen, "out of memory");
-			ret = -ENOMEM;
-			goto out;
-		}
-	}
-	if (bad) {
-		ret = -EINVAL;
-		goto out;
-	}
-	*out = l;
-	l.v = NULL;
-	l.n = 0;
-out:
-	strlist_free(&l);
-	free(copy);
-	return ret;
-}
-
-static void format_strlist(const struct config_strlist *l, FILE *out)
-{
-	long col = 0;
-
-	for (size_t i = 0; i < l->n; i++) {
-		/* Wrap long lists onto indented continuation lines (the reader's
-		 * line limit is ~200 bytes). */
-		if (i > 0 && col > 80) {
-			fputs(",\n\t", out);
-			col = 0;
-		} else if (i > 0) {
-			fputs(", ", out);
-		}
-		fputs(l->v[i], out);
-		col += (long)strlen(l->v[i]) + 2;
-	}
-}
-
-#define LIST_TYPE(tname, check)                                                                    \
-	static int parse_##tname(struct config *cfg, const struct config_row *row,                 \
-				 const char *val, char *msg, size_t msglen)                        \
-	{                                                                                          \
-		struct config_strlist l;                                                           \
-		int r = list_collect(val, check, &l, msg, msglen);                                 \
-		if (r < 0)                                                                         \
-			return r;                                                                  \
-		strlist_free(FIELD(cfg, row, struct config_strlist));                              \
-		*FIELD(cfg, row, struct config_strlist) = l;                                       \
-		return 0;                                                                          \
-	}                                                                                          \
-	static const struct config_type type_##tname = { parse_##tname, format_list, free_list,    \
-							 false, true };
-
-static void format_list(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	format_strlist(CFIELD(cfg, row, struct config_strlist), out);
-}
-
-static void free_list(struct config *cfg, const struct config_row *row)
-{
-	strlist_free(FIELD(cfg, row, struct config_strlist));
-}
-
-LIST_TYPE(list, item_any)
-LIST_TYPE(countries, item_country)
-LIST_TYPE(subdivisions, item_subdivision)
-LIST_TYPE(cidrs, item_cidr)
-
-/* ASNs live in a uint32_t array + count (geoip_allow_asns/geoip_n_allow_asns). */
-static int parse_asns(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	struct config_strlist l;
-	uint32_t *v = NULL;
-	int r;
-
-	(void)row;
-	r = list_collect(val, item_asn, &l, msg, msglen);
-	if (r < 0)
-		return r;
-	if (l.n) {
-		v = calloc(l.n, sizeof(*v));
-		if (!v) {
-			strlist_free(&l);
-			snprintf(msg, msglen, "out of memory");
-			return -ENOMEM;
-		}
-	}
-	for (size_t i = 0; i < l.n; i++)
-		asn_from_text(l.v[i], &v[i]);
-	free(cfg->geoip_allow_asns);
-	cfg->geoip_allow_asns = v;
-	cfg->geoip_n_allow_asns = l.n;
-	strlist_free(&l);
-	return 0;
-}
-
-static void format_asns(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	(void)row;
-	for (size_t i = 0; i < cfg->geoip_n_allow_asns; i++)
-		fprintf(out, "%s%u", i == 0 ? "" : (i % 10 == 0 ? ",\n\t" : ", "),
-			cfg->geoip_allow_asns[i]);
-}
-
-static void free_asns(struct config *cfg, const struct config_row *row)
-{
-	(void)row;
-	free(cfg->geoip_allow_asns);
-	cfg->geoip_allow_asns = NULL;
-	cfg->geoip_n_allow_asns = 0;
-}
-
-static const struct config_type type_asns = { parse_asns, format_asns, free_asns, false, true };
-
 /* ------------------------------------------------------------ the rows */
 
-#define OFF(f) offsetof(struct config, f)
-#define DAY_MS (24LL * 3600 * 1000)
+#define OFF(f)	offsetof(struct config, f)
+#define T(type) (&config_type_##type)
+#define DAY_MS	(24LL * 3600 * 1000)
 
 /* Section order here is the order of --dump-config and conf/derper.ini. */
 static const struct config_row config_rows[] = {
 	/* section, key, type, offset, default, reloadable, supported, secret, min, max, flag */
-	{ "server", "listen", &type_listen, OFF(listen), ":443", false, true, false, 0, 0, "a" },
-	{ "server", "hostname", &type_str, OFF(hostname), "derp.tailscale.com", false, true, false,
-	  0, 0, "hostname" },
-	{ "server", "private_key_file", &type_str, OFF(private_key_file), NULL, false, true, false,
-	  0, 0, "c" },
-	{ "server", "dev", &type_bool, OFF(dev), "no", false, true, false, 0, 0, "dev" },
-	{ "server", "workers", &type_int, OFF(workers), "0", false, true, false, 0, 1024,
-	  "workers" },
-	{ "server", "home", &type_home, OFF(home), "", true, true, false, 0, 0, "home" },
-	{ "server", "http_port", &type_int, OFF(http_port), "80", false, true, false, -1, 65535,
+	{ "server", "listen", T(listen), OFF(listen), ":443", false, true, false, 0, 0, "a" },
+	{ "server", "hostname", T(str), OFF(hostname), "derp.tailscale.com", false, true, false, 0,
+	  0, "hostname" },
+	{ "server", "private_key_file", T(str), OFF(private_key_file), NULL, false, true, false, 0,
+	  0, "c" },
+	{ "server", "dev", T(bool), OFF(dev), "no", false, true, false, 0, 0, "dev" },
+	{ "server", "workers", T(int), OFF(workers), "0", false, true, false, 0, 1024, "workers" },
+	{ "server", "home", T(home), OFF(home), "", true, true, false, 0, 0, "home" },
+	{ "server", "http_port", T(int), OFF(http_port), "80", false, true, false, -1, 65535,
 	  "http-port" },
-	{ "server", "bootstrap_dns_names", &type_list, OFF(bootstrap_dns_names), "", true, true,
-	  false, 0, 0, "bootstrap-dns-names" },
-	{ "server", "unpublished_bootstrap_dns_names", &type_list,
+	{ "server", "bootstrap_dns_names", T(list), OFF(bootstrap_dns_names), "", true, true, false,
+	  0, 0, "bootstrap-dns-names" },
+	{ "server", "unpublished_bootstrap_dns_names", T(list),
 	  OFF(unpublished_bootstrap_dns_names), "", true, false, false, 0, 0,
 	  "unpublished-bootstrap-dns-names" },
-	{ "server", "tcp_keepalive_time", &type_duration, OFF(tcp_keepalive_ms), "10m", true, true,
+	{ "server", "tcp_keepalive_time", T(duration), OFF(tcp_keepalive_ms), "10m", true, true,
 	  false, 0, DAY_MS, "tcp-keepalive-time" },
-	{ "server", "tcp_user_timeout", &type_duration, OFF(tcp_user_timeout_ms), "15s", true, true,
+	{ "server", "tcp_user_timeout", T(duration), OFF(tcp_user_timeout_ms), "15s", true, true,
 	  false, 0, DAY_MS, "tcp-user-timeout" },
-	{ "server", "tcp_write_timeout", &type_duration, OFF(tcp_write_timeout_ms), "2s", true,
-	  true, false, 0, DAY_MS, "tcp-write-timeout" },
+	{ "server", "tcp_write_timeout", T(duration), OFF(tcp_write_timeout_ms), "2s", true, true,
+	  false, 0, DAY_MS, "tcp-write-timeout" },
 
-	{ "tls", "certmode", &type_certmode, OFF(certmode), "letsencrypt", false, true, false, 0, 0,
+	{ "tls", "certmode", T(certmode), OFF(certmode), "letsencrypt", false, true, false, 0, 0,
 	  "certmode" },
-	{ "tls", "certdir", &type_str, OFF(certdir), NULL, false, true, false, 0, 0, "certdir" },
-	{ "tls", "acme_email", &type_str, OFF(acme_email), "", false, false, false, 0, 0,
+	{ "tls", "certdir", T(str), OFF(certdir), NULL, false, true, false, 0, 0, "certdir" },
+	{ "tls", "acme_email", T(str), OFF(acme_email), "", false, false, false, 0, 0,
 	  "acme-email" },
-	{ "tls", "acme_eab_kid", &type_str, OFF(acme_eab_kid), "", false, false, true, 0, 0,
+	{ "tls", "acme_eab_kid", T(str), OFF(acme_eab_kid), "", false, false, true, 0, 0,
 	  "acme-eab-kid" },
-	{ "tls", "acme_eab_key", &type_str, OFF(acme_eab_key), "", false, false, true, 0, 0,
+	{ "tls", "acme_eab_key", T(str), OFF(acme_eab_key), "", false, false, true, 0, 0,
 	  "acme-eab-key" },
-	{ "tls", "acme_ip_certs", &type_bool, OFF(acme_ip_certs), "no", false, false, false, 0, 0,
+	{ "tls", "acme_ip_certs", T(bool), OFF(acme_ip_certs), "no", false, false, false, 0, 0,
 	  "acme-ip-certs" },
 
-	{ "stun", "enable", &type_bool, OFF(stun_enable), "yes", false, true, false, 0, 0, "stun" },
-	{ "stun", "port", &type_int, OFF(stun_port), "3478", false, true, false, 1, 65535,
+	{ "stun", "enable", T(bool), OFF(stun_enable), "yes", false, true, false, 0, 0, "stun" },
+	{ "stun", "port", T(int), OFF(stun_port), "3478", false, true, false, 1, 65535,
 	  "stun-port" },
-	{ "stun", "generic", &type_bool, OFF(stun_generic), "yes", true, true, false, 0, 0, NULL },
+	{ "stun", "generic", T(bool), OFF(stun_generic), "yes", true, true, false, 0, 0, NULL },
 
-	{ "derp", "enable", &type_bool, OFF(derp_enable), "yes", false, true, false, 0, 0, "derp" },
-	{ "derp", "queue_depth", &type_int, OFF(queue_depth), "32", true, true, false, 1, 65536,
+	{ "derp", "enable", T(bool), OFF(derp_enable), "yes", false, true, false, 0, 0, "derp" },
+	{ "derp", "queue_depth", T(int), OFF(queue_depth), "32", true, true, false, 1, 65536,
 	  NULL },
-	{ "derp", "handshake_timeout", &type_duration, OFF(handshake_timeout_ms), "10s", true, true,
+	{ "derp", "handshake_timeout", T(duration), OFF(handshake_timeout_ms), "10s", true, true,
 	  false, 1, 3600000, NULL },
-	{ "derp", "max_clients", &type_int, OFF(max_clients), "0", true, true, false, 0, INT_MAX,
+	{ "derp", "max_clients", T(int), OFF(max_clients), "0", true, true, false, 0, INT_MAX,
 	  NULL },
-	{ "derp", "verify_clients", &type_bool, OFF(verify_clients), "no", true, false, false, 0, 0,
+	{ "derp", "verify_clients", T(bool), OFF(verify_clients), "no", true, false, false, 0, 0,
 	  "verify-clients" },
-	{ "derp", "verify_client_url", &type_str, OFF(verify_client_url), "", true, false, false, 0,
-	  0, "verify-client-url" },
-	{ "derp", "verify_client_url_fail_open", &type_bool, OFF(verify_client_url_fail_open),
-	  "yes", true, false, false, 0, 0, "verify-client-url-fail-open" },
-	{ "derp", "mesh_psk_file", &type_str, OFF(mesh_psk_file), "", false, false, false, 0, 0,
+	{ "derp", "verify_client_url", T(str), OFF(verify_client_url), "", true, false, false, 0, 0,
+	  "verify-client-url" },
+	{ "derp", "verify_client_url_fail_open", T(bool), OFF(verify_client_url_fail_open), "yes",
+	  true, false, false, 0, 0, "verify-client-url-fail-open" },
+	{ "derp", "mesh_psk_file", T(str), OFF(mesh_psk_file), "", false, false, false, 0, 0,
 	  "mesh-psk-file" },
-	{ "derp", "mesh_with", &type_str, OFF(mesh_with), "", false, false, false, 0, 0,
-	  "mesh-with" },
+	{ "derp", "mesh_with", T(str), OFF(mesh_with), "", false, false, false, 0, 0, "mesh-with" },
 
-	{ "log", "level", &type_log_level, OFF(log_level), "info", true, true, false, 0, 0,
+	{ "log", "level", T(log_level), OFF(log_level), "info", true, true, false, 0, 0,
 	  "log-level" },
 
-	{ "geoip", "mode", &type_geoip_mode, OFF(geoip_mode), "off", true, true, false, 0, 0,
+	{ "geoip", "mode", T(geoip_mode), OFF(geoip_mode), "off", true, true, false, 0, 0, NULL },
+	{ "geoip", "database", T(str), OFF(geoip_database), "", true, true, false, 0, 0, NULL },
+	{ "geoip", "asn_database", T(str), OFF(geoip_asn_database), "", true, true, false, 0, 0,
 	  NULL },
-	{ "geoip", "database", &type_str, OFF(geoip_database), "", true, true, false, 0, 0, NULL },
-	{ "geoip", "asn_database", &type_str, OFF(geoip_asn_database), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "allow_countries", &type_countries, OFF(geoip_allow_countries), "", true, true,
+	{ "geoip", "allow_countries", T(countries), OFF(geoip_allow_countries), "", true, true,
 	  false, 0, 0, NULL },
-	{ "geoip", "allow_subdivisions", &type_subdivisions, OFF(geoip_allow_subdivisions), "",
-	  true, true, false, 0, 0, NULL },
-	{ "geoip", "allow_asns", &type_asns, OFF(geoip_allow_asns), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "allow_cidrs", &type_cidrs, OFF(geoip_allow_cidrs), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "deny_cidrs", &type_cidrs, OFF(geoip_deny_cidrs), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "country_field", &type_geoip_field, OFF(geoip_country_field), "country", true,
+	{ "geoip", "allow_subdivisions", T(subdivisions), OFF(geoip_allow_subdivisions), "", true,
 	  true, false, 0, 0, NULL },
-	{ "geoip", "unknown", &type_unknown_policy, OFF(geoip_allow_unknown), "deny", true, true,
-	  false, 0, 0, NULL },
-	{ "geoip", "fail", &type_fail_policy, OFF(geoip_fail_closed), "open", true, true, false, 0,
-	  0, NULL },
-	{ "geoip", "keep_table", &type_bool, OFF(geoip_keep_table), "no", true, true, false, 0, 0,
+	{ "geoip", "allow_asns", T(asns), OFF(geoip_allow_asns), "", true, true, false, 0, 0,
 	  NULL },
-	{ "geoip", "force", &type_bool, OFF(geoip_force), "no", true, true, false, 0, 0, NULL },
-	{ "geoip", "max_shrink_percent", &type_int, OFF(geoip_max_shrink_percent), "50", true, true,
+	{ "geoip", "allow_cidrs", T(cidrs), OFF(geoip_allow_cidrs), "", true, true, false, 0, 0,
+	  NULL },
+	{ "geoip", "deny_cidrs", T(cidrs), OFF(geoip_deny_cidrs), "", true, true, false, 0, 0,
+	  NULL },
+	{ "geoip", "country_field", T(geoip_field), OFF(geoip_country_field), "country", true, true,
+	  false, 0, 0, NULL },
+	{ "geoip", "unknown", T(unknown_policy), OFF(geoip_allow_unknown), "deny", true, true,
+	  false, 0, 0, NULL },
+	{ "geoip", "fail", T(fail_policy), OFF(geoip_fail_closed), "open", true, true, false, 0, 0,
+	  NULL },
+	{ "geoip", "keep_table", T(bool), OFF(geoip_keep_table), "no", true, true, false, 0, 0,
+	  NULL },
+	{ "geoip", "force", T(bool), OFF(geoip_force), "no", true, true, false, 0, 0, NULL },
+	{ "geoip", "max_shrink_percent", T(int), OFF(geoip_max_shrink_percent), "50", true, true,
 	  false, 0, 100, NULL },
-	{ "geoip", "table", &type_nft_name, OFF(geoip_table), "derper", false, true, false, 0, 0,
+	{ "geoip", "table", T(nft_name), OFF(geoip_table), "derper", false, true, false, 0, 0,
 	  NULL },
 };
 
@@ -1455,17 +714,17 @@ static bool config_unsupported_is_default(const struct config_flag *f, const cha
 	case 'b': {
 		bool v, d;
 
-		if (bool_from_text(val, &v) < 0) {
+		if (config_bool_from_text(val, &v) < 0) {
 			*bad = true;
 			return false;
 		}
-		bool_from_text(f->def, &d);
+		config_bool_from_text(f->def, &d);
 		return v == d;
 	}
 	case 'i': {
 		int64_t v;
 
-		if (int_from_text(val, &v) < 0) {
+		if (config_int_from_text(val, &v) < 0) {
 			*bad = true;
 			return false;
 		}
@@ -1577,7 +836,7 @@ int config_apply_flags(struct config *cfg, int argc, char **argv, struct config_
 		case FLAG_HELP: {
 			bool b;
 
-			if (bool_from_text(val, &b) < 0) {
+			if (config_bool_from_text(val, &b) < 0) {
 				config_err(errs, "%s: \"%s\" is not a boolean", where, val);
 				break;
 			}
@@ -1662,7 +921,7 @@ bool config_serve_tls(const struct config *cfg)
 		return true;
 	if (cfg->dev || !cfg->listen)
 		return false;
-	if (listen_split(cfg->listen, NULL, 256, &port, msg, sizeof(msg)) < 0)
+	if (config_listen_split(cfg->listen, NULL, 256, &port, msg, sizeof(msg)) < 0)
 		return false;
 	return port == 443;
 }
@@ -1684,7 +943,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 		free(cfg->listen);
 		cfg->listen = l;
 	}
-	if (listen_split(cfg->listen, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
+	if (config_listen_split(cfg->listen, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
 		config_err(errs, "listen address: %s", msg);
 	} else {
 		char *h = strdup(host);
@@ -1703,7 +962,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 			config_err(errs,
 				   "certmode %s: not yet implemented (ACME client lands in a later "
 				   "release); use -certmode manual",
-				   certmode_names[cfg->certmode]);
+				   config_certmode_names[cfg->certmode]);
 		if (!cfg->certdir || !*cfg->certdir)
 			config_err(errs, "missing required --certdir flag ([tls] certdir)");
 	} else {
@@ -1717,7 +976,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (!cfg->geoip_database || !*cfg->geoip_database)
 			config_err(errs, "[geoip] mode %s needs [geoip] database",
-				   geoip_mode_names[cfg->geoip_mode]);
+				   config_geoip_mode_names[cfg->geoip_mode]);
 		if (cfg->geoip_mode == CONFIG_GEOIP_ENFORCE && cfg->geoip_allow_countries.n == 0 &&
 		    cfg->geoip_allow_subdivisions.n == 0 && cfg->geoip_n_allow_asns == 0 &&
 		    cfg->geoip_allow_cidrs.n == 0 && !cfg->geoip_allow_unknown)
