@@ -53,6 +53,35 @@ struct config_row {
 	const char *flag; /* Go derper flag name without '-', or NULL */
 };
 
+/* ------------------------------------------------------ errors (config.c) */
+
+/* Append one formatted message to *errs; out of memory drops it (the
+ * earlier ones stay). */
+void config_err(struct config_errors *errs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------- the table (config_keys.c) */
+
+/* Upper bound of config_nrows, for arrays indexed by row (checked there). */
+#define CONFIG_ROWS_MAX 64
+
+extern const struct config_row config_rows[];
+extern const size_t config_nrows;
+
+/* True when name is one of the INI file's [sections]. */
+bool config_section_known(const char *name);
+/* The row of [section] key, or NULL. */
+const struct config_row *config_row_find(const char *section, const char *key);
+/* The row's value as INI text (malloc'd, the caller frees it), or NULL on ENOMEM. */
+char *config_row_text(const struct config *cfg, const struct config_row *row);
+/* Free what the row's field owns (lists, strings); the field is left empty. */
+void config_row_free(struct config *cfg, const struct config_row *row);
+/* Set one row from text. Errors are appended to *errs prefixed with where
+ * ("path:12: [stun] port" or "flag -stun-port"); a bad value leaves the field
+ * unchanged, an unsupported row is put back to its default. 0 or -EINVAL. */
+int config_row_set(struct config *cfg, const struct config_row *row, const char *val,
+		   const char *where, struct config_errors *errs);
+
 /* ------------------------------------------------ value types (config_value.c) */
 
 extern const struct config_type config_type_str, config_type_home, config_type_listen,
