@@ -60,6 +60,10 @@ struct config_row {
 void config_err(struct config_errors *errs, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Close the memstream f (opened over *buf and *len), write its bytes to fd,
+ * free them. Returns 0 or -errno. */
+int config_stream_write(FILE *f, char **buf, const size_t *len, int fd);
+
 /* ------------------------------------------------- the table (config_keys.c) */
 
 /* Upper bound of config_nrows, for arrays indexed by row (checked there). */
@@ -72,6 +76,8 @@ extern const size_t config_nrows;
 bool config_section_known(const char *name);
 /* The row of [section] key, or NULL. */
 const struct config_row *config_row_find(const char *section, const char *key);
+/* The row set by Go flag -flag (name without '-'), or NULL. */
+const struct config_row *config_row_find_flag(const char *flag);
 /* The row's value as INI text (malloc'd, the caller frees it), or NULL on ENOMEM. */
 char *config_row_text(const struct config *cfg, const struct config_row *row);
 /* Free what the row's field owns (lists, strings); the field is left empty. */

@@ -139,6 +139,14 @@ const struct config_row *config_row_find(const char *section, const char *key)
 	return NULL;
 }
 
+const struct config_row *config_row_find_flag(const char *flag)
+{
+	for (size_t i = 0; i < config_nrows; i++)
+		if (config_rows[i].flag && strcmp(config_rows[i].flag, flag) == 0)
+			return &config_rows[i];
+	return NULL;
+}
+
 char *config_row_text(const struct config *cfg, const struct config_row *row)
 {
 	char *buf = NULL;
