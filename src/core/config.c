@@ -31,17 +31,22 @@
 
 /* ---------------------------------------------------------------- errors */
 
-void config_err(struct config_errors *errs, const char *fmt, ...)
+/* Append "path:line: message" (path NULL: "message") to *errs. */
+static void config_verr(struct config_errors *errs, const char *path, int line, const char *fmt,
+			va_list ap)
 {
-	char **nv, *msg;
-	va_list ap;
-	int r;
+	char **nv, *msg, *full;
 
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&msg, fmt, ap) < 0)
 		return; /* out of memory: the caller still sees the earlier errors */
+	if (path) {
+		if (asprintf(&full, "%s:%d: %s", path, line, msg) < 0)
+			full = NULL;
+		free(msg);
+		msg = full;
+		if (!msg)
+			return;
+	}
 	nv = realloc(errs->v, (errs->n + 2) * sizeof(*nv));
 	if (!nv) {
 		free(msg);
@@ -50,6 +55,24 @@ void config_err(struct config_errors *errs, const char *fmt, ...)
 	nv[errs->n++] = msg;
 	nv[errs->n] = NULL;
 	errs->v = nv;
+}
+
+void config_err(struct config_errors *errs, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_verr(errs, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void config_err_at(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_verr(errs, path, line, fmt, ap);
+	va_end(ap);
 }
 
 void config_errors_free(struct config_errors *errs)

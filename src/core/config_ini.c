@@ -1,22 +1,44 @@
 /*
  * config_ini.c - derper.ini -> struct config, through inih.
  *
- * Owns: reading the file, the INI syntax rules derper adds to inih's, and
- * mapping each key line to its row in the key table.
+ * Owns: reading the file, the few INI rules derper adds to inih's (below),
+ * and handing each key to its row of the key table: unknown keys, keys
+ * outside a section and duplicate keys are errors; "..." quotes are
+ * stripped; indented continuation lines extend a list value.
  *
- * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the
- * file is fed to ini_parse_stream through config_ini_reader, which counts
- * lines and also rejects, with their line, the malformed lines inih would
- * only report as "first error on line N".
+ * Invariants: every error is reported as "path:line: message", all of them,
+ * not only the first; a key whose value fails keeps its previous value.
  *
- * Threading: no state outside the struct config_ini on the caller's stack;
- * one thread per struct config.
+ * Threading: all state lives in the struct config_ini on the caller's stack
+ * (inih itself keeps none); one thread per struct config.
+ *
+ * Why a shim sits between the file and inih (config_ini_reader):
+ * Debian's libinih is built with INI_HANDLER_LINENO 0, so the handler is not
+ * told the line it is called for, and ini_parse_stream returns only the
+ * line of the first syntax error. derper promises file:line for every error.
+ * So the file reaches inih through a reader that counts the lines it hands
+ * over (the handler reads ci->lineno) and checks, on their own line, what
+ * inih as Debian builds it would not report there or would read otherwise:
+ *  - a line longer than inih's buffer (INI_MAX_LINE 200 on the stack, no
+ *    realloc: 197 characters) would be cut in two and counted twice;
+ *  - a line with no '=' (inih: first error only) or "key: value" (inih takes
+ *    ':' as '='), a key name that is not [A-Za-z0-9_.-]+;
+ *  - "[section" (first error only), "[section] text" (inih ignores the text),
+ *    "[ section ]" (inih keeps the blanks), an unknown [section] (reported
+ *    once on its own line; the handler skips its keys);
+ *  - an indented "key = value" is a key of its own, not (as for inih) a
+ *    continuation of the previous value; an indented line continues a value
+ *    only when the key line before it was accepted;
+ *  - a NUL byte (inih would silently cut the line there).
+ * A line the shim refuses reaches inih as an empty line, so inih's count
+ * stays in step and nothing is reported twice. Comments (';' '#' at line
+ * start, " ;" inline), blanks, the split at '=', continuation values and the
+ * UTF-8 BOM are inih's work.
  */
 #include "core/config.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,198 +52,145 @@ struct config_ini {
 	struct config_errors *errs;
 	const char *path;
 	FILE *fp;
-	char *line;
+	char *line; /* getline buffer: whole lines, any length */
 	size_t cap;
-	int lineno;
-	int last_err_line;  /* last line we reported an error on */
+	int lineno;	    /* of the line inih is handling */
+	int read_errno;	    /* set when reading failed (not at end of file) */
 	bool section_known; /* current [section] is one of ours */
 	bool have_key;	    /* a key line since the last section: indentation continues it */
-	bool continuation;  /* the line inih is processing continues the previous key */
+	bool continuation;  /* the line inih is handling continues the previous key */
 	const struct config_row *last_row; /* row set by the last key line, NULL if it failed */
 	char *acc;		   /* accumulated text of a list value across continuation lines */
 	int seen[CONFIG_ROWS_MAX]; /* line where each row was set, 0 = not yet */
-	int read_errno;
 };
 
-static void config_ini_err(struct config_ini *ci, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+#define INI_ERR(ci, ...) config_err_at((ci)->errs, (ci)->path, (ci)->lineno, __VA_ARGS__)
 
-static void config_ini_err(struct config_ini *ci, const char *fmt, ...)
-{
-	char *msg;
-	va_list ap;
-	int r;
+/* ------------------------------------------------------------------ shim */
 
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return;
-	config_err(ci->errs, "%s:%d: %s", ci->path, ci->lineno, msg);
-	ci->last_err_line = ci->lineno;
-	free(msg);
-}
-
-static bool is_key_char(char c)
+static bool config_ini_key_char(char c)
 {
 	return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.';
 }
 
-/* "name = ..." with a plausible key name (indented lines that look like this
- * are keys, not continuations). */
-static bool looks_like_assignment(const char *s)
+/* Length of the key name s starts with when "name =" follows, else 0. */
+static size_t config_ini_key_len(const char *s)
 {
-	const char *p = s;
+	size_t n = 0;
 
-	while (is_key_char(*p))
-		p++;
-	if (p == s)
-		return false;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	return *p == '=';
+	while (config_ini_key_char(s[n]))
+		n++;
+	return n && s[n + strspn(s + n, " \t")] == '=' ? n : 0;
 }
 
-static bool is_comment_start(char c)
+/* A key line s (no leading blanks): "name = value", '=' before any ':'. */
+static int config_ini_key(struct config_ini *ci, const char *s)
 {
-	return c == ';' || c == '#';
+	const char *eq = strchr(s, '='), *end = eq;
+
+	if (!eq || memchr(s, ':', (size_t)(eq - s))) {
+		INI_ERR(ci, "expected \"key = value\", \"[section]\" or a comment");
+		return -EINVAL;
+	}
+	if (eq == s) {
+		INI_ERR(ci, "missing key name before \"=\"");
+		return -EINVAL;
+	}
+	if (!config_ini_key_len(s)) {
+		while (end[-1] == ' ' || end[-1] == '\t')
+			end--;
+		INI_ERR(ci, "invalid key name \"%.*s\"", (int)(end - s), s);
+		return -EINVAL;
+	}
+	return 0;
 }
 
-/*
- * The ini_reader inih calls for each line. It reads whole lines itself (any
- * length), counts them, and hands inih only lines inih will parse the way we
- * mean: comments, blank and rejected lines become "\n", section headers are
- * checked against our sections, key lines are left-trimmed, and indented
- * lines after a key stay indented so inih treats them as continuations.
- */
+/* A section line s ("[name]", a comment may follow), rewritten in place as
+ * "[name]" without blanks. Returns 0 when inih should see it. */
+static int config_ini_section(struct config_ini *ci, char *s)
+{
+	char *rb = strchr(s, ']'), *name = s + 1 + strspn(s + 1, " \t"), *end = rb, *after;
+	size_t len;
+
+	ci->section_known = false;
+	if (!rb) {
+		INI_ERR(ci, "malformed section header (missing \"]\")");
+		return -EINVAL;
+	}
+	after = rb + 1 + strspn(rb + 1, " \t");
+	if (*after && *after != ';' && *after != '#') {
+		INI_ERR(ci, "unexpected text after section header");
+		return -EINVAL;
+	}
+	while (end > name && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	len = (size_t)(end - name);
+	memmove(s + 1, name, len);
+	s[len + 1] = '\0';
+	ci->section_known = config_section_known(s + 1);
+	if (!ci->section_known)
+		INI_ERR(ci, "unknown section [%s]", s + 1);
+	s[len + 1] = ']';
+	s[len + 2] = '\0';
+	/* No section of ours is this long; it would not fit inih's buffer. */
+	return len < 64 ? 0 : -EINVAL;
+}
+
+/* The ini_reader: one whole line per call, checked, or "\n" in its place. */
 static char *config_ini_reader(char *str, int num, void *stream)
 {
 	struct config_ini *ci = stream;
+	ssize_t n = getline(&ci->line, &ci->cap, ci->fp);
+	char *s = ci->line;
 
-	{
-		ssize_t n = getline(&ci->line, &ci->cap, ci->fp);
-		char *s, *end;
-		size_t len;
-
-		if (n < 0) {
-			if (ferror(ci->fp))
-				ci->read_errno = errno ? errno : EIO;
-			return NULL;
-		}
-		ci->lineno++;
-		ci->continuation = false;
-		s = ci->line;
-		len = (size_t)n;
-		while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
-			s[--len] = '\0';
-		if (ci->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
-			s += 3, len -= 3;
-		if (strlen(s) != len) {
-			config_ini_err(ci, "NUL byte in line");
-			goto blank;
-		}
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (*s == '\0' || is_comment_start(*s))
-			goto blank;
-
-		if (*s == '[') {
-			char name[64];
-			char *rb = strchr(s, ']'), *a, *b;
-
-			ci->have_key = false;
-			ci->last_row = NULL;
-			if (!rb) {
-				config_ini_err(ci, "malformed section header (missing \"]\")");
-				ci->section_known = false;
-				goto blank;
-			}
-			for (end = rb + 1; *end == ' ' || *end == '\t'; end++)
-				;
-			if (*end && !is_comment_start(*end)) {
-				config_ini_err(ci, "unexpected text after section header");
-				ci->section_known = false;
-				goto blank;
-			}
-			for (a = s + 1; *a == ' ' || *a == '\t'; a++)
-				;
-			for (b = rb; b > a && (b[-1] == ' ' || b[-1] == '\t'); b--)
-				;
-			if ((size_t)(b - a) >= sizeof(name)) {
-				config_ini_err(ci, "unknown section [%.*s]", (int)(b - a), a);
-				ci->section_known = false;
-				goto blank;
-			}
-			memcpy(name, a, (size_t)(b - a));
-			name[b - a] = '\0';
-			ci->section_known = config_section_known(name);
-			if (!ci->section_known)
-				config_ini_err(ci, "unknown section [%s]", name);
-			if ((int)strlen(name) + 4 > num)
-				goto blank;
-			snprintf(str, (size_t)num, "[%s]\n", name);
-			return str;
-		}
-
-		if (s != ci->line && ci->have_key && !looks_like_assignment(s)) {
-			/* Continuation of a list value: keep one space of indentation. */
-			ci->continuation = true;
-			if ((int)strlen(s) + 3 > num) {
-				config_ini_err(ci, "line too long (more than %d characters)",
-					       num - 3);
-				goto blank;
-			}
-			snprintf(str, (size_t)num, " %s\n", s);
-			return str;
-		}
-
-		/* key = value: the key must be a plain name and '=' must come
-		 * before any ':' (inih also splits on ':'). */
-		{
-			char *eq = strchr(s, '='), *k = s, *ke;
-
-			if (!eq || memchr(s, ':', (size_t)(eq - s))) {
-				config_ini_err(
-					ci, "expected \"key = value\", \"[section]\" or a comment");
-				ci->have_key = false;
-				goto blank;
-			}
-			for (ke = eq; ke > k && (ke[-1] == ' ' || ke[-1] == '\t'); ke--)
-				;
-			if (ke == k) {
-				config_ini_err(ci, "missing key name before \"=\"");
-				ci->have_key = false;
-				goto blank;
-			}
-			for (char *p = k; p < ke; p++) {
-				if (!is_key_char(*p)) {
-					config_ini_err(ci, "invalid key name \"%.*s\"",
-						       (int)(ke - k), k);
-					ci->have_key = false;
-					goto blank;
-				}
-			}
-			if ((int)strlen(s) + 3 > num) {
-				config_ini_err(ci,
-					       "line too long (more than %d characters); put long "
-					       "lists on indented continuation lines",
-					       num - 3);
-				ci->have_key = false;
-				ci->last_row = NULL;
-				goto blank;
-			}
-			ci->have_key = true;
-			snprintf(str, (size_t)num, "%s\n", s);
-			return str;
-		}
-	blank:
-		if (num < 2)
-			return NULL;
-		str[0] = '\n';
-		str[1] = '\0';
-		return str;
+	if (n < 0) {
+		if (ferror(ci->fp))
+			ci->read_errno = errno ? errno : EIO;
+		return NULL;
 	}
+	ci->lineno++;
+	ci->continuation = false;
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	if (ci->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3, n -= 3;
+	if (strlen(s) != (size_t)n) {
+		INI_ERR(ci, "NUL byte in line");
+		goto blank;
+	}
+	s += strspn(s, " \t");
+	if (*s == '\0' || *s == ';' || *s == '#')
+		goto blank;
+	if (*s == '[') {
+		ci->have_key = false;
+		if (config_ini_section(ci, s) < 0)
+			goto blank;
+	} else if (s != ci->line && ci->have_key && !config_ini_key_len(s)) {
+		ci->continuation = true;
+	} else {
+		ci->have_key = config_ini_key(ci, s) == 0;
+		if (!ci->have_key)
+			goto blank;
+	}
+	if ((int)strlen(s) + 3 > num) {
+		INI_ERR(ci, "line too long (more than %d characters)%s", num - 3,
+			ci->continuation ? "" : "; put long lists on indented continuation lines");
+		if (!ci->continuation)
+			ci->have_key = false;
+		goto blank;
+	}
+	/* One blank in front is what makes inih take a continuation as one. */
+	snprintf(str, (size_t)num, "%s%s\n", ci->continuation ? " " : "", s);
+	return str;
+blank:
+	if (num < 2)
+		return NULL;
+	str[0] = '\n';
+	str[1] = '\0';
+	return str;
 }
+
+/* --------------------------------------------------------------- handler */
 
 /* Strip one pair of surrounding double quotes ("" = empty string). */
 static int config_unquote(const char *v, char *out, size_t outlen)
@@ -256,8 +225,7 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 		snprintf(where, sizeof(where), "%s:%d: [%s] %s", ci->path, ci->lineno, row->section,
 			 row->key);
 		if (!row->type->is_list) {
-			config_ini_err(
-				ci, "[%s] %s: continuation lines are only allowed for list values",
+			INI_ERR(ci, "[%s] %s: continuation lines are only allowed for list values",
 				row->section, row->key);
 			ci->last_row = NULL;
 			return 1;
@@ -266,10 +234,8 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 			return 1;
 		free(ci->acc);
 		ci->acc = acc;
-		if (config_row_set(ci->cfg, row, acc, where, ci->errs) < 0) {
-			ci->last_err_line = ci->lineno;
+		if (config_row_set(ci->cfg, row, acc, where, ci->errs) < 0)
 			ci->last_row = NULL;
-		}
 		return 1;
 	}
 
@@ -277,33 +243,29 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	free(ci->acc);
 	ci->acc = NULL;
 	if (!*section) {
-		config_ini_err(ci, "key \"%s\" outside a section (add a [section] line above it)",
-			       name);
+		INI_ERR(ci, "key \"%s\" outside a section (add a [section] line above it)", name);
 		return 1;
 	}
 	if (!ci->section_known)
 		return 1; /* reported once, on the [section] line */
 	row = config_row_find(section, name);
 	if (!row) {
-		config_ini_err(ci, "unknown key \"%s\" in [%s]", name, section);
+		INI_ERR(ci, "unknown key \"%s\" in [%s]", name, section);
 		return 1;
 	}
 	if (ci->seen[row - config_rows]) {
-		config_ini_err(ci, "duplicate key [%s] %s (first set on line %d)", section, name,
-			       ci->seen[row - config_rows]);
+		INI_ERR(ci, "duplicate key [%s] %s (first set on line %d)", section, name,
+			ci->seen[row - config_rows]);
 		return 1;
 	}
 	ci->seen[row - config_rows] = ci->lineno;
 	if (config_unquote(value, val, sizeof(val)) < 0) {
-		config_ini_err(ci, "[%s] %s: unterminated or oversized quoted value", section,
-			       name);
+		INI_ERR(ci, "[%s] %s: unterminated or oversized quoted value", section, name);
 		return 1;
 	}
 	snprintf(where, sizeof(where), "%s:%d: [%s] %s", ci->path, ci->lineno, section, name);
-	if (config_row_set(ci->cfg, row, val, where, ci->errs) < 0) {
-		ci->last_err_line = ci->lineno;
+	if (config_row_set(ci->cfg, row, val, where, ci->errs) < 0)
 		return 1;
-	}
 	ci->last_row = row;
 	if (row->type->is_list)
 		ci->acc = strdup(val);
@@ -338,9 +300,10 @@ int config_load_file(struct config *cfg, const char *path, struct config_errors 
 		config_err(errs, "%s: out of memory", path);
 		goto out;
 	}
-	/* inih found something the reader let through: it only tells the first. */
-	if (r > 0 && r != ci.last_err_line)
-		config_err(errs, "%s:%d: syntax error", path, r);
+	/* Cannot happen (inih gets only lines the shim has checked), but if a
+	 * later inih disagrees with the shim, say so rather than drop a line. */
+	if (r > 0)
+		config_err_at(errs, path, r, "syntax error");
 	dup = strdup(path);
 	if (dup) {
 		free(cfg->config_path);

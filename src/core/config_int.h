@@ -56,9 +56,11 @@ struct config_row {
 /* ------------------------------------------------------ errors (config.c) */
 
 /* Append one formatted message to *errs; out of memory drops it (the
- * earlier ones stay). */
+ * earlier ones stay). config_err_at prefixes it with "path:line: ". */
 void config_err(struct config_errors *errs, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void config_err_at(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Close the memstream f (opened over *buf and *len), write its bytes to fd,
  * free them. Returns 0 or -errno. */
