@@ -13,7 +13,8 @@
  */
 #include "core/config_int.h"
 
-#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/iprange.h"
 #include "core/log.h"
 
 #define FIELD(cfg, row, T)  ((T *)(void *)((char *)(cfg) + (row)->offset))
@@ -538,53 +540,43 @@ static const char *item_asn(const char *item, char *norm, size_t normlen)
 	return NULL;
 }
 
+/* Parsed, host bits cleared (the nftables set and the allowlist work on
+ * networks) and printed back by iprange. The prefix length is read here only
+ * to say which half of a bad CIDR is wrong. */
 static const char *item_cidr(const char *item, char *norm, size_t normlen)
 {
-	char addr[INET6_ADDRSTRLEN + 1], text[INET6_ADDRSTRLEN];
+	char text[INET6_ADDRSTRLEN + sizeof("/128")], *end;
 	const char *slash = strchr(item, '/');
-	uint8_t bytes[16];
 	size_t alen = slash ? (size_t)(slash - item) : strlen(item);
-	int family, maxbits;
-	long bits;
+	unsigned maxbits, bits;
+	uint8_t addr[16];
+	int family;
+	long v;
 
-	if (alen >= sizeof(addr))
+	if (alen > INET6_ADDRSTRLEN)
 		return "not an IPv4 or IPv6 address";
-	memcpy(addr, item, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, bytes) == 1) {
-		family = AF_INET;
-		maxbits = 32;
-	} else if (inet_pton(AF_INET6, addr, bytes) == 1) {
-		family = AF_INET6;
-		maxbits = 128;
-	} else {
+	memcpy(text, item, alen);
+	text[alen] = '\0';
+	if (iprange_cidr_parse(text, &family, addr, &maxbits) < 0)
 		return "not an IPv4 or IPv6 address";
-	}
 	bits = maxbits;
 	if (slash) {
-		char *end;
-
 		if (!isdigit((unsigned char)slash[1]))
 			return "bad prefix length";
 		errno = 0;
-		bits = strtol(slash + 1, &end, 10);
+		v = strtol(slash + 1, &end, 10);
 		if (*end || errno)
 			return "bad prefix length";
-		if (bits < 0 || bits > maxbits)
+		if (v > (long)maxbits)
 			return family == AF_INET ? "prefix length out of range 0..32"
 						 : "prefix length out of range 0..128";
+		/* "addr/n" without leading zeros in n, which iprange refuses. */
+		snprintf(text + alen, sizeof(text) - alen, "/%ld", v);
+		if (iprange_cidr_parse(text, &family, addr, &bits) < 0)
+			return "bad prefix length";
 	}
-	/* Clear host bits: the nftables set and the allowlist work on networks. */
-	for (int i = 0; i < maxbits / 8; i++) {
-		int keep = (int)bits - i * 8;
-
-		if (keep <= 0)
-			bytes[i] = 0;
-		else if (keep < 8)
-			bytes[i] &= (uint8_t)(0xff << (8 - keep));
-	}
-	inet_ntop(family, bytes, text, sizeof(text));
-	snprintf(norm, normlen, "%s/%ld", text, bits);
+	if (iprange_cidr_format(family, addr, bits, norm, normlen) < 0)
+		return "too long";
 	return NULL;
 }
 
