@@ -1,15 +1,20 @@
 /*
- * config.c - derper.ini and the Go derper's flags -> struct config.
+ * config.c - the life of a struct config: built-in defaults, free, the
+ * cross-field checks and derived fields (config_finish), the whole load
+ * sequence main runs (defaults, INI file, flags, finish), --dump-config,
+ * the SIGHUP reload check, and the error list every stage appends to.
  *
- * Owns: the parsing, defaults, validation and dumping of struct config,
- * all driven by the key table in config_keys.c (value types in
- * config_value.c).
+ * The rest of the module (see config_int.h): the key table and its row
+ * operations in config_keys.c, value types in config_value.c, the INI file
+ * in config_ini.c, the Go derper's flags in config_flags.c. Everything here
+ * that concerns single keys walks the table rather than naming fields.
  *
  * Invariants: every error is collected (never only the first), INI errors
  * read "path:line: message", flag errors "flag -x: message". A value that
  * fails to parse leaves the field unchanged. Keys and flags of features that
  * are not implemented yet (row.supported == false) are accepted only with
- * their default value, so a setting is never silently ignored.
+ * their default value, so a setting is never silently ignored. A dump
+ * without secrets parses back to the same config.
  *
  * Threading: no shared state; call from one thread per struct config.
  */

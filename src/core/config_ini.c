@@ -13,14 +13,17 @@
  * (inih itself keeps none); one thread per struct config.
  *
  * Why a shim sits between the file and inih (config_ini_reader):
- * Debian's libinih is built with INI_HANDLER_LINENO 0, so the handler is not
- * told the line it is called for, and ini_parse_stream returns only the
- * line of the first syntax error. derper promises file:line for every error.
- * So the file reaches inih through a reader that counts the lines it hands
- * over (the handler reads ci->lineno) and checks, on their own line, what
- * inih as Debian builds it would not report there or would read otherwise:
- *  - a line longer than inih's buffer (INI_MAX_LINE 200 on the stack, no
- *    realloc: 197 characters) would be cut in two and counted twice;
+ * Debian's libinih (55, Debian 12) is built with INI_HANDLER_LINENO 0, so
+ * the handler is not told the line it is called for, and ini_parse_stream
+ * returns only the line of the first syntax error (it does not stop there:
+ * INI_STOP_ON_FIRST_ERROR 0). derper promises file:line for every error. So
+ * the file reaches inih through a reader that counts the lines it hands over
+ * (the handler reads ci->lineno) and checks, each on its own line, what inih
+ * as built (INI_MAX_LINE 200 on the stack, no realloc; INI_ALLOW_MULTILINE;
+ * " ;" inline comments) would not report there or would read otherwise:
+ *  - a line longer than 197 characters would be cut in two by inih and
+ *    counted twice (the reader reads whole lines, so only key and
+ *    continuation lines are limited, not comments);
  *  - a line with no '=' (inih: first error only) or "key: value" (inih takes
  *    ':' as '='), a key name that is not [A-Za-z0-9_.-]+;
  *  - "[section" (first error only), "[section] text" (inih ignores the text),
@@ -29,11 +32,12 @@
  *  - an indented "key = value" is a key of its own, not (as for inih) a
  *    continuation of the previous value; an indented line continues a value
  *    only when the key line before it was accepted;
- *  - a NUL byte (inih would silently cut the line there).
+ *  - a NUL byte (inih would silently cut the line there); a UTF-8 BOM on
+ *    line 1 is skipped before the line is looked at.
  * A line the shim refuses reaches inih as an empty line, so inih's count
  * stays in step and nothing is reported twice. Comments (';' '#' at line
- * start, " ;" inline), blanks, the split at '=', continuation values and the
- * UTF-8 BOM are inih's work.
+ * start, " ;" inline), blanks around names and values, the split at '=' and
+ * the joining of continuation lines to their key are inih's work.
  */
 #include "core/config.h"
 

@@ -13,13 +13,15 @@
  * Threading: the table is constant; the functions touch only the struct
  * config they are given.
  */
-#include "core/config_int.h"
+#include "core/config.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/config_int.h"
 
 #define OFF(f)	offsetof(struct config, f)
 #define T(type) (&config_type_##type)

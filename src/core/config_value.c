@@ -11,18 +11,18 @@
  *
  * Threading: no state; any thread, one struct config at a time.
  */
-#include "core/config_int.h"
+#include "core/config.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
+#include "core/config_int.h"
 #include "core/iprange.h"
 #include "core/log.h"
 
