@@ -38,6 +38,9 @@
 
 /* Append "path:line: message" (path NULL: "message") to *errs. */
 static void config_verr(struct config_errors *errs, const char *path, int line, const char *fmt,
+			va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void config_verr(struct config_errors *errs, const char *path, int line, const char *fmt,
 			va_list ap)
 {
 	char **nv, *msg, *full;
