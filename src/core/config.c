@@ -1,41 +1,34 @@
 /*
- * config.c - derper.ini and the Go derper's flags -> struct config.
+ * config.c - the life of a struct config: built-in defaults, free, the
+ * cross-field checks and derived fields (config_finish), the whole load
+ * sequence main runs (defaults, INI file, flags, finish), --dump-config,
+ * the SIGHUP reload check, and the error list every stage appends to.
  *
- * Owns: the parsing, defaults, validation and dumping of struct config. One
- * static table (config_rows) names every INI key with its section, value
- * type, field offset, default, reload policy and Go flag; defaults,
- * parsing, flags, --dump-config and reload checks are all driven by it, so a
- * key cannot exist in one place and be missing in another.
+ * The rest of the module (see config_int.h): the key table and its row
+ * operations in config_keys.c, value types in config_value.c, the INI file
+ * in config_ini.c, the Go derper's flags in config_flags.c. Everything here
+ * that concerns single keys walks the table rather than naming fields.
  *
  * Invariants: every error is collected (never only the first), INI errors
  * read "path:line: message", flag errors "flag -x: message". A value that
  * fails to parse leaves the field unchanged. Keys and flags of features that
  * are not implemented yet (row.supported == false) are accepted only with
- * their default value, so a setting is never silently ignored.
- *
- * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the
- * file is fed to ini_parse_stream through config_ini_reader, which counts
- * lines and also rejects, with their line, the malformed lines inih would
- * only report as "first error on line N".
+ * their default value, so a setting is never silently ignored. A dump
+ * without secrets parses back to the same config.
  *
  * Threading: no shared state; call from one thread per struct config.
  */
 #include "core/config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include <ini.h>
-
-#include "core/log.h"
+#include "core/config_int.h"
 
 #ifndef DERPER_VERSION
 #define DERPER_VERSION "dev"
@@ -43,20 +36,25 @@
 
 /* ---------------------------------------------------------------- errors */
 
-static void config_err(struct config_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* Append "path:line: message" (path NULL: "message") to *errs. */
+static void config_verr(struct config_errors *errs, const char *path, int line, const char *fmt,
+			va_list ap) __attribute__((format(printf, 4, 0)));
 
-static void config_err(struct config_errors *errs, const char *fmt, ...)
+static void config_verr(struct config_errors *errs, const char *path, int line, const char *fmt,
+			va_list ap)
 {
-	char **nv, *msg;
-	va_list ap;
-	int r;
+	char **nv, *msg, *full;
 
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&msg, fmt, ap) < 0)
 		return; /* out of memory: the caller still sees the earlier errors */
+	if (path) {
+		if (asprintf(&full, "%s:%d: %s", path, line, msg) < 0)
+			full = NULL;
+		free(msg);
+		msg = full;
+		if (!msg)
+			return;
+	}
 	nv = realloc(errs->v, (errs->n + 2) * sizeof(*nv));
 	if (!nv) {
 		free(msg);
@@ -65,6 +63,24 @@ static void config_err(struct config_errors *errs, const char *fmt, ...)
 	nv[errs->n++] = msg;
 	nv[errs->n] = NULL;
 	errs->v = nv;
+}
+
+void config_err(struct config_errors *errs, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_verr(errs, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+void config_err_at(struct config_errors *errs, const char *path, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_verr(errs, path, line, fmt, ap);
+	va_end(ap);
 }
 
 void config_errors_free(struct config_errors *errs)
@@ -93,6 +109,15 @@ static int config_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+int config_stream_write(FILE *f, char **buf, const size_t *len, int fd)
+{
+	int ret = fclose(f) == 0 ? config_write_all(fd, *buf, *len) : -ENOMEM;
+
+	free(*buf);
+	*buf = NULL;
+	return ret;
+}
+
 void config_errors_print(const struct config_errors *errs, int fd)
 {
 	for (size_t i = 0; i < errs->n; i++) {
@@ -101,886 +126,7 @@ void config_errors_print(const struct config_errors *errs, int fd)
 	}
 }
 
-/* --------------------------------------------------------------- strlist */
-
-static void strlist_free(struct config_strlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-static int strlist_push(struct config_strlist *l, const char *s)
-{
-	char **nv = realloc(l->v, (l->n + 2) * sizeof(*nv));
-	char *dup;
-
-	if (!nv)
-		return -ENOMEM;
-	l->v = nv;
-	dup = strdup(s);
-	if (!dup)
-		return -ENOMEM;
-	l->v[l->n++] = dup;
-	l->v[l->n] = NULL;
-	return 0;
-}
-
-/* ------------------------------------------------------------ the table */
-
-struct config_row;
-
-/* Parse text into the row's field. On error write the reason (without the
- * key name) into msg and leave the field unchanged. */
-typedef int (*config_parse_fn)(struct config *cfg, const struct config_row *row, const char *val,
-			       char *msg, size_t msglen);
-/* Print the row's value as INI text (the form config_parse_fn accepts). */
-typedef void (*config_format_fn)(const struct config *cfg, const struct config_row *row, FILE *out);
-typedef void (*config_free_fn)(struct config *cfg, const struct config_row *row);
-
-struct config_type {
-	config_parse_fn parse;
-	config_format_fn format;
-	config_free_fn free; /* NULL: nothing to free */
-	bool is_bool;	     /* flag form "-x" means "-x=true" */
-	bool is_list;	     /* continuation lines append */
-};
-
-struct config_row {
-	const char *section;
-	const char *key;
-	const struct config_type *type;
-	size_t offset;
-	const char *def; /* default as INI text; NULL = computed in config_defaults */
-	bool reloadable; /* may change on SIGHUP without a restart */
-	bool supported;	 /* false: only the default value is accepted (feature not here yet) */
-	bool secret;	 /* "<redacted>" in dumps */
-	int64_t min, max;
-	const char *flag; /* Go derper flag name without '-', or NULL */
-};
-
-#define FIELD(cfg, row, T)  ((T *)(void *)((char *)(cfg) + (row)->offset))
-#define CFIELD(cfg, row, T) ((const T *)(const void *)((const char *)(cfg) + (row)->offset))
-
-/* ---------------------------------------------------------- value types */
-
-static int parse_str(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		     size_t msglen)
-{
-	char *dup = strdup(val);
-
-	if (!dup) {
-		snprintf(msg, msglen, "out of memory");
-		return -ENOMEM;
-	}
-	free(*FIELD(cfg, row, char *));
-	*FIELD(cfg, row, char *) = dup;
-	return 0;
-}
-
-static void format_str(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	const char *s = *CFIELD(cfg, row, char *);
-
-	fputs(s ? s : "", out);
-}
-
-static void free_str(struct config *cfg, const struct config_row *row)
-{
-	free(*FIELD(cfg, row, char *));
-	*FIELD(cfg, row, char *) = NULL;
-}
-
-static const struct config_type type_str = { parse_str, format_str, free_str, false, false };
-
-static int parse_home(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	/* The Go derper's rule, message included. */
-	if (*val && strcmp(val, "blank") != 0 && strncmp(val, "http://", 7) != 0 &&
-	    strncmp(val, "https://", 8) != 0) {
-		snprintf(msg, msglen,
-			 "unknown --home value \"%s\" (want \"\", \"blank\" or an http(s) URL)",
-			 val);
-		return -EINVAL;
-	}
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_home = { parse_home, format_str, free_str, false, false };
-
-/* Split "host:port", ":port", "[v6]:port" into host (without brackets) and
- * port, as Go's net.SplitHostPort plus a numeric (or http/https) port. */
-static int listen_split(const char *s, char *host, size_t hostlen, uint16_t *port, char *msg,
-			size_t msglen)
-{
-	const char *colon, *h = s, *p;
-	size_t hl;
-	char *end;
-	long v;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':') {
-			snprintf(msg, msglen, "\"%s\" is not [address]:port", s);
-			return -EINVAL;
-		}
-		h = s + 1;
-		hl = (size_t)(rb - h);
-		p = rb + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon) {
-			snprintf(msg, msglen, "\"%s\" has no port (want host:port or :port)", s);
-			return -EINVAL;
-		}
-		if (memchr(s, ':', (size_t)(colon - s))) {
-			snprintf(
-				msg, msglen,
-				"\"%s\" is not host:port (IPv6 addresses need brackets: [::1]:443)",
-				s);
-			return -EINVAL;
-		}
-		hl = (size_t)(colon - s);
-		p = colon + 1;
-	}
-	if (hl >= hostlen) {
-		snprintf(msg, msglen, "host in \"%s\" is too long", s);
-		return -EINVAL;
-	}
-	if (strcmp(p, "https") == 0) {
-		v = 443;
-	} else if (strcmp(p, "http") == 0) {
-		v = 80;
-	} else {
-		errno = 0;
-		v = strtol(p, &end, 10);
-		if (!*p || *end || errno || v < 0 || v > 65535 || !isdigit((unsigned char)*p)) {
-			snprintf(msg, msglen, "port in \"%s\" is not a number 0..65535", s);
-			return -EINVAL;
-		}
-	}
-	if (host) {
-		memcpy(host, h, hl);
-		host[hl] = '\0';
-	}
-	*port = (uint16_t)v;
-	return 0;
-}
-
-static int parse_listen(struct config *cfg, const struct config_row *row, const char *val,
-			char *msg, size_t msglen)
-{
-	uint16_t port;
-
-	if (listen_split(val, NULL, 256, &port, msg, msglen) < 0)
-		return -EINVAL;
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_listen = { parse_listen, format_str, free_str, false, false };
-
-static int parse_nft_name(struct config *cfg, const struct config_row *row, const char *val,
-			  char *msg, size_t msglen)
-{
-	size_t n = strlen(val);
-	bool ok = n > 0 && n <= 64 && isalpha((unsigned char)val[0]);
-
-	for (size_t i = 0; ok && i < n; i++)
-		ok = isalnum((unsigned char)val[i]) || val[i] == '_' || val[i] == '-';
-	if (!ok) {
-		snprintf(
-			msg, msglen,
-			"\"%s\" is not a table name (a letter, then letters, digits, '_' or '-'; at most 64)",
-			val);
-		return -EINVAL;
-	}
-	return parse_str(cfg, row, val, msg, msglen);
-}
-
-static const struct config_type type_nft_name = { parse_nft_name, format_str, free_str, false,
-						  false };
-
-static int bool_from_text(const char *val, bool *out)
-{
-	static const char *const yes[] = { "1", "t", "true", "yes", "y", "on" };
-	static const char *const no[] = { "0", "f", "false", "no", "n", "off" };
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcasecmp(val, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(val, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int parse_bool(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	bool b;
-
-	if (bool_from_text(val, &b) < 0) {
-		snprintf(msg, msglen,
-			 "\"%s\" is not a boolean (use yes/no, true/false, on/off or 1/0)", val);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, bool) = b;
-	return 0;
-}
-
-static void format_bool(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fputs(*CFIELD(cfg, row, bool) ? "yes" : "no", out);
-}
-
-static const struct config_type type_bool = { parse_bool, format_bool, NULL, true, false };
-
-static int int_from_text(const char *val, int64_t *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(val, &end, 10);
-	if (!*val || *end || errno || isspace((unsigned char)*val))
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_int(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		     size_t msglen)
-{
-	int64_t v;
-
-	if (int_from_text(val, &v) < 0) {
-		snprintf(msg, msglen, "\"%s\" is not an integer", val);
-		return -EINVAL;
-	}
-	if (v < row->min || v > row->max) {
-		snprintf(msg, msglen, "%s is out of range %lld..%lld", val, (long long)row->min,
-			 (long long)row->max);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int) = (int)v;
-	return 0;
-}
-
-static void format_int(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fprintf(out, "%d", *CFIELD(cfg, row, int));
-}
-
-static const struct config_type type_int = { parse_int, format_int, NULL, false, false };
-
-int config_parse_duration(const char *s, int64_t *ms)
-{
-	static const struct {
-		const char *name;
-		uint64_t ns;
-	} units[] = {
-		{ "ns", 1ULL },		  { "us", 1000ULL },
-		{ "\xc2\xb5s", 1000ULL }, /* U+00B5 micro sign */
-		{ "\xce\xbcs", 1000ULL }, /* U+03BC Greek mu */
-		{ "ms", 1000000ULL },	  { "s", 1000000000ULL },
-		{ "m", 60000000000ULL },  { "h", 3600000000000ULL },
-	};
-	const uint64_t limit = (uint64_t)INT64_MAX;
-	uint64_t total = 0;
-	bool neg = false;
-	int64_t res;
-
-	if (!s)
-		return -EINVAL;
-	if (*s == '-' || *s == '+')
-		neg = *s++ == '-';
-	if (strcmp(s, "0") == 0) {
-		*ms = 0;
-		return 0;
-	}
-	if (!*s)
-		return -EINVAL;
-	while (*s) {
-		uint64_t whole = 0, frac = 0, scale = 1, unit = 0, v;
-		bool digits = false;
-		size_t ulen = 0;
-
-		while (isdigit((unsigned char)*s)) {
-			if (whole > (limit - 9) / 10)
-				return -EINVAL;
-			whole = whole * 10 + (uint64_t)(*s++ - '0');
-			digits = true;
-		}
-		if (*s == '.') {
-			s++;
-			while (isdigit((unsigned char)*s)) {
-				/* Digits past nanosecond-of-hour precision cannot matter. */
-				if (scale < 1000000000000000000ULL) {
-					frac = frac * 10 + (uint64_t)(*s - '0');
-					scale *= 10;
-				}
-				s++;
-				digits = true;
-			}
-		}
-		if (!digits)
-			return -EINVAL;
-		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-			size_t l = strlen(units[i].name);
-
-			/* Longest match: "ms" before "m", "ns" before nothing. */
-			if (strncmp(s, units[i].name, l) == 0 && l > ulen) {
-				unit = units[i].ns;
-				ulen = l;
-			}
-		}
-		if (!unit)
-			return -EINVAL;
-		s += ulen;
-		if (whole > limit / unit)
-			return -EINVAL;
-		v = whole * unit;
-		/* frac/scale of a unit, computed without overflow. */
-		v += (uint64_t)((long double)frac * (long double)unit / (long double)scale);
-		if (v > limit || total > limit - v)
-			return -EINVAL;
-		total += v;
-	}
-	/* Round away from zero so a tiny non-zero duration never becomes "none". */
-	res = (int64_t)(total / 1000000ULL + (total % 1000000ULL ? 1 : 0));
-	*ms = neg ? -res : res;
-	return 0;
-}
-
-static int parse_duration(struct config *cfg, const struct config_row *row, const char *val,
-			  char *msg, size_t msglen)
-{
-	int64_t ms;
-
-	if (config_parse_duration(val, &ms) < 0) {
-		snprintf(
-			msg, msglen,
-			"\"%s\" is not a duration (e.g. \"10s\", \"1m30s\", \"500ms\", \"2h\", \"0\")",
-			val);
-		return -EINVAL;
-	}
-	if (ms < row->min || ms > row->max) {
-		snprintf(msg, msglen, "\"%s\" is out of range (%lldms..%lldms)", val,
-			 (long long)row->min, (long long)row->max);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int64_t) = ms;
-	return 0;
-}
-
-static void format_duration(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	int64_t ms = *CFIELD(cfg, row, int64_t);
-
-	if (ms == 0)
-		fputs("0", out);
-	else if (ms % 3600000 == 0)
-		fprintf(out, "%lldh", (long long)(ms / 3600000));
-	else if (ms % 60000 == 0)
-		fprintf(out, "%lldm", (long long)(ms / 60000));
-	else if (ms % 1000 == 0)
-		fprintf(out, "%llds", (long long)(ms / 1000));
-	else
-		fprintf(out, "%lldms", (long long)ms);
-}
-
-static const struct config_type type_duration = { parse_duration, format_duration, NULL, false,
-						  false };
-
-/* Enumerations: names[i] is the text of value i. */
-struct config_enum {
-	const char *what;
-	const char *const *names;
-	size_t n;
-};
-
-static const char *const certmode_names[] = { "letsencrypt", "manual", "gcp" };
-static const char *const geoip_mode_names[] = { "off", "log-only", "enforce" };
-static const char *const geoip_field_names[] = { "country", "registered_country" };
-static const char *const unknown_names[] = { "deny", "allow" }; /* bool: allow_unknown */
-static const char *const fail_names[] = { "open", "closed" };	/* bool: fail_closed */
-
-static int enum_lookup(const char *const *names, size_t n, const char *val, const char *what,
-		       char *msg, size_t msglen)
-{
-	size_t used = 0;
-
-	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(val, names[i]) == 0)
-			return (int)i;
-	used += (size_t)snprintf(msg, msglen, "unsupported %s \"%s\" (want", what, val);
-	for (size_t i = 0; i < n && used < msglen; i++)
-		used += (size_t)snprintf(msg + used, msglen - used, "%s %s",
-					 i == 0 ? "" : (i + 1 == n ? " or" : ","), names[i]);
-	if (used < msglen)
-		snprintf(msg + used, msglen - used, ")");
-	return -EINVAL;
-}
-
-#define ENUM_TYPE(tname, ctype, names, what)                                                       \
-	static int parse_##tname(struct config *cfg, const struct config_row *row,                 \
-				 const char *val, char *msg, size_t msglen)                        \
-	{                                                                                          \
-		int i = enum_lookup(names, sizeof(names) / sizeof(names[0]), val, what, msg,       \
-				    msglen);                                                       \
-		if (i < 0)                                                                         \
-			return i;                                                                  \
-		*FIELD(cfg, row, ctype) = (ctype)i;                                                \
-		return 0;                                                                          \
-	}                                                                                          \
-	static void format_##tname(const struct config *cfg, const struct config_row *row,         \
-				   FILE *out)                                                      \
-	{                                                                                          \
-		fputs(names[(int)*CFIELD(cfg, row, ctype)], out);                                  \
-	}                                                                                          \
-	static const struct config_type type_##tname = { parse_##tname, format_##tname, NULL,      \
-							 false, false };
-
-ENUM_TYPE(certmode, enum config_certmode, certmode_names, "cert mode")
-ENUM_TYPE(geoip_mode, enum config_geoip_mode, geoip_mode_names, "geoip mode")
-ENUM_TYPE(geoip_field, enum config_geoip_field, geoip_field_names, "country field")
-ENUM_TYPE(unknown_policy, bool, unknown_names, "unknown policy")
-ENUM_TYPE(fail_policy, bool, fail_names, "fail policy")
-
-static int parse_log_level(struct config *cfg, const struct config_row *row, const char *val,
-			   char *msg, size_t msglen)
-{
-	enum log_level l;
-
-	if (log_level_parse(val, &l) < 0) {
-		snprintf(msg, msglen, "unknown log level \"%s\" (want error, warn, info or debug)",
-			 val);
-		return -EINVAL;
-	}
-	*FIELD(cfg, row, int) = (int)l;
-	return 0;
-}
-
-static void format_log_level(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	fputs(log_level_name((enum log_level) * CFIELD(cfg, row, int)), out);
-}
-
-static const struct config_type type_log_level = { parse_log_level, format_log_level, NULL, false,
-						   false };
-
-/* ----------------------------------------------------------------- lists */
-
-/* Check and normalise one list item into norm; return NULL when fine, else
- * why the item is wrong. */
-typedef const char *(*config_item_fn)(const char *item, char *norm, size_t normlen);
-
-static const char *item_any(const char *item, char *norm, size_t normlen)
-{
-	if (strlen(item) >= normlen)
-		return "too long";
-	strcpy(norm, item);
-	return NULL;
-}
-
-static const char *item_country(const char *item, char *norm, size_t normlen)
-{
-	(void)normlen;
-	if (strlen(item) != 2 || !isalpha((unsigned char)item[0]) ||
-	    !isalpha((unsigned char)item[1]))
-		return "not a two-letter country code";
-	norm[0] = (char)toupper((unsigned char)item[0]);
-	norm[1] = (char)toupper((unsigned char)item[1]);
-	norm[2] = '\0';
-	return NULL;
-}
-
-static const char *item_subdivision(const char *item, char *norm, size_t normlen)
-{
-	size_t n = strlen(item);
-
-	if (n < 4 || n > 6 || item[2] != '-' || n >= normlen)
-		return "not a subdivision code like \"CN-GD\"";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)item[i];
-
-		if (i == 2)
-			continue;
-		if (i < 2 ? !isalpha(c) : !isalnum(c))
-			return "not a subdivision code like \"CN-GD\"";
-		norm[i] = (char)toupper(c);
-	}
-	norm[2] = '-';
-	norm[n] = '\0';
-	return NULL;
-}
-
-static int asn_from_text(const char *item, uint32_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (strncasecmp(item, "AS", 2) == 0)
-		item += 2;
-	if (!isdigit((unsigned char)*item))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(item, &end, 10);
-	if (*end || errno || v == 0 || v > UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static const char *item_asn(const char *item, char *norm, size_t normlen)
-{
-	uint32_t v;
-
-	if (asn_from_text(item, &v) < 0)
-		return "not an AS number (1..4294967295, optionally \"AS\" first)";
-	snprintf(norm, normlen, "%u", v);
-	return NULL;
-}
-
-static const char *item_cidr(const char *item, char *norm, size_t normlen)
-{
-	char addr[INET6_ADDRSTRLEN + 1], text[INET6_ADDRSTRLEN];
-	const char *slash = strchr(item, '/');
-	uint8_t bytes[16];
-	size_t alen = slash ? (size_t)(slash - item) : strlen(item);
-	int family, maxbits;
-	long bits;
-
-	if (alen >= sizeof(addr))
-		return "not an IPv4 or IPv6 address";
-	memcpy(addr, item, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, bytes) == 1) {
-		family = AF_INET;
-		maxbits = 32;
-	} else if (inet_pton(AF_INET6, addr, bytes) == 1) {
-		family = AF_INET6;
-		maxbits = 128;
-	} else {
-		return "not an IPv4 or IPv6 address";
-	}
-	bits = maxbits;
-	if (slash) {
-		char *end;
-
-		if (!isdigit((unsigned char)slash[1]))
-			return "bad prefix length";
-		errno = 0;
-		bits = strtol(slash + 1, &end, 10);
-		if (*end || errno)
-			return "bad prefix length";
-		if (bits < 0 || bits > maxbits)
-			return family == AF_INET ? "prefix length out of range 0..32"
-						 : "prefix length out of range 0..128";
-	}
-	/* Clear host bits: the nftables set and the allowlist work on networks. */
-	for (int i = 0; i < maxbits / 8; i++) {
-		int keep = (int)bits - i * 8;
-
-		if (keep <= 0)
-			bytes[i] = 0;
-		else if (keep < 8)
-			bytes[i] &= (uint8_t)(0xff << (8 - keep));
-	}
-	inet_ntop(family, bytes, text, sizeof(text));
-	snprintf(norm, normlen, "%s/%ld", text, bits);
-	return NULL;
-}
-
-/* Split val on commas and/or whitespace; run check on every item; collect
- * all bad items into one message. */
-static int list_collect(const char *val, config_item_fn check, struct config_strlist *out,
-			char *msg, size_t msglen)
-{
-	char *copy = strdup(val), *save = NULL, *tok;
-	struct config_strlist l = { 0 };
-	size_t used = 0;
-	int bad = 0, ret = 0;
-
-	if (!copy) {
-		snprintf(msg, msglen, "out of memory");
-		return -ENOMEM;
-	}
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		char norm[512];
-		const char *why = check(tok, norm, sizeof(norm));
-
-		if (why) {
-			if (used < msglen)
-				used += (size_t)snprintf(msg + used, msglen - used, "%s\"%s\": %s",
-							 bad ? "; " : "", tok, why);
-			bad++;
-			continue;
-		}
-		if (strlist_push(&l, norm) < 0) {
-			snprintf(msg, msglen, "out of memory");
-			ret = -ENOMEM;
-			goto out;
-		}
-	}
-	if (bad) {
-		ret = -EINVAL;
-		goto out;
-	}
-	*out = l;
-	l.v = NULL;
-	l.n = 0;
-out:
-	strlist_free(&l);
-	free(copy);
-	return ret;
-}
-
-static void format_strlist(const struct config_strlist *l, FILE *out)
-{
-	long col = 0;
-
-	for (size_t i = 0; i < l->n; i++) {
-		/* Wrap long lists onto indented continuation lines (the reader's
-		 * line limit is ~200 bytes). */
-		if (i > 0 && col > 80) {
-			fputs(",\n\t", out);
-			col = 0;
-		} else if (i > 0) {
-			fputs(", ", out);
-		}
-		fputs(l->v[i], out);
-		col += (long)strlen(l->v[i]) + 2;
-	}
-}
-
-#define LIST_TYPE(tname, check)                                                                    \
-	static int parse_##tname(struct config *cfg, const struct config_row *row,                 \
-				 const char *val, char *msg, size_t msglen)                        \
-	{                                                                                          \
-		struct config_strlist l;                                                           \
-		int r = list_collect(val, check, &l, msg, msglen);                                 \
-		if (r < 0)                                                                         \
-			return r;                                                                  \
-		strlist_free(FIELD(cfg, row, struct config_strlist));                              \
-		*FIELD(cfg, row, struct config_strlist) = l;                                       \
-		return 0;                                                                          \
-	}                                                                                          \
-	static const struct config_type type_##tname = { parse_##tname, format_list, free_list,    \
-							 false, true };
-
-static void format_list(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	format_strlist(CFIELD(cfg, row, struct config_strlist), out);
-}
-
-static void free_list(struct config *cfg, const struct config_row *row)
-{
-	strlist_free(FIELD(cfg, row, struct config_strlist));
-}
-
-LIST_TYPE(list, item_any)
-LIST_TYPE(countries, item_country)
-LIST_TYPE(subdivisions, item_subdivision)
-LIST_TYPE(cidrs, item_cidr)
-
-/* ASNs live in a uint32_t array + count (geoip_allow_asns/geoip_n_allow_asns). */
-static int parse_asns(struct config *cfg, const struct config_row *row, const char *val, char *msg,
-		      size_t msglen)
-{
-	struct config_strlist l;
-	uint32_t *v = NULL;
-	int r;
-
-	(void)row;
-	r = list_collect(val, item_asn, &l, msg, msglen);
-	if (r < 0)
-		return r;
-	if (l.n) {
-		v = calloc(l.n, sizeof(*v));
-		if (!v) {
-			strlist_free(&l);
-			snprintf(msg, msglen, "out of memory");
-			return -ENOMEM;
-		}
-	}
-	for (size_t i = 0; i < l.n; i++)
-		asn_from_text(l.v[i], &v[i]);
-	free(cfg->geoip_allow_asns);
-	cfg->geoip_allow_asns = v;
-	cfg->geoip_n_allow_asns = l.n;
-	strlist_free(&l);
-	return 0;
-}
-
-static void format_asns(const struct config *cfg, const struct config_row *row, FILE *out)
-{
-	(void)row;
-	for (size_t i = 0; i < cfg->geoip_n_allow_asns; i++)
-		fprintf(out, "%s%u", i == 0 ? "" : (i % 10 == 0 ? ",\n\t" : ", "),
-			cfg->geoip_allow_asns[i]);
-}
-
-static void free_asns(struct config *cfg, const struct config_row *row)
-{
-	(void)row;
-	free(cfg->geoip_allow_asns);
-	cfg->geoip_allow_asns = NULL;
-	cfg->geoip_n_allow_asns = 0;
-}
-
-static const struct config_type type_asns = { parse_asns, format_asns, free_asns, false, true };
-
-/* ------------------------------------------------------------ the rows */
-
-#define OFF(f) offsetof(struct config, f)
-#define DAY_MS (24LL * 3600 * 1000)
-
-/* Section order here is the order of --dump-config and conf/derper.ini. */
-static const struct config_row config_rows[] = {
-	/* section, key, type, offset, default, reloadable, supported, secret, min, max, flag */
-	{ "server", "listen", &type_listen, OFF(listen), ":443", false, true, false, 0, 0, "a" },
-	{ "server", "hostname", &type_str, OFF(hostname), "derp.tailscale.com", false, true, false,
-	  0, 0, "hostname" },
-	{ "server", "private_key_file", &type_str, OFF(private_key_file), NULL, false, true, false,
-	  0, 0, "c" },
-	{ "server", "dev", &type_bool, OFF(dev), "no", false, true, false, 0, 0, "dev" },
-	{ "server", "workers", &type_int, OFF(workers), "0", false, true, false, 0, 1024,
-	  "workers" },
-	{ "server", "home", &type_home, OFF(home), "", true, true, false, 0, 0, "home" },
-	{ "server", "http_port", &type_int, OFF(http_port), "80", false, true, false, -1, 65535,
-	  "http-port" },
-	{ "server", "bootstrap_dns_names", &type_list, OFF(bootstrap_dns_names), "", true, true,
-	  false, 0, 0, "bootstrap-dns-names" },
-	{ "server", "unpublished_bootstrap_dns_names", &type_list,
-	  OFF(unpublished_bootstrap_dns_names), "", true, false, false, 0, 0,
-	  "unpublished-bootstrap-dns-names" },
-	{ "server", "tcp_keepalive_time", &type_duration, OFF(tcp_keepalive_ms), "10m", true, true,
-	  false, 0, DAY_MS, "tcp-keepalive-time" },
-	{ "server", "tcp_user_timeout", &type_duration, OFF(tcp_user_timeout_ms), "15s", true, true,
-	  false, 0, DAY_MS, "tcp-user-timeout" },
-	{ "server", "tcp_write_timeout", &type_duration, OFF(tcp_write_timeout_ms), "2s", true,
-	  true, false, 0, DAY_MS, "tcp-write-timeout" },
-
-	{ "tls", "certmode", &type_certmode, OFF(certmode), "letsencrypt", false, true, false, 0, 0,
-	  "certmode" },
-	{ "tls", "certdir", &type_str, OFF(certdir), NULL, false, true, false, 0, 0, "certdir" },
-	{ "tls", "acme_email", &type_str, OFF(acme_email), "", false, false, false, 0, 0,
-	  "acme-email" },
-	{ "tls", "acme_eab_kid", &type_str, OFF(acme_eab_kid), "", false, false, true, 0, 0,
-	  "acme-eab-kid" },
-	{ "tls", "acme_eab_key", &type_str, OFF(acme_eab_key), "", false, false, true, 0, 0,
-	  "acme-eab-key" },
-	{ "tls", "acme_ip_certs", &type_bool, OFF(acme_ip_certs), "no", false, false, false, 0, 0,
-	  "acme-ip-certs" },
-
-	{ "stun", "enable", &type_bool, OFF(stun_enable), "yes", false, true, false, 0, 0, "stun" },
-	{ "stun", "port", &type_int, OFF(stun_port), "3478", false, true, false, 1, 65535,
-	  "stun-port" },
-	{ "stun", "generic", &type_bool, OFF(stun_generic), "yes", true, true, false, 0, 0, NULL },
-
-	{ "derp", "enable", &type_bool, OFF(derp_enable), "yes", false, true, false, 0, 0, "derp" },
-	{ "derp", "queue_depth", &type_int, OFF(queue_depth), "32", true, true, false, 1, 65536,
-	  NULL },
-	{ "derp", "handshake_timeout", &type_duration, OFF(handshake_timeout_ms), "10s", true, true,
-	  false, 1, 3600000, NULL },
-	{ "derp", "max_clients", &type_int, OFF(max_clients), "0", true, true, false, 0, INT_MAX,
-	  NULL },
-	{ "derp", "verify_clients", &type_bool, OFF(verify_clients), "no", true, false, false, 0, 0,
-	  "verify-clients" },
-	{ "derp", "verify_client_url", &type_str, OFF(verify_client_url), "", true, false, false, 0,
-	  0, "verify-client-url" },
-	{ "derp", "verify_client_url_fail_open", &type_bool, OFF(verify_client_url_fail_open),
-	  "yes", true, false, false, 0, 0, "verify-client-url-fail-open" },
-	{ "derp", "mesh_psk_file", &type_str, OFF(mesh_psk_file), "", false, false, false, 0, 0,
-	  "mesh-psk-file" },
-	{ "derp", "mesh_with", &type_str, OFF(mesh_with), "", false, false, false, 0, 0,
-	  "mesh-with" },
-
-	{ "log", "level", &type_log_level, OFF(log_level), "info", true, true, false, 0, 0,
-	  "log-level" },
-
-	{ "geoip", "mode", &type_geoip_mode, OFF(geoip_mode), "off", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "database", &type_str, OFF(geoip_database), "", true, true, false, 0, 0, NULL },
-	{ "geoip", "asn_database", &type_str, OFF(geoip_asn_database), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "allow_countries", &type_countries, OFF(geoip_allow_countries), "", true, true,
-	  false, 0, 0, NULL },
-	{ "geoip", "allow_subdivisions", &type_subdivisions, OFF(geoip_allow_subdivisions), "",
-	  true, true, false, 0, 0, NULL },
-	{ "geoip", "allow_asns", &type_asns, OFF(geoip_allow_asns), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "allow_cidrs", &type_cidrs, OFF(geoip_allow_cidrs), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "deny_cidrs", &type_cidrs, OFF(geoip_deny_cidrs), "", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "country_field", &type_geoip_field, OFF(geoip_country_field), "country", true,
-	  true, false, 0, 0, NULL },
-	{ "geoip", "unknown", &type_unknown_policy, OFF(geoip_allow_unknown), "deny", true, true,
-	  false, 0, 0, NULL },
-	{ "geoip", "fail", &type_fail_policy, OFF(geoip_fail_closed), "open", true, true, false, 0,
-	  0, NULL },
-	{ "geoip", "keep_table", &type_bool, OFF(geoip_keep_table), "no", true, true, false, 0, 0,
-	  NULL },
-	{ "geoip", "force", &type_bool, OFF(geoip_force), "no", true, true, false, 0, 0, NULL },
-	{ "geoip", "max_shrink_percent", &type_int, OFF(geoip_max_shrink_percent), "50", true, true,
-	  false, 0, 100, NULL },
-	{ "geoip", "table", &type_nft_name, OFF(geoip_table), "derper", false, true, false, 0, 0,
-	  NULL },
-};
-
-#define CONFIG_NROWS (sizeof(config_rows) / sizeof(config_rows[0]))
-
-static const char *const config_sections[] = { "server", "tls", "stun", "derp", "log", "geoip" };
-
-static bool config_section_known(const char *name)
-{
-	for (size_t i = 0; i < sizeof(config_sections) / sizeof(config_sections[0]); i++)
-		if (strcmp(name, config_sections[i]) == 0)
-			return true;
-	return false;
-}
-
-static const struct config_row *config_row_find(const char *section, const char *key)
-{
-	for (size_t i = 0; i < CONFIG_NROWS; i++)
-		if (strcmp(config_rows[i].section, section) == 0 &&
-		    strcmp(config_rows[i].key, key) == 0)
-			return &config_rows[i];
-	return NULL;
-}
-
-/* The row's value as text (malloc'd), or NULL on ENOMEM. */
-static char *config_row_text(const struct config *cfg, const struct config_row *row)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-
-	if (!f)
-		return NULL;
-	row->type->format(cfg, row, f);
-	if (fclose(f) != 0) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
-static void config_row_free(struct config *cfg, const struct config_row *row)
-{
-	if (row->type->free)
-		row->type->free(cfg, row);
-}
+/* -------------------------------------------------------------- defaults */
 
 static char *config_default_certdir(void)
 {
@@ -1000,54 +146,12 @@ static char *config_default_certdir(void)
 	return s;
 }
 
-/* True when the row holds its built-in default (text comparison). */
-static bool config_row_is_default(const struct config *cfg, const struct config_row *row)
-{
-	struct config tmp;
-	char msg[64], *a, *b;
-	bool same;
-
-	memset(&tmp, 0, sizeof(tmp));
-	if (!row->def)
-		return false;
-	if (row->type->parse(&tmp, row, row->def, msg, sizeof(msg)) < 0)
-		return false;
-	a = config_row_text(cfg, row);
-	b = config_row_text(&tmp, row);
-	same = a && b && strcmp(a, b) == 0;
-	free(a);
-	free(b);
-	config_row_free(&tmp, row);
-	return same;
-}
-
-/* Set one row from text; "where" prefixes every message ("path:12: [stun]
- * port" or "flag -stun-port"). */
-static int config_row_set(struct config *cfg, const struct config_row *row, const char *val,
-			  const char *where, struct config_errors *errs)
-{
-	char msg[1024];
-
-	msg[0] = '\0';
-	if (row->type->parse(cfg, row, val, msg, sizeof(msg)) < 0) {
-		config_err(errs, "%s: %s", where, msg);
-		return -EINVAL;
-	}
-	if (!row->supported && !config_row_is_default(cfg, row)) {
-		config_err(errs, "%s: not supported yet by this derper", where);
-		/* Put the default back so nothing half-configured survives. */
-		row->type->parse(cfg, row, row->def, msg, sizeof(msg));
-		return -EINVAL;
-	}
-	return 0;
-}
-
 int config_defaults(struct config *cfg)
 {
 	char msg[256];
 
 	memset(cfg, 0, sizeof(*cfg));
-	for (size_t i = 0; i < CONFIG_NROWS; i++) {
+	for (size_t i = 0; i < config_nrows; i++) {
 		const struct config_row *row = &config_rows[i];
 
 		if (row->def && row->type->parse(cfg, row, row->def, msg, sizeof(msg)) < 0)
@@ -1068,586 +172,11 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < CONFIG_NROWS; i++)
+	for (size_t i = 0; i < config_nrows; i++)
 		config_row_free(cfg, &config_rows[i]);
 	free(cfg->listen_host);
 	free(cfg->config_path);
 	memset(cfg, 0, sizeof(*cfg));
-}
-
-/* ------------------------------------------------------------- INI file */
-
-struct config_ini {
-	struct config *cfg;
-	struct config_errors *errs;
-	const char *path;
-	FILE *fp;
-	char *line;
-	size_t cap;
-	int lineno;
-	int last_err_line;  /* last line we reported an error on */
-	bool section_known; /* current [section] is one of ours */
-	bool have_key;	    /* a key line since the last section: indentation continues it */
-	bool continuation;  /* the line inih is processing continues the previous key */
-	const struct config_row *last_row; /* row set by the last key line, NULL if it failed */
-	char *acc;		/* accumulated text of a list value across continuation lines */
-	int seen[CONFIG_NROWS]; /* line where each row was set, 0 = not yet */
-	int read_errno;
-};
-
-static void config_ini_err(struct config_ini *ci, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void config_ini_err(struct config_ini *ci, const char *fmt, ...)
-{
-	char *msg;
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return;
-	config_err(ci->errs, "%s:%d: %s", ci->path, ci->lineno, msg);
-	ci->last_err_line = ci->lineno;
-	free(msg);
-}
-
-static bool is_key_char(char c)
-{
-	return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.';
-}
-
-/* "name = ..." with a plausible key name (indented lines that look like this
- * are keys, not continuations). */
-static bool looks_like_assignment(const char *s)
-{
-	const char *p = s;
-
-	while (is_key_char(*p))
-		p++;
-	if (p == s)
-		return false;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	return *p == '=';
-}
-
-static bool is_comment_start(char c)
-{
-	return c == ';' || c == '#';
-}
-
-/*
- * The ini_reader inih calls for each line. It reads whole lines itself (any
- * length), counts them, and hands inih only lines inih will parse the way we
- * mean: comments, blank and rejected lines become "\n", section headers are
- * checked against our sections, key lines are left-trimmed, and indented
- * lines after a key stay indented so inih treats them as continuations.
- */
-static char *config_ini_reader(char *str, int num, void *stream)
-{
-	struct config_ini *ci = stream;
-
-	{
-		ssize_t n = getline(&ci->line, &ci->cap, ci->fp);
-		char *s, *end;
-		size_t len;
-
-		if (n < 0) {
-			if (ferror(ci->fp))
-				ci->read_errno = errno ? errno : EIO;
-			return NULL;
-		}
-		ci->lineno++;
-		ci->continuation = false;
-		s = ci->line;
-		len = (size_t)n;
-		while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
-			s[--len] = '\0';
-		if (ci->lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
-			s += 3, len -= 3;
-		if (strlen(s) != len) {
-			config_ini_err(ci, "NUL byte in line");
-			goto blank;
-		}
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (*s == '\0' || is_comment_start(*s))
-			goto blank;
-
-		if (*s == '[') {
-			char name[64];
-			char *rb = strchr(s, ']'), *a, *b;
-
-			ci->have_key = false;
-			ci->last_row = NULL;
-			if (!rb) {
-				config_ini_err(ci, "malformed section header (missing \"]\")");
-				ci->section_known = false;
-				goto blank;
-			}
-			for (end = rb + 1; *end == ' ' || *end == '\t'; end++)
-				;
-			if (*end && !is_comment_start(*end)) {
-				config_ini_err(ci, "unexpected text after section header");
-				ci->section_known = false;
-				goto blank;
-			}
-			for (a = s + 1; *a == ' ' || *a == '\t'; a++)
-				;
-			for (b = rb; b > a && (b[-1] == ' ' || b[-1] == '\t'); b--)
-				;
-			if ((size_t)(b - a) >= sizeof(name)) {
-				config_ini_err(ci, "unknown section [%.*s]", (int)(b - a), a);
-				ci->section_known = false;
-				goto blank;
-			}
-			memcpy(name, a, (size_t)(b - a));
-			name[b - a] = '\0';
-			ci->section_known = config_section_known(name);
-			if (!ci->section_known)
-				config_ini_err(ci, "unknown section [%s]", name);
-			if ((int)strlen(name) + 4 > num)
-				goto blank;
-			snprintf(str, (size_t)num, "[%s]\n", name);
-			return str;
-		}
-
-		if (s != ci->line && ci->have_key && !looks_like_assignment(s)) {
-			/* Continuation of a list value: keep one space of indentation. */
-			ci->continuation = true;
-			if ((int)strlen(s) + 3 > num) {
-				config_ini_err(ci, "line too long (more than %d characters)",
-					       num - 3);
-				goto blank;
-			}
-			snprintf(str, (size_t)num, " %s\n", s);
-			return str;
-		}
-
-		/* key = value: the key must be a plain name and '=' must come
-		 * before any ':' (inih also splits on ':'). */
-		{
-			char *eq = strchr(s, '='), *k = s, *ke;
-
-			if (!eq || memchr(s, ':', (size_t)(eq - s))) {
-				config_ini_err(
-					ci, "expected \"key = value\", \"[section]\" or a comment");
-				ci->have_key = false;
-				goto blank;
-			}
-			for (ke = eq; ke > k && (ke[-1] == ' ' || ke[-1] == '\t'); ke--)
-				;
-			if (ke == k) {
-				config_ini_err(ci, "missing key name before \"=\"");
-				ci->have_key = false;
-				goto blank;
-			}
-			for (char *p = k; p < ke; p++) {
-				if (!is_key_char(*p)) {
-					config_ini_err(ci, "invalid key name \"%.*s\"",
-						       (int)(ke - k), k);
-					ci->have_key = false;
-					goto blank;
-				}
-			}
-			if ((int)strlen(s) + 3 > num) {
-				config_ini_err(ci,
-					       "line too long (more than %d characters); put long "
-					       "lists on indented continuation lines",
-					       num - 3);
-				ci->have_key = false;
-				ci->last_row = NULL;
-				goto blank;
-			}
-			ci->have_key = true;
-			snprintf(str, (size_t)num, "%s\n", s);
-			return str;
-		}
-	blank:
-		if (num < 2)
-			return NULL;
-		str[0] = '\n';
-		str[1] = '\0';
-		return str;
-	}
-}
-
-/* Strip one pair of surrounding double quotes ("" = empty string). */
-static int config_unquote(const char *v, char *out, size_t outlen)
-{
-	size_t n = strlen(v);
-
-	if (n >= outlen)
-		return -E2BIG;
-	if (n > 0 && v[0] == '"') {
-		if (n < 2 || v[n - 1] != '"')
-			return -EINVAL;
-		memcpy(out, v + 1, n - 2);
-		out[n - 2] = '\0';
-		return 0;
-	}
-	memcpy(out, v, n + 1);
-	return 0;
-}
-
-static int config_ini_handler(void *user, const char *section, const char *name, const char *value)
-{
-	struct config_ini *ci = user;
-	const struct config_row *row;
-	char where[512], val[4096];
-
-	if (ci->continuation) {
-		char *acc = NULL;
-
-		row = ci->last_row;
-		if (!row)
-			return 1; /* the key line already failed: one error is enough */
-		snprintf(where, sizeof(where), "%s:%d: [%s] %s", ci->path, ci->lineno, row->section,
-			 row->key);
-		if (!row->type->is_list) {
-			config_ini_err(
-				ci, "[%s] %s: continuation lines are only allowed for list values",
-				row->section, row->key);
-			ci->last_row = NULL;
-			return 1;
-		}
-		if (asprintf(&acc, "%s %s", ci->acc ? ci->acc : "", value) < 0)
-			return 1;
-		free(ci->acc);
-		ci->acc = acc;
-		if (config_row_set(ci->cfg, row, acc, where, ci->errs) < 0) {
-			ci->last_err_line = ci->lineno;
-			ci->last_row = NULL;
-		}
-		return 1;
-	}
-
-	ci->last_row = NULL;
-	free(ci->acc);
-	ci->acc = NULL;
-	if (!*section) {
-		config_ini_err(ci, "key \"%s\" outside a section (add a [section] line above it)",
-			       name);
-		return 1;
-	}
-	if (!ci->section_known)
-		return 1; /* reported once, on the [section] line */
-	row = config_row_find(section, name);
-	if (!row) {
-		config_ini_err(ci, "unknown key \"%s\" in [%s]", name, section);
-		return 1;
-	}
-	if (ci->seen[row - config_rows]) {
-		config_ini_err(ci, "duplicate key [%s] %s (first set on line %d)", section, name,
-			       ci->seen[row - config_rows]);
-		return 1;
-	}
-	ci->seen[row - config_rows] = ci->lineno;
-	if (config_unquote(value, val, sizeof(val)) < 0) {
-		config_ini_err(ci, "[%s] %s: unterminated or oversized quoted value", section,
-			       name);
-		return 1;
-	}
-	snprintf(where, sizeof(where), "%s:%d: [%s] %s", ci->path, ci->lineno, section, name);
-	if (config_row_set(ci->cfg, row, val, where, ci->errs) < 0) {
-		ci->last_err_line = ci->lineno;
-		return 1;
-	}
-	ci->last_row = row;
-	if (row->type->is_list)
-		ci->acc = strdup(val);
-	return 1;
-}
-
-int config_load_file(struct config *cfg, const char *path, struct config_errors *errs)
-{
-	struct config_ini ci;
-	size_t nerr = errs->n;
-	char *dup;
-	int r, ret;
-
-	memset(&ci, 0, sizeof(ci));
-	ci.cfg = cfg;
-	ci.errs = errs;
-	ci.path = path;
-	ci.fp = fopen(path, "re");
-	if (!ci.fp) {
-		ret = -errno;
-		config_err(errs, "%s: cannot read config: %s", path, strerror(errno));
-		return ret;
-	}
-	r = ini_parse_stream(config_ini_reader, &ci, config_ini_handler, &ci);
-	if (ci.read_errno) {
-		config_err(errs, "%s: read error: %s", path, strerror(ci.read_errno));
-		ret = -ci.read_errno;
-		goto out;
-	}
-	if (r == -2) {
-		ret = -ENOMEM;
-		config_err(errs, "%s: out of memory", path);
-		goto out;
-	}
-	/* inih found something the reader let through: it only tells the first. */
-	if (r > 0 && r != ci.last_err_line)
-		config_err(errs, "%s:%d: syntax error", path, r);
-	dup = strdup(path);
-	if (dup) {
-		free(cfg->config_path);
-		cfg->config_path = dup;
-	}
-	ret = errs->n > nerr ? -EINVAL : 0;
-out:
-	fclose(ci.fp);
-	free(ci.line);
-	free(ci.acc);
-	return ret;
-}
-
-/* ----------------------------------------------------------------- flags */
-
-enum config_flag_kind {
-	FLAG_ROW,	  /* sets config_rows[...] */
-	FLAG_CONFIG,	  /* -config FILE */
-	FLAG_CHECK,	  /* --check-config */
-	FLAG_DUMP,	  /* --dump-config */
-	FLAG_VERSION,	  /* -version */
-	FLAG_HELP,	  /* -h, -help */
-	FLAG_UNSUPPORTED, /* a Go derper flag with no struct field yet */
-};
-
-struct config_flag {
-	const char *name;
-	enum config_flag_kind kind;
-	char vtype;	 /* FLAG_UNSUPPORTED: 'b' bool, 's' string, 'i' int, 'f' float */
-	const char *def; /* FLAG_UNSUPPORTED: the Go default; setting it is harmless */
-	const char *help;
-};
-
-static const struct config_flag config_extra_flags[] = {
-	{ "config", FLAG_CONFIG, 's', NULL, "INI config file (default " CONFIG_DEFAULT_PATH ")" },
-	{ "check-config", FLAG_CHECK, 'b', NULL, "validate the configuration and exit 0/1" },
-	{ "dump-config", FLAG_DUMP, 'b', NULL, "print the effective configuration as INI" },
-	{ "version", FLAG_VERSION, 'b', NULL, "print the version and exit" },
-	{ "h", FLAG_HELP, 'b', NULL, NULL },
-	{ "help", FLAG_HELP, 'b', NULL, "print this help" },
-	{ "secrets-url", FLAG_UNSUPPORTED, 's', "", NULL },
-	{ "secrets-path-prefix", FLAG_UNSUPPORTED, 's', "prod/derp", NULL },
-	{ "secrets-cache-dir", FLAG_UNSUPPORTED, 's', NULL /* $HOME/.cache/derper-secrets */,
-	  NULL },
-	{ "socket", FLAG_UNSUPPORTED, 's', "", NULL },
-	{ "accept-connection-limit", FLAG_UNSUPPORTED, 'f', "+Inf", NULL },
-	{ "accept-connection-burst", FLAG_UNSUPPORTED, 'i', "9223372036854775807", NULL },
-	{ "rate-config", FLAG_UNSUPPORTED, 's', "", NULL },
-	{ "ace", FLAG_UNSUPPORTED, 'b', "false", NULL },
-};
-
-#define CONFIG_NEXTRA (sizeof(config_extra_flags) / sizeof(config_extra_flags[0]))
-
-/* Does an unsupported, fieldless flag's value equal the Go default? Sets
- * *bad when the value does not even parse as the flag's type. */
-static bool config_unsupported_is_default(const struct config_flag *f, const char *val, bool *bad)
-{
-	*bad = false;
-	switch (f->vtype) {
-	case 'b': {
-		bool v, d;
-
-		if (bool_from_text(val, &v) < 0) {
-			*bad = true;
-			return false;
-		}
-		bool_from_text(f->def, &d);
-		return v == d;
-	}
-	case 'i': {
-		int64_t v;
-
-		if (int_from_text(val, &v) < 0) {
-			*bad = true;
-			return false;
-		}
-		return v == INT64_MAX;
-	}
-	case 'f': {
-		char *end;
-		double v;
-
-		errno = 0;
-		v = strtod(val, &end);
-		if (!*val || *end) {
-			*bad = true;
-			return false;
-		}
-		return v > 1e308; /* +Inf */
-	}
-	default:
-		if (!f->def) {
-			const char *home = getenv("HOME");
-			char *d = NULL;
-			bool same;
-
-			if (asprintf(&d, "%s/.cache/derper-secrets", home ? home : "") < 0)
-				return false;
-			same = strcmp(val, d) == 0;
-			free(d);
-			return same;
-		}
-		return strcmp(val, f->def) == 0;
-	}
-}
-
-int config_apply_flags(struct config *cfg, int argc, char **argv, struct config_errors *errs)
-{
-	size_t nerr = errs->n;
-	int i;
-
-	for (i = 0; i < argc; i++) {
-		const char *arg = argv[i], *name, *eq, *val;
-		const struct config_row *row = NULL;
-		const struct config_flag *extra = NULL;
-		char fname[64], where[96];
-		bool is_bool;
-		size_t nlen;
-
-		if (strcmp(arg, "--") == 0) {
-			i++;
-			break;
-		}
-		if (arg[0] != '-' || arg[1] == '\0')
-			break; /* Go stops at the first non-flag argument */
-		name = arg + (arg[1] == '-' ? 2 : 1);
-		if (!*name || *name == '-' || *name == '=') {
-			config_err(errs, "bad flag syntax: %s", arg);
-			continue;
-		}
-		eq = strchr(name, '=');
-		nlen = eq ? (size_t)(eq - name) : strlen(name);
-		if (nlen >= sizeof(fname)) {
-			config_err(errs, "unknown flag -%.*s", (int)nlen, name);
-			continue;
-		}
-		memcpy(fname, name, nlen);
-		fname[nlen] = '\0';
-
-		for (size_t k = 0; k < CONFIG_NROWS; k++)
-			if (config_rows[k].flag && strcmp(config_rows[k].flag, fname) == 0)
-				row = &config_rows[k];
-		for (size_t k = 0; !row && k < CONFIG_NEXTRA; k++)
-			if (strcmp(config_extra_flags[k].name, fname) == 0)
-				extra = &config_extra_flags[k];
-		if (!row && !extra) {
-			config_err(errs, "unknown flag -%s", fname);
-			continue;
-		}
-		is_bool = row ? row->type->is_bool : extra->vtype == 'b';
-		if (eq) {
-			val = eq + 1;
-		} else if (is_bool) {
-			val = "true";
-		} else if (i + 1 < argc) {
-			val = argv[++i];
-		} else {
-			config_err(errs, "flag -%s: needs an argument", fname);
-			continue;
-		}
-		snprintf(where, sizeof(where), "flag -%s", fname);
-
-		if (row) {
-			config_row_set(cfg, row, val, where, errs);
-			continue;
-		}
-		switch (extra->kind) {
-		case FLAG_CONFIG: {
-			char *dup = strdup(val);
-
-			if (!dup) {
-				config_err(errs, "%s: out of memory", where);
-				break;
-			}
-			free(cfg->config_path);
-			cfg->config_path = dup;
-			break;
-		}
-		case FLAG_CHECK:
-		case FLAG_DUMP:
-		case FLAG_VERSION:
-		case FLAG_HELP: {
-			bool b;
-
-			if (bool_from_text(val, &b) < 0) {
-				config_err(errs, "%s: \"%s\" is not a boolean", where, val);
-				break;
-			}
-			if (extra->kind == FLAG_CHECK)
-				cfg->action_check_config = b;
-			else if (extra->kind == FLAG_DUMP)
-				cfg->action_dump_config = b;
-			else if (extra->kind == FLAG_VERSION)
-				cfg->action_version = b;
-			else
-				cfg->action_help = b;
-			break;
-		}
-		case FLAG_UNSUPPORTED: {
-			bool bad;
-
-			if (!config_unsupported_is_default(extra, val, &bad)) {
-				if (bad)
-					config_err(errs, "%s: invalid value \"%s\"", where, val);
-				else
-					config_err(errs, "%s: not supported yet by this derper",
-						   where);
-			}
-			break;
-		}
-		case FLAG_ROW:
-			break;
-		}
-	}
-	if (i < argc)
-		config_err(errs, "unexpected argument \"%s\" (flags only)", argv[i]);
-	return errs->n > nerr ? -EINVAL : 0;
-}
-
-int config_usage(int fd)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	int ret;
-
-	if (!f)
-		return -errno;
-	fputs("usage: derper [flags]\n"
-	      "Flags take the Go derper's forms: -name value, -name=value, --name; booleans\n"
-	      "-name or -name=false. Every [section] key of the INI file can be set there.\n\n",
-	      f);
-	for (size_t i = 0; i < CONFIG_NROWS; i++) {
-		const struct config_row *row = &config_rows[i];
-
-		if (!row->flag)
-			continue;
-		fprintf(f, "  -%-30s [%s] %s%s\n", row->flag, row->section, row->key,
-			row->supported ? "" : " (not supported yet)");
-	}
-	for (size_t i = 0; i < CONFIG_NEXTRA; i++) {
-		const struct config_flag *fl = &config_extra_flags[i];
-
-		if (fl->kind == FLAG_UNSUPPORTED)
-			fprintf(f, "  -%-30s (Go derper flag; not supported yet)\n", fl->name);
-		else if (fl->help)
-			fprintf(f, "  -%-30s %s\n", fl->name, fl->help);
-	}
-	if (fclose(f) != 0) {
-		free(buf);
-		return -ENOMEM;
-	}
-	ret = config_write_all(fd, buf, len);
-	free(buf);
-	return ret;
 }
 
 /* ---------------------------------------------------------------- finish */
@@ -1662,7 +191,7 @@ bool config_serve_tls(const struct config *cfg)
 		return true;
 	if (cfg->dev || !cfg->listen)
 		return false;
-	if (listen_split(cfg->listen, NULL, 256, &port, msg, sizeof(msg)) < 0)
+	if (config_listen_split(cfg->listen, NULL, 256, &port, msg, sizeof(msg)) < 0)
 		return false;
 	return port == 443;
 }
@@ -1684,7 +213,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 		free(cfg->listen);
 		cfg->listen = l;
 	}
-	if (listen_split(cfg->listen, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
+	if (config_listen_split(cfg->listen, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
 		config_err(errs, "listen address: %s", msg);
 	} else {
 		char *h = strdup(host);
@@ -1703,7 +232,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 			config_err(errs,
 				   "certmode %s: not yet implemented (ACME client lands in a later "
 				   "release); use -certmode manual",
-				   certmode_names[cfg->certmode]);
+				   config_certmode_names[cfg->certmode]);
 		if (!cfg->certdir || !*cfg->certdir)
 			config_err(errs, "missing required --certdir flag ([tls] certdir)");
 	} else {
@@ -1717,7 +246,7 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (!cfg->geoip_database || !*cfg->geoip_database)
 			config_err(errs, "[geoip] mode %s needs [geoip] database",
-				   geoip_mode_names[cfg->geoip_mode]);
+				   config_geoip_mode_names[cfg->geoip_mode]);
 		if (cfg->geoip_mode == CONFIG_GEOIP_ENFORCE && cfg->geoip_allow_countries.n == 0 &&
 		    cfg->geoip_allow_subdivisions.n == 0 && cfg->geoip_n_allow_asns == 0 &&
 		    cfg->geoip_allow_cidrs.n == 0 && !cfg->geoip_allow_unknown)
@@ -1789,7 +318,6 @@ int config_dump(const struct config *cfg, int fd)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	int ret;
 
 	if (!f)
 		return -errno;
@@ -1797,7 +325,7 @@ int config_dump(const struct config *cfg, int fd)
 	if (cfg->config_path)
 		fprintf(f, " (file %s + flags)", cfg->config_path);
 	fputs("\n", f);
-	for (size_t i = 0; i < CONFIG_NROWS; i++) {
+	for (size_t i = 0; i < config_nrows; i++) {
 		const struct config_row *row = &config_rows[i];
 		char *text;
 
@@ -1822,13 +350,7 @@ int config_dump(const struct config *cfg, int fd)
 			fprintf(f, "%s = %s\n", row->key, text);
 		free(text);
 	}
-	if (fclose(f) != 0) {
-		free(buf);
-		return -ENOMEM;
-	}
-	ret = config_write_all(fd, buf, len);
-	free(buf);
-	return ret;
+	return config_stream_write(f, &buf, &len, fd);
 }
 
 int config_reload_check(const struct config *old, const struct config *new_cfg,
@@ -1836,7 +358,7 @@ int config_reload_check(const struct config *old, const struct config *new_cfg,
 {
 	size_t nerr = errs->n;
 
-	for (size_t i = 0; i < CONFIG_NROWS; i++) {
+	for (size_t i = 0; i < config_nrows; i++) {
 		const struct config_row *row = &config_rows[i];
 		char *a, *b;
 
