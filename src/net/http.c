@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "net/ws.h"
 
 /* ---- parsing ---- */
@@ -709,15 +710,10 @@ void http_result_free(struct http_result *res)
 
 size_t http_derp_upgrade_response(char *out, size_t cap, const uint8_t server_pub[32])
 {
-	static const char hex[] = "0123456789abcdef";
 	char key[65];
 	int n;
 
-	for (int i = 0; i < 32; i++) {
-		key[2 * i] = hex[server_pub[i] >> 4];
-		key[2 * i + 1] = hex[server_pub[i] & 0x0f];
-	}
-	key[64] = '\0';
+	(void)hex_encode(key, sizeof(key), server_pub, 32); /* fits: 65 bytes */
 	n = snprintf(out, cap,
 		     "HTTP/1.1 101 Switching Protocols\r\n"
 		     "Upgrade: DERP\r\n"

@@ -44,6 +44,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/config.h"
+#include "core/hex.h"
 #include "core/log.h"
 
 /* DERP protocol version, carried as the meta cert's serial number. */
@@ -136,17 +137,6 @@ static char *tls_keyname(const char *hostname)
 	}
 	k[j] = '\0';
 	return k;
-}
-
-static void tls_hex(char *out, const uint8_t *in, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 static void tls_file_id_from_stat(struct tls_file_id *id, const struct stat *st)
@@ -589,7 +579,7 @@ static X509 *tls_meta_cert_new(const uint8_t pub[32], char *err, size_t errlen)
 	EVP_PKEY *k = NULL;
 	X509 *x = NULL;
 
-	tls_hex(cn + 7, pub, 32);
+	(void)hex_encode(cn + 7, sizeof(cn) - 7, pub, 32); /* fits */
 	k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (!k)
 		goto fail;
@@ -858,7 +848,7 @@ static void tls_describe(struct tls_ctx *t, const struct tls_material *m)
 		return;
 	}
 	OPENSSL_free(der);
-	tls_hex(hex, md, sizeof(md));
+	(void)hex_encode(hex, sizeof(hex), md, sizeof(md)); /* fits */
 	snprintf(t->node_json, sizeof(t->node_json),
 		 "{\"Name\":\"custom\",\"RegionID\":900,\"HostName\":\"%s\","
 		 "\"CertName\":\"sha256-raw:%s\"}",
