@@ -28,6 +28,7 @@
 #include "geoip/geoip_cli.h"
 #include "geoip/geoip_mgr.h"
 #include "derp/keyfile.h"
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "derp/registry.h"
@@ -192,16 +193,9 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 			bool first = true;
 
 			for (ai = res; ai && el < sizeof(entry) - 64; ai = ai->ai_next) {
-				char ip[INET6_ADDRSTRLEN];
-				const void *a =
-					ai->ai_family == AF_INET
-						? (const void *)&((struct sockaddr_in *)ai->ai_addr)
-							  ->sin_addr
-						: (const void *)&(
-							  (struct sockaddr_in6 *)ai->ai_addr)
-							  ->sin6_addr;
+				char ip[ADDR_TEXT_LEN];
 
-				inet_ntop(ai->ai_family, a, ip, sizeof(ip));
+				(void)addr_format(ai->ai_addr, false, ip, sizeof(ip));
 				el += (size_t)snprintf(entry + el, sizeof(entry) - el, "%s\"%s\"",
 						       first ? "" : ", ", ip);
 				first = false;

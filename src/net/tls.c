@@ -43,6 +43,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "core/addr.h"
 #include "core/config.h"
 #include "core/hex.h"
 #include "core/log.h"
@@ -452,23 +453,11 @@ static void tls_peer_addr(SSL *ssl, char *out, size_t outlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
 	int fd = SSL_get_fd(ssl);
 
-	snprintf(out, outlen, "?");
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, outlen, "%s:%u", host, ntohs(s4->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, outlen, "[%s]:%u", host, ntohs(s6->sin6_port));
-	}
+		ss.ss_family = AF_UNSPEC; /* printed as "?" */
+	(void)addr_format((struct sockaddr *)&ss, true, out, outlen);
 }
 
 /*
@@ -480,7 +469,7 @@ static void tls_peer_addr(SSL *ssl, char *out, size_t outlen)
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
 	const struct tls_ctx *t = arg;
-	char sni[256], addr[INET6_ADDRSTRLEN + 8];
+	char sni[256], addr[ADDR_TEXT_LEN];
 	int r = tls_hello_sni(ssl, sni, sizeof(sni));
 
 	if (t->acme_alpn_hook && tls_hello_offers_alpn(ssl, TLS_ACME_ALPN)) {
