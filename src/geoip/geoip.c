@@ -920,14 +920,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 			bits = bits >= 96 ? bits - 96 : 0;
 		memcpy(net, v4 ? (void *)&((struct sockaddr_in *)&ss)->sin_addr : (void *)a6,
 		       v4 ? 4 : 16);
-		for (unsigned i = 0; i < (v4 ? 4u : 16u); i++) {
-			int keep = (int)bits - (int)i * 8;
-
-			if (keep <= 0)
-				net[i] = 0;
-			else if (keep < 8)
-				net[i] &= (uint8_t)(0xff << (8 - keep));
-		}
+		iprange_prefix_mask(v4 ? AF_INET : AF_INET6, net, bits);
 		iprange_cidr_format(v4 ? AF_INET : AF_INET6, net, bits, res->network,
 				    sizeof(res->network));
 		if (read_fields(&lr.entry, &f) < 0) {
