@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -45,6 +44,7 @@
 
 #include "core/addr.h"
 #include "core/config.h"
+#include "core/fileio.h"
 #include "core/hex.h"
 #include "core/log.h"
 
@@ -586,90 +586,6 @@ fail:
 	return NULL;
 }
 
-static int tls_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Write data to path with the given mode: temp file, fsync, rename, fsync dir. */
-static int tls_write_atomic(const char *dir, const char *path, const char *data, size_t len,
-			    mode_t mode)
-{
-	char tmp[PATH_MAX];
-	size_t off = 0;
-	int fd = -1, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmp, O_CLOEXEC); /* created 0600: a key is never readable */
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) < 0) {
-		r = -errno;
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		r = -errno;
-		goto out;
-	}
-	tmp[0] = '\0';
-	r = tls_fsync_dir(dir);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0])
-		unlink(tmp);
-	return r;
-}
-
-static int tls_mkdir_p(const char *dir, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = dir[i];
-	}
-	return 0;
-}
-
 /* PEM of a BIO into (data, len) without a copy; the BIO keeps ownership. */
 static size_t tls_bio_data(BIO *b, const char **data)
 {
@@ -698,7 +614,7 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 	BIO *kb = NULL, *cb = NULL;
 	int r = -EINVAL;
 
-	r = tls_mkdir_p(certdir, 0700);
+	r = fileio_mkdir_p(certdir, 0700);
 	if (r < 0) {
 		tls_set_err(err, errlen, "creating %s: %s", certdir, strerror(-r));
 		return r;
@@ -726,13 +642,13 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 	    !PEM_write_bio_X509(cb, x))
 		goto fail;
 	len = tls_bio_data(kb, &data);
-	r = tls_write_atomic(certdir, t->key_path, data, len, 0600);
+	r = fileio_write_atomic(t->key_path, data, len, 0600);
 	if (r < 0) {
 		tls_set_err(err, errlen, "writing %s: %s", t->key_path, strerror(-r));
 		goto out;
 	}
 	len = tls_bio_data(cb, &data);
-	r = tls_write_atomic(certdir, t->crt_path, data, len, 0644);
+	r = fileio_write_atomic(t->crt_path, data, len, 0644);
 	if (r < 0) {
 		tls_set_err(err, errlen, "writing %s: %s", t->crt_path, strerror(-r));
 		goto out;
