@@ -199,7 +199,7 @@ static void test_keyset(void **state)
 		assert_true(keyset_add(&ks, k));
 		assert_false(keyset_add(&ks, k));
 	}
-	assert_int_equal(ks.n, 1000);
+	assert_int_equal(hashtab_count(&ks.t), 1000);
 	for (uint32_t i = 0; i < 1000; i += 3) {
 		key_of(k, i);
 		if (i % 2)
@@ -214,6 +214,18 @@ static void test_keyset(void **state)
 		/* Present exactly when not removed: re-adding tells. */
 		assert_int_equal(keyset_add(&ks, k), i % 3 == 0);
 	}
+	/* An emptied set gives its memory back (one sits in every client). */
+	for (uint32_t i = 0; i < 1000; i++) {
+		key_of(k, i);
+		if (i % 2)
+			memset(k, 0, 8);
+		assert_true(keyset_remove(&ks, k));
+	}
+	assert_null(ks.t.slots);
+	assert_false(keyset_remove(&ks, k));
+	assert_true(keyset_add(&ks, k));
+	keyset_free(&ks);
+	assert_null(ks.t.slots);
 	keyset_free(&ks);
 }
 
