@@ -14,9 +14,9 @@
  *  - no node is reached twice (a tree has one path to each node; the IPv4
  *    root's alias paths are skipped before that check), which also bounds
  *    the walk by node_count on a crafted file;
- *  - each distinct data record is decoded and classified once (a small
- *    open-addressing table keyed by data offset): GeoLite2-Country has
- *    ~1.3 M networks but only a few thousand distinct records.
+ *  - each distinct data record is decoded and classified once (a hashtab
+ *    keyed by data offset): GeoLite2-Country has ~1.3 M networks but only a
+ *    few thousand distinct records.
  * An absent key (MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR) is "no such
  * field"; any other MMDB_get_value error is corruption.
  * Threading: none shared; each call opens its own MMDB_s.
@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/hashtab.h"
 #include "core/iprange.h"
 
 /* Classes computed by the country classifier (>= 0, cached). */
@@ -172,53 +173,11 @@ const char *geoip_rule_name(enum geoip_rule r)
 
 /* ---- tree walk --------------------------------------------------------- */
 
-/* offset -> class; open addressing, linear probing, key 0 reserved (a data
- * offset is never UINT32_MAX, so keys are stored as offset + 1). */
-struct cls_cache {
-	uint32_t *keys;
-	int *vals;
-	size_t cap, n;
+/* Data offset -> class, one entry per distinct data record. */
+struct cls_entry {
+	uint32_t offset; /* key */
+	int cls;
 };
-
-static int cache_grow(struct cls_cache *c)
-{
-	size_t ncap = c->cap ? c->cap * 2 : 1024;
-	uint32_t *keys = calloc(ncap, sizeof(*keys));
-	int *vals = calloc(ncap, sizeof(*vals));
-
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < c->cap; i++) {
-		size_t h;
-
-		if (!c->keys[i])
-			continue;
-		h = (c->keys[i] * 2654435761u) & (ncap - 1);
-		while (keys[h])
-			h = (h + 1) & (ncap - 1);
-		keys[h] = c->keys[i];
-		vals[h] = c->vals[i];
-	}
-	free(c->keys);
-	free(c->vals);
-	c->keys = keys;
-	c->vals = vals;
-	c->cap = ncap;
-	return 0;
-}
-
-/* Returns the slot for key (found or empty). */
-static size_t cache_slot(const struct cls_cache *c, uint32_t key)
-{
-	size_t h = (key * 2654435761u) & (c->cap - 1);
-
-	while (c->keys[h] && c->keys[h] != key)
-		h = (h + 1) & (c->cap - 1);
-	return h;
-}
 
 struct walk {
 	MMDB_s *db;
@@ -229,8 +188,8 @@ struct walk {
 	uint32_t v4root;
 	uint8_t path[16];
 	size_t networks;
-	struct cls_cache cache;
-	uint8_t *seen; /* one bit per node */
+	struct hashtab cache; /* of struct cls_entry */
+	uint8_t *seen;	      /* one bit per node */
 	char *err;
 	size_t errlen;
 };
@@ -244,15 +203,13 @@ static int walk_corrupt(struct walk *w, const char *what, uint64_t node)
 
 static int walk_data(struct walk *w, MMDB_entry_s *entry, unsigned bits, uint64_t node)
 {
-	uint32_t key = entry->offset + 1;
-	size_t slot;
+	uint32_t off = entry->offset;
+	uint64_t h = hashtab_hash_u64(off);
+	struct cls_entry *ce = hashtab_find(&w->cache, h, &off);
 	int cls, r;
 
-	if (w->cache.n * 2 >= w->cache.cap && cache_grow(&w->cache) < 0)
-		return -ENOMEM;
-	slot = cache_slot(&w->cache, key);
-	if (w->cache.keys[slot]) {
-		cls = w->cache.vals[slot];
+	if (ce) {
+		cls = ce->cls;
 	} else {
 		MMDB_entry_data_list_s *list = NULL;
 
@@ -268,9 +225,10 @@ static int walk_data(struct walk *w, MMDB_entry_s *entry, unsigned bits, uint64_
 				return walk_corrupt(w, "undecodable data record", node);
 			return cls;
 		}
-		w->cache.keys[slot] = key;
-		w->cache.vals[slot] = cls;
-		w->cache.n++;
+		ce = hashtab_insert(&w->cache, h, &off, NULL);
+		if (!ce)
+			return -ENOMEM;
+		ce->cls = cls;
 	}
 	if (w->width == 32) {
 		w->networks++;
@@ -394,12 +352,11 @@ int geoip_walk(MMDB_s *db, const struct geoip_walk_ops *ops, size_t *networks, c
 	w.seen = calloc(w.node_count / 8 + 1, 1);
 	if (!w.seen)
 		return -ENOMEM;
-	r = cache_grow(&w.cache);
+	r = hashtab_init(&w.cache, sizeof(struct cls_entry), sizeof(uint32_t));
 	if (r == 0)
 		r = walk_node(&w, 0, 0);
 	free(w.seen);
-	free(w.cache.keys);
-	free(w.cache.vals);
+	hashtab_deinit(&w.cache);
 	if (networks)
 		*networks = w.networks;
 	return r;
