@@ -551,7 +551,7 @@ static int emit_asn(int family, const uint8_t *addr, unsigned bits, int cls, voi
 	return iprange_add_prefix(c->set, family, addr, bits);
 }
 
-static int open_db(MMDB_s *db, const char *path, char *err, size_t errlen)
+static int open_mmdb(MMDB_s *db, const char *path, char *err, size_t errlen)
 {
 	int r = MMDB_open(path, MMDB_MODE_MMAP, db);
 
@@ -592,6 +592,20 @@ static int check_type(const MMDB_s *db, const char *path, bool asn, bool need_ci
 	return 0;
 }
 
+/* Open path and check its type (asn: an ASN database; else Country or City,
+ * City when need_city). *opened says whether db must be closed, also when
+ * the type check fails. 0 or -errno with err set. */
+static int open_db(MMDB_s *db, const char *path, bool asn, bool need_city, bool *opened, char *err,
+		   size_t errlen)
+{
+	int r = open_mmdb(db, path, err, errlen);
+
+	if (r < 0)
+		return r;
+	*opened = true;
+	return check_type(db, path, asn, need_city, err, errlen);
+}
+
 static int add_cidrs(struct iprange_set *s, char *const *v, size_t n, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -604,6 +618,16 @@ static int add_cidrs(struct iprange_set *s, char *const *v, size_t n, char *err,
 	}
 	iprange_normalize(s);
 	return 0;
+}
+
+/* The policy's allow_cidrs into allow and deny_cidrs into deny (both
+ * normalised): geoip_build and geoip_lookup must read them alike. */
+static int add_policy_cidrs(const struct geoip_policy *p, struct iprange_set *allow,
+			    struct iprange_set *deny, char *err, size_t errlen)
+{
+	int r = add_cidrs(allow, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
+
+	return r < 0 ? r : add_cidrs(deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
 }
 
 static int add_loopback(struct iprange_set *s)
@@ -640,18 +664,11 @@ int geoip_build(const struct geoip_policy *p, struct iprange_set *out,
 		return -EINVAL;
 	}
 	/* CIDR lists first: a typo should not cost a database walk. */
-	r = add_cidrs(&extra, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
-	if (r < 0)
-		goto out;
-	r = add_cidrs(&deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
+	r = add_policy_cidrs(p, &extra, &deny, err, errlen);
 	if (r < 0)
 		goto out;
 
-	r = open_db(&db, p->database, err, errlen);
-	if (r < 0)
-		goto out;
-	db_open = true;
-	r = check_type(&db, p->database, false, p->n_subdivisions > 0, err, errlen);
+	r = open_db(&db, p->database, false, p->n_subdivisions > 0, &db_open, err, errlen);
 	if (r < 0)
 		goto out;
 	info->build_epoch = db.metadata.build_epoch;
@@ -674,11 +691,7 @@ int geoip_build(const struct geoip_policy *p, struct iprange_set *out,
 	if (p->asn_database && *p->asn_database) {
 		struct geoip_walk_ops ops = { classify_asn, emit_asn, &actx };
 
-		r = open_db(&adb, p->asn_database, err, errlen);
-		if (r < 0)
-			goto out;
-		adb_open = true;
-		r = check_type(&adb, p->asn_database, true, false, err, errlen);
+		r = open_db(&adb, p->asn_database, true, false, &adb_open, err, errlen);
 		if (r < 0)
 			goto out;
 		info->asn_build_epoch = adb.metadata.build_epoch;
@@ -851,17 +864,11 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 	if (v4)
 		a4 = ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr);
 
-	r = add_cidrs(&allow, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
-	if (r == 0)
-		r = add_cidrs(&deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
+	r = add_policy_cidrs(p, &allow, &deny, err, errlen);
 	if (r < 0)
 		goto out;
 
-	r = open_db(&db, p->database, err, errlen);
-	if (r < 0)
-		goto out;
-	db_open = true;
-	r = check_type(&db, p->database, false, p->n_subdivisions > 0, err, errlen);
+	r = open_db(&db, p->database, false, p->n_subdivisions > 0, &db_open, err, errlen);
 	if (r < 0)
 		goto out;
 	r = lookup_entry(&db, p->database, (struct sockaddr *)&ss, &lr, err, errlen);
@@ -893,11 +900,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		cls = classify_fields(p, &f);
 	}
 	if (p->asn_database && *p->asn_database) {
-		r = open_db(&adb, p->asn_database, err, errlen);
-		if (r < 0)
-			goto out;
-		adb_open = true;
-		r = check_type(&adb, p->asn_database, true, false, err, errlen);
+		r = open_db(&adb, p->asn_database, true, false, &adb_open, err, errlen);
 		if (r < 0)
 			goto out;
 		r = lookup_entry(&adb, p->asn_database, (struct sockaddr *)&ss, &lr, err, errlen);
