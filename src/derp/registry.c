@@ -42,9 +42,11 @@ static struct registry_conn *reg_conns(struct reg_entry *e)
 	return e->cap > 1 ? e->more : &e->one;
 }
 
-static struct reg_shard *reg_shard_of(uint64_t h)
+/* The shard of key, and key's hash (the slot within the shard) in *h. */
+static struct reg_shard *reg_shard_of(const uint8_t key[32], uint64_t *h)
 {
-	return &reg_shards[h % REGISTRY_SHARDS];
+	*h = hashtab_hash_keyed(key, 32);
+	return &reg_shards[*h % REGISTRY_SHARDS];
 }
 
 int registry_init(void)
@@ -79,6 +81,18 @@ void registry_deinit(void)
 	}
 }
 
+/* Index of client_id among e's connections, or -1. */
+static int32_t reg_index_of(struct reg_entry *e, uint64_t client_id)
+{
+	const struct registry_conn *conns = reg_conns(e);
+
+	for (uint32_t i = 0; i < e->n; i++) {
+		if (conns[i].client_id == client_id)
+			return (int32_t)i;
+	}
+	return -1;
+}
+
 static void reg_copy_others(const struct reg_entry *e, uint64_t except,
 			    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
@@ -95,8 +109,8 @@ static void reg_copy_others(const struct reg_entry *e, uint64_t except,
 int registry_add(const uint8_t key[32], const struct registry_conn *rc,
 		 struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
 	bool existed;
 	int ret;
@@ -142,10 +156,11 @@ out:
 int registry_remove(const uint8_t key[32], uint64_t client_id,
 		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct registry_conn *conns;
 	struct reg_entry *e;
+	int32_t i;
 	int ret = 0;
 
 	*n_others = 0;
@@ -153,17 +168,15 @@ int registry_remove(const uint8_t key[32], uint64_t client_id,
 	e = hashtab_find(&s->t, h, key);
 	if (!e)
 		goto out;
-	conns = reg_conns(e);
-	for (uint32_t i = 0; i < e->n; i++) {
-		if (conns[i].client_id != client_id)
-			continue;
+	i = reg_index_of(e, client_id);
+	if (i >= 0) {
+		conns = reg_conns(e);
 		conns[i] = conns[e->n - 1];
 		e->n--;
-		if (e->active == (int32_t)i)
+		if (e->active == i)
 			e->active = -1;
 		else if (e->active == (int32_t)e->n)
-			e->active = (int32_t)i; /* the active one was moved into slot i */
-		break;
+			e->active = i; /* the active one was moved into slot i */
 	}
 	/* With one connection left it is active whatever happened before:
 	 * there is nobody to fight with. */
@@ -184,8 +197,8 @@ out:
 
 int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
 	int ret = 0;
 
@@ -206,23 +219,20 @@ int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 int registry_set_active(const uint8_t key[32], uint64_t client_id,
 			struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
+	int32_t i;
 	int changed = 0;
 
 	*n_others = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	e = hashtab_find(&s->t, h, key);
-	for (uint32_t i = 0; e && i < e->n; i++) {
-		if (reg_conns(e)[i].client_id == client_id) {
-			if (e->active != (int32_t)i) {
-				e->active = (int32_t)i;
-				changed = 1;
-				reg_copy_others(e, client_id, others, n_others);
-			}
-			break;
-		}
+	i = e ? reg_index_of(e, client_id) : -1;
+	if (i >= 0 && e->active != i) {
+		e->active = i;
+		changed = 1;
+		reg_copy_others(e, client_id, others, n_others);
 	}
 	pthread_rwlock_unlock(&s->lock);
 	return changed;
@@ -230,8 +240,8 @@ int registry_set_active(const uint8_t key[32], uint64_t client_id,
 
 int registry_conns(const uint8_t key[32])
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
 	int n = 0;
 
