@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/addr.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "derp/derp_key.h"
@@ -198,16 +200,9 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 			bool first = true;
 
 			for (ai = res; ai && el < sizeof(entry) - 64; ai = ai->ai_next) {
-				char ip[INET6_ADDRSTRLEN];
-				const void *a =
-					ai->ai_family == AF_INET
-						? (const void *)&((struct sockaddr_in *)ai->ai_addr)
-							  ->sin_addr
-						: (const void *)&(
-							  (struct sockaddr_in6 *)ai->ai_addr)
-							  ->sin6_addr;
+				char ip[ADDR_TEXT_LEN];
 
-				inet_ntop(ai->ai_family, a, ip, sizeof(ip));
+				(void)addr_format(ai->ai_addr, false, ip, sizeof(ip));
 				el += (size_t)snprintf(entry + el, sizeof(entry) - el, "%s\"%s\"",
 						       first ? "" : ", ", ip);
 				first = false;
@@ -396,20 +391,20 @@ static int run(struct config *cfg, int argc, char **argv)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
 			 cfg->http_port);
 
-	int64_t next_check = worker_now_ms() + MAIN_CERT_CHECK_MS;
-	int64_t next_dns = worker_now_ms() + MAIN_BOOTSTRAP_DNS_MS;
+	int64_t next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
+	int64_t next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
 	char *retired_dns = NULL;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
 		struct signalfd_siginfo si;
-		int64_t now = worker_now_ms();
+		int64_t now = clock_mono_ms();
 		int n = poll(&pfd, 1, next_check > now ? (int)(next_check - now) : 0);
 
 		/* The certificate files are checked on a fixed cadence, however
 		 * many signals arrive in between. */
-		if (worker_now_ms() >= next_check) {
-			next_check = worker_now_ms() + MAIN_CERT_CHECK_MS;
+		if (clock_mono_ms() >= next_check) {
+			next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
 			if (srv.tls && tls_files_changed(srv.tls)) {
 				if (tls_ctx_reload(srv.tls, err, sizeof(err)) < 0)
 					log_err("tls",
@@ -419,10 +414,10 @@ static int run(struct config *cfg, int argc, char **argv)
 					log_info("tls", "certificate files changed: reloaded");
 			}
 		}
-		if (cfg->bootstrap_dns_names.n && worker_now_ms() >= next_dns) {
+		if (cfg->bootstrap_dns_names.n && clock_mono_ms() >= next_dns) {
 			char *fresh = bootstrap_dns_json(&cfg->bootstrap_dns_names);
 
-			next_dns = worker_now_ms() + MAIN_BOOTSTRAP_DNS_MS;
+			next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
 			if (fresh) {
 				/* The string replaced 10 minutes ago has long been
 				 * unused by any request: free it now. */

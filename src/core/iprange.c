@@ -139,6 +139,20 @@ int iprange_add_prefix(struct iprange_set *s, int family, const uint8_t *addr, u
 	return -EINVAL;
 }
 
+int iprange_prefix_mask(int family, uint8_t *addr, unsigned bits)
+{
+	unsigned len = family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+
+	if (!len || bits > len * 8)
+		return -EINVAL;
+	for (unsigned i = bits / 8; i < len; i++) {
+		unsigned keep = i == bits / 8 ? bits % 8 : 0;
+
+		addr[i] &= (uint8_t)(0xff00 >> keep);
+	}
+	return 0;
+}
+
 int iprange_cidr_parse(const char *text, int *family, uint8_t addr[16], unsigned *bits)
 {
 	char buf[INET6_ADDRSTRLEN + 1];
@@ -175,14 +189,7 @@ int iprange_cidr_parse(const char *text, int *family, uint8_t addr[16], unsigned
 		if (b > maxbits)
 			return -EINVAL;
 	}
-	for (unsigned i = 0; i < maxbits / 8; i++) {
-		int keep = (int)b - (int)i * 8;
-
-		if (keep <= 0)
-			addr[i] = 0;
-		else if (keep < 8)
-			addr[i] &= (uint8_t)(0xff << (8 - keep));
-	}
+	iprange_prefix_mask(*family, addr, b);
 	*bits = b;
 	return 0;
 }

@@ -45,6 +45,11 @@ int iprange_add6(struct iprange_set *s, const uint8_t lo[16], const uint8_t hi[1
  * order) or AF_INET6 (16 bytes). Host bits are ignored. 0, -EINVAL, -ENOMEM. */
 int iprange_add_prefix(struct iprange_set *s, int family, const uint8_t *addr, unsigned bits);
 
+/* Clear the host bits of a prefix in place: every bit of addr (4 or 16
+ * network-order bytes for AF_INET / AF_INET6) after the first bits.
+ * Returns 0, or -EINVAL (addr untouched) for another family or bits past
+ * 32 / 128. addr is the caller's; any thread. */
+int iprange_prefix_mask(int family, uint8_t *addr, unsigned bits);
 /* Parse "a.b.c.d[/n]" or "v6[/n]" (no prefix = host route). Host bits set
  * below the prefix are cleared. addr gets 4 or 16 network-order bytes.
  * Returns 0 or -EINVAL. Pure. */

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
+
 static _Atomic int log_min = LOG_LVL_INFO;
 static bool log_journal;
 
@@ -142,11 +144,8 @@ void log_fatal(const char *sub, const char *fmt, ...)
 
 bool log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst)
 {
-	struct timespec ts;
-	int64_t now;
+	int64_t now = clock_mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	/* Races between threads only cost an extra or a missing line. */
 	if (now - rl->window_start_ms >= 1000) {
 		rl->window_start_ms = now;

@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "core/hex.h"
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
@@ -157,17 +159,6 @@ static bool json_key_matches(const char *key, size_t klen, const char *field)
 	return i == klen;
 }
 
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* JSON true/false into *out; null leaves it alone (Go semantics). */
 static int json_get_bool(const json_t *v, bool *out)
 {
@@ -251,18 +242,10 @@ int derp_client_info_parse(const uint8_t *json, size_t len, struct derp_client_i
 		} else if (json_key_matches(key, klen, "meshkey")) {
 			/* key.DERPMesh.UnmarshalJSON: anything but a string of
 			 * exactly 64 hex digits (null and "" included) fails. */
-			const char *s;
-
-			if (!json_is_string(v) || json_string_length(v) != 64)
+			if (!json_is_string(v) ||
+			    hex_decode(ci->mesh_key, sizeof(ci->mesh_key), json_string_value(v),
+				       json_string_length(v)) < 0)
 				goto out;
-			s = json_string_value(v);
-			for (size_t i = 0; i < 32; i++) {
-				int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
-
-				if (hi < 0 || lo < 0)
-					goto out;
-				ci->mesh_key[i] = (uint8_t)(hi << 4 | lo);
-			}
 			ci->has_mesh_key = true;
 		}
 	}

@@ -14,6 +14,8 @@
 
 #include <sodium.h>
 
+#include "core/hex.h"
+
 static const char derp_key_private_prefix[] = "privkey:";
 
 static void derp_key_sodium_init(void)
@@ -38,38 +40,6 @@ void derp_key_public(uint8_t pub[32], const uint8_t priv[32])
 	crypto_scalarmult_base(pub, priv);
 }
 
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int derp_key_parse_hex(const char *s, size_t len, uint8_t key[32])
-{
-	uint8_t tmp[32];
-	int ret = -EINVAL;
-
-	if (len != 64)
-		goto out;
-	for (size_t i = 0; i < 32; i++) {
-		int hi = hex_nibble(s[2 * i]), lo = hex_nibble(s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			goto out;
-		tmp[i] = (uint8_t)(hi << 4 | lo);
-	}
-	memcpy(key, tmp, 32);
-	ret = 0;
-out:
-	sodium_memzero(tmp, sizeof(tmp));
-	return ret;
-}
-
 int derp_key_parse_private(const char *s, uint8_t priv[32])
 {
 	size_t plen = sizeof(derp_key_private_prefix) - 1;
@@ -77,18 +47,13 @@ int derp_key_parse_private(const char *s, uint8_t priv[32])
 	if (!s || strncmp(s, derp_key_private_prefix, plen) != 0)
 		return -EINVAL;
 	s += plen;
-	return derp_key_parse_hex(s, strlen(s), priv);
+	/* hex_decode writes nothing unless all 64 digits are valid. */
+	return hex_decode(priv, 32, s, strlen(s));
 }
 
 void derp_key_hex(char out[65], const uint8_t key[32])
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < 32; i++) {
-		out[2 * i] = digits[key[i] >> 4];
-		out[2 * i + 1] = digits[key[i] & 15];
-	}
-	out[64] = '\0';
+	(void)hex_encode(out, 65, key, 32); /* cannot fail: 65 bytes fit */
 }
 
 void derp_key_format_private(char out[DERP_KEY_PRIVATE_TEXT_LEN], const uint8_t priv[32])

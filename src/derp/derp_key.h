@@ -35,10 +35,6 @@ void derp_key_format_private(char out[DERP_KEY_PRIVATE_TEXT_LEN], const uint8_t 
 /* Write 64 lowercase hex digits and a NUL into out. */
 void derp_key_hex(char out[65], const uint8_t key[32]);
 
-/* Parse exactly 64 hex digits from s[0..len) (no NUL needed). Returns 0 or
- * -EINVAL (key untouched on error). */
-int derp_key_parse_hex(const char *s, size_t len, uint8_t key[32]);
-
 /* Seal msg for peer_pub from my_priv: out = random 24-byte nonce ||
  * crypto_box_easy(msg). out needs len + DERP_BOX_OVERHEAD bytes and must not
  * overlap msg. Returns bytes written, -ENOSPC, or -EINVAL when peer_pub is a

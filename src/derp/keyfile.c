@@ -2,10 +2,10 @@
  * keyfile.c - read or create the Go derper's JSON key file.
  *
  * Owns: the file at the given path while creating it. Invariants: a file is
- * only ever replaced whole (temp file in the same directory, fsync, rename),
- * so a crash leaves either no key file or a complete one; buffers that held
- * key text are wiped. Threading: any thread (no shared state), but meant
- * for startup.
+ * only ever replaced whole (fileio_write_atomic: temp file in the same
+ * directory, fsync, rename), so a crash leaves either no key file or a
+ * complete one; buffers that held key text are wiped. Threading: any
+ * thread (no shared state), but meant for startup.
  */
 #include "derp/keyfile.h"
 
@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
 
+#include "core/fileio.h"
 #include "derp/derp_key.h"
 
 /* A key file is ~90 bytes; anything this big is not one. */
@@ -46,113 +46,36 @@ static void keyfile_seterr(struct keyfile_err *e, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* mkdir -p of the directory part of path, mode 0777 before umask. */
-static int keyfile_mkdir_parents(const char *path, struct keyfile_err *e)
-{
-	char *dir = strdup(path);
-	char *slash;
-	int ret = 0;
-
-	if (!dir)
-		return -ENOMEM;
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		goto out; /* relative file in cwd, or a file in / */
-	*slash = '\0';
-	for (char *p = dir + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char saved = *p;
-
-		*p = '\0';
-		if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
-			ret = -errno;
-			keyfile_seterr(e, "cannot create directory %s: %s", dir, strerror(errno));
-			goto out;
-		}
-		*p = saved;
-		if (saved == '\0')
-			break;
-	}
-out:
-	free(dir);
-	return ret;
-}
-
+/* mkdir -p of the directory part of path, mode 0777 before umask (Go's
+ * MkdirAll), then the file itself, mode 0600. */
 static int keyfile_create(const char *path, uint8_t priv[32], struct keyfile_err *e)
 {
 	char text[DERP_KEY_PRIVATE_TEXT_LEN];
 	char body[sizeof(text) + 32];
-	char *tmp = NULL, *dir = NULL;
-	int fd = -1, len, ret;
+	const char *slash = strrchr(path, '/');
+	int len, ret;
 
 	derp_key_generate(priv);
 	derp_key_format_private(text, priv);
 	/* Byte-for-byte what json.MarshalIndent(cfg, "", "\t") produces. */
 	len = snprintf(body, sizeof(body), "{\n\t\"PrivateKey\": \"%s\"\n}", text);
 
-	ret = keyfile_mkdir_parents(path, e);
-	if (ret < 0)
-		goto out;
-	if (asprintf(&tmp, "%s.tmpXXXXXX", path) < 0) {
-		tmp = NULL;
-		ret = -ENOMEM;
-		keyfile_seterr(e, "out of memory");
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* created 0600 */
-	if (fd < 0) {
-		ret = -errno;
-		keyfile_seterr(e, "cannot create a temporary file next to it: %s", strerror(errno));
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	errno = 0;
-	if (fchmod(fd, 0600) < 0 || write(fd, body, (size_t)len) != len || fsync(fd) < 0) {
-		ret = errno ? -errno : -EIO;
-		keyfile_seterr(e, "cannot write %s: %s", tmp, strerror(-ret));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		ret = -errno;
-		keyfile_seterr(e, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		ret = -errno;
-		keyfile_seterr(e, "cannot rename %s into place: %s", tmp, strerror(errno));
-		goto out;
-	}
-	free(tmp);
-	tmp = NULL;
-	/* Make the rename itself durable; failure here is not worth failing on. */
-	dir = strdup(path);
-	if (dir) {
-		char *slash = strrchr(dir, '/');
-		int dfd;
+	/* No slash: a file in the cwd; a slash only at [0]: a file in /. */
+	if (slash && slash != path) {
+		char *dir = strndup(path, (size_t)(slash - path));
 
-		if (slash == dir)
-			slash[1] = '\0';
-		else if (slash)
-			*slash = '\0';
-		dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
+		ret = dir ? fileio_mkdir_p(dir, 0777) : -ENOMEM;
+		if (ret < 0)
+			keyfile_seterr(e, "cannot create directory %s: %s", dir ? dir : path,
+				       strerror(-ret));
+		free(dir);
+		if (ret < 0)
+			goto out;
 	}
-	ret = 0;
+	ret = fileio_write_atomic(path, body, (size_t)len, 0600);
+	if (ret < 0)
+		keyfile_seterr(e, "cannot write a new key file: %s", strerror(-ret));
 out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
-	}
-	free(dir);
 	sodium_memzero(text, sizeof(text));
 	sodium_memzero(body, sizeof(body));
 	if (ret < 0)

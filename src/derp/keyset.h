@@ -1,6 +1,6 @@
 /*
  * keyset.h - a set of 32-byte keys. Owned by whoever embeds it; one
- * thread at a time. A zeroed struct is an empty set.
+ * thread at a time. A zeroed struct is an empty set and allocates nothing.
  */
 #ifndef DERPER_KEYSET_H
 #define DERPER_KEYSET_H
@@ -8,17 +8,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/hashtab.h"
+
 struct keyset {
-	uint8_t (*keys)[32];
-	uint8_t *used;
-	uint32_t n, cap;
+	struct hashtab t; /* entries are the keys themselves */
 };
 
-/* Add key; true if it was not there yet (false also on ENOMEM). */
+/* Add key (copied); true if it was not there yet (false also on ENOMEM).
+ * Owner's thread. */
 bool keyset_add(struct keyset *ks, const uint8_t key[32]);
-/* Remove key; true if it was there. */
+/* Remove key; true if it was there. Owner's thread. */
 bool keyset_remove(struct keyset *ks, const uint8_t key[32]);
-/* Free the storage and empty the set. */
+/* Free the storage and empty the set (a zeroed set is fine). Owner's thread. */
 void keyset_free(struct keyset *ks);
 
 #endif

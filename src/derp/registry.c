@@ -1,67 +1,66 @@
 /*
  * registry.c - key -> connections table, sharded, rwlock per shard.
  *
- * Each shard is a chained hash table of entries; an entry holds every
- * connection registered with one key and the index of the active one.
- * Keys are Curve25519 public keys chosen by clients, so their bytes are
- * not trusted to be uniform: the bucket index comes from a keyed hash
- * (SipHash via libsodium's crypto_shorthash) with a per-process secret.
+ * Each shard is a hashtab of entries; an entry holds every connection
+ * registered with one key and the index of the active one. The first
+ * connection lives in the entry itself (a key almost always has exactly
+ * one), so a lookup reads one slot and registering allocates nothing beyond
+ * the table. Keys are Curve25519 public keys chosen by clients, so their
+ * bytes are not trusted to be uniform: shard and slot both come from a
+ * keyed hash (hashtab_hash_keyed: SipHash with a per-process secret), the
+ * shard from its low bits, the slot from its high bits.
+ * Invariants: an entry exists only while n >= 1; conns live in `one` while
+ * cap == 1 and in `more` after the first duplicate; an entry pointer is
+ * used only under its shard's lock and not across a table change.
  */
 #include "derp/registry.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hashtab.h"
+
 struct reg_entry {
-	struct reg_entry *next;
-	uint8_t key[32];
-	struct registry_conn *conns;
+	uint8_t key[32];	    /* hashtab key */
+	struct registry_conn one;   /* the connections while cap == 1 */
+	struct registry_conn *more; /* the connections once cap > 1 */
 	uint32_t n, cap;
-	int32_t active; /* index into conns, -1 = none */
+	int32_t active; /* index into the connections, -1 = none */
 };
 
 struct reg_shard {
 	pthread_rwlock_t lock;
-	struct reg_entry **buckets;
-	size_t nbuckets;
-	size_t count;
+	struct hashtab t; /* of struct reg_entry */
 } __attribute__((aligned(64)));
 
 static struct reg_shard reg_shards[REGISTRY_SHARDS];
-static uint8_t reg_hash_key[crypto_shorthash_KEYBYTES];
 
-static uint64_t reg_hash(const uint8_t key[32])
+static struct registry_conn *reg_conns(struct reg_entry *e)
 {
-	uint8_t out[crypto_shorthash_BYTES];
-	uint64_t h;
-
-	crypto_shorthash(out, key, 32, reg_hash_key);
-	memcpy(&h, out, sizeof(h));
-	return h;
+	return e->cap > 1 ? e->more : &e->one;
 }
 
-static struct reg_shard *reg_shard_of(uint64_t h)
+/* The shard of key, and key's hash (the slot within the shard) in *h. */
+static struct reg_shard *reg_shard_of(const uint8_t key[32], uint64_t *h)
 {
-	return &reg_shards[h % REGISTRY_SHARDS];
+	*h = hashtab_hash_keyed(key, 32);
+	return &reg_shards[*h % REGISTRY_SHARDS];
 }
 
 int registry_init(void)
 {
-	if (sodium_init() < 0)
-		return -EIO;
-	randombytes_buf(reg_hash_key, sizeof(reg_hash_key));
 	for (size_t i = 0; i < REGISTRY_SHARDS; i++) {
 		struct reg_shard *s = &reg_shards[i];
+		int r = pthread_rwlock_init(&s->lock, NULL);
 
-		pthread_rwlock_init(&s->lock, NULL);
-		s->nbuckets = 64;
-		s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
-		if (!s->buckets)
-			return -ENOMEM;
-		s->count = 0;
+		if (r)
+			return -r;
+		r = hashtab_init(&s->t, sizeof(struct reg_entry),
+				 sizeof(((struct reg_entry *)0)->key));
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -70,73 +69,39 @@ void registry_deinit(void)
 {
 	for (size_t i = 0; i < REGISTRY_SHARDS; i++) {
 		struct reg_shard *s = &reg_shards[i];
+		struct reg_entry *e;
+		size_t pos = 0;
 
-		for (size_t b = 0; s->buckets && b < s->nbuckets; b++) {
-			struct reg_entry *e = s->buckets[b];
-
-			while (e) {
-				struct reg_entry *next = e->next;
-
-				free(e->conns);
-				free(e);
-				e = next;
-			}
+		while ((e = hashtab_next(&s->t, &pos))) {
+			if (e->cap > 1)
+				free(e->more);
 		}
-		free(s->buckets);
-		s->buckets = NULL;
+		hashtab_deinit(&s->t);
 		pthread_rwlock_destroy(&s->lock);
 	}
 }
 
-/* Caller holds the shard lock (read or write). */
-static struct reg_entry *reg_find(struct reg_shard *s, uint64_t h, const uint8_t key[32],
-				  struct reg_entry ***prevp)
+/* Index of client_id among e's connections, or -1. */
+static int32_t reg_index_of(struct reg_entry *e, uint64_t client_id)
 {
-	struct reg_entry **pp = &s->buckets[(h / REGISTRY_SHARDS) % s->nbuckets];
+	const struct registry_conn *conns = reg_conns(e);
 
-	for (; *pp; pp = &(*pp)->next) {
-		if (memcmp((*pp)->key, key, 32) == 0) {
-			if (prevp)
-				*prevp = pp;
-			return *pp;
-		}
+	for (uint32_t i = 0; i < e->n; i++) {
+		if (conns[i].client_id == client_id)
+			return (int32_t)i;
 	}
-	return NULL;
-}
-
-/* Double the bucket array when the load passes 1. Write lock held. */
-static void reg_grow(struct reg_shard *s)
-{
-	size_t nb = s->nbuckets * 2;
-	struct reg_entry **nbk = calloc(nb, sizeof(*nbk));
-
-	if (!nbk)
-		return; /* keep the longer chains; still correct */
-	for (size_t b = 0; b < s->nbuckets; b++) {
-		struct reg_entry *e = s->buckets[b];
-
-		while (e) {
-			struct reg_entry *next = e->next;
-			size_t i = (reg_hash(e->key) / REGISTRY_SHARDS) % nb;
-
-			e->next = nbk[i];
-			nbk[i] = e;
-			e = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = nbk;
-	s->nbuckets = nb;
+	return -1;
 }
 
 static void reg_copy_others(const struct reg_entry *e, uint64_t except,
 			    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
+	const struct registry_conn *conns = e->cap > 1 ? e->more : &e->one;
 	size_t n = 0;
 
-	for (uint32_t i = 0; e && i < e->n && n < REGISTRY_MAX_DUPS; i++) {
-		if (e->conns[i].client_id != except)
-			others[n++] = e->conns[i];
+	for (uint32_t i = 0; i < e->n && n < REGISTRY_MAX_DUPS; i++) {
+		if (conns[i].client_id != except)
+			others[n++] = conns[i];
 	}
 	*n_others = n;
 }
@@ -144,49 +109,41 @@ static void reg_copy_others(const struct reg_entry *e, uint64_t except,
 int registry_add(const uint8_t key[32], const struct registry_conn *rc,
 		 struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = reg_hash(key);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
+	bool existed;
 	int ret;
 
 	pthread_rwlock_wrlock(&s->lock);
-	e = reg_find(s, h, key, NULL);
+	e = hashtab_insert(&s->t, h, key, &existed);
 	if (!e) {
-		if (s->count >= s->nbuckets)
-			reg_grow(s);
-		e = calloc(1, sizeof(*e));
-		if (!e) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		memcpy(e->key, key, 32);
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (!existed) {
+		e->cap = 1; /* `one`: a new entry always has room */
 		e->active = -1;
-		size_t bi = (h / REGISTRY_SHARDS) % s->nbuckets;
-		e->next = s->buckets[bi];
-		s->buckets[bi] = e;
-		s->count++;
 	}
 	if (e->n == e->cap) {
-		uint32_t ncap = e->cap ? e->cap * 2 : 1;
-		struct registry_conn *nc = realloc(e->conns, ncap * sizeof(*nc));
+		uint32_t ncap = e->cap * 2;
+		struct registry_conn *nc;
 
+		if (e->cap == 1) {
+			nc = malloc(ncap * sizeof(*nc));
+			if (nc)
+				nc[0] = e->one;
+		} else {
+			nc = realloc(e->more, ncap * sizeof(*nc));
+		}
 		if (!nc) {
-			ret = -ENOMEM;
-			if (e->n == 0) {
-				/* A new entry must not stay behind empty. */
-				struct reg_entry **pp = NULL;
-
-				reg_find(s, h, key, &pp);
-				*pp = e->next;
-				free(e);
-				s->count--;
-			}
+			ret = -ENOMEM; /* n >= 1 here: the entry stays valid */
 			goto out;
 		}
-		e->conns = nc;
+		e->more = nc;
 		e->cap = ncap;
 	}
-	e->conns[e->n] = *rc;
+	reg_conns(e)[e->n] = *rc;
 	e->active = (int32_t)e->n;
 	e->n++;
 	reg_copy_others(e, rc->client_id, others, n_others);
@@ -199,27 +156,27 @@ out:
 int registry_remove(const uint8_t key[32], uint64_t client_id,
 		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = reg_hash(key);
-	struct reg_shard *s = reg_shard_of(h);
-	struct reg_entry **pp = NULL;
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
+	struct registry_conn *conns;
 	struct reg_entry *e;
+	int32_t i;
 	int ret = 0;
 
 	*n_others = 0;
 	pthread_rwlock_wrlock(&s->lock);
-	e = reg_find(s, h, key, &pp);
+	e = hashtab_find(&s->t, h, key);
 	if (!e)
 		goto out;
-	for (uint32_t i = 0; i < e->n; i++) {
-		if (e->conns[i].client_id != client_id)
-			continue;
-		e->conns[i] = e->conns[e->n - 1];
+	i = reg_index_of(e, client_id);
+	if (i >= 0) {
+		conns = reg_conns(e);
+		conns[i] = conns[e->n - 1];
 		e->n--;
-		if (e->active == (int32_t)i)
+		if (e->active == i)
 			e->active = -1;
 		else if (e->active == (int32_t)e->n)
-			e->active = (int32_t)i; /* the active one was moved into slot i */
-		break;
+			e->active = i; /* the active one was moved into slot i */
 	}
 	/* With one connection left it is active whatever happened before:
 	 * there is nobody to fight with. */
@@ -227,10 +184,9 @@ int registry_remove(const uint8_t key[32], uint64_t client_id,
 		e->active = 0;
 	ret = (int)e->n;
 	if (e->n == 0) {
-		*pp = e->next;
-		free(e->conns);
-		free(e);
-		s->count--;
+		if (e->cap > 1)
+			free(e->more);
+		hashtab_remove_entry(&s->t, e);
 	} else {
 		reg_copy_others(e, client_id, others, n_others);
 	}
@@ -241,16 +197,16 @@ out:
 
 int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 {
-	uint64_t h = reg_hash(key);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
 	int ret = 0;
 
 	pthread_rwlock_rdlock(&s->lock);
-	e = reg_find(s, h, key, NULL);
+	e = hashtab_find(&s->t, h, key);
 	if (e) {
 		if (e->active >= 0) {
-			*out = e->conns[e->active];
+			*out = reg_conns(e)[e->active];
 			ret = 1;
 		} else {
 			ret = -EBUSY;
@@ -263,23 +219,20 @@ int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 int registry_set_active(const uint8_t key[32], uint64_t client_id,
 			struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h = reg_hash(key);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
+	int32_t i;
 	int changed = 0;
 
 	*n_others = 0;
 	pthread_rwlock_wrlock(&s->lock);
-	e = reg_find(s, h, key, NULL);
-	for (uint32_t i = 0; e && i < e->n; i++) {
-		if (e->conns[i].client_id == client_id) {
-			if (e->active != (int32_t)i) {
-				e->active = (int32_t)i;
-				changed = 1;
-				reg_copy_others(e, client_id, others, n_others);
-			}
-			break;
-		}
+	e = hashtab_find(&s->t, h, key);
+	i = e ? reg_index_of(e, client_id) : -1;
+	if (i >= 0 && e->active != i) {
+		e->active = i;
+		changed = 1;
+		reg_copy_others(e, client_id, others, n_others);
 	}
 	pthread_rwlock_unlock(&s->lock);
 	return changed;
@@ -287,13 +240,13 @@ int registry_set_active(const uint8_t key[32], uint64_t client_id,
 
 int registry_conns(const uint8_t key[32])
 {
-	uint64_t h = reg_hash(key);
-	struct reg_shard *s = reg_shard_of(h);
+	uint64_t h;
+	struct reg_shard *s = reg_shard_of(key, &h);
 	struct reg_entry *e;
 	int n = 0;
 
 	pthread_rwlock_rdlock(&s->lock);
-	e = reg_find(s, h, key, NULL);
+	e = hashtab_find(&s->t, h, key);
 	if (e)
 		n = (int)e->n;
 	pthread_rwlock_unlock(&s->lock);
@@ -306,7 +259,7 @@ size_t registry_count(void)
 
 	for (size_t i = 0; i < REGISTRY_SHARDS; i++) {
 		pthread_rwlock_rdlock(&reg_shards[i].lock);
-		n += reg_shards[i].count;
+		n += hashtab_count(&reg_shards[i].t);
 		pthread_rwlock_unlock(&reg_shards[i].lock);
 	}
 	return n;

@@ -2,8 +2,9 @@
  * registry.h - the one table shared by all workers: DERP public key ->
  * the connections registered with that key.
  *
- * Locking: the table is split into REGISTRY_SHARDS shards by the key's
- * first byte; each shard has its own pthread rwlock. Lookups (one per
+ * Locking: the table is split into REGISTRY_SHARDS shards by a keyed hash
+ * of the key (SipHash with a per-process secret, so clients cannot pile
+ * their keys into one shard); each shard has its own pthread rwlock. Lookups (one per
  * forwarded packet) take the shard's read lock; add, remove and
  * set_active take its write lock. No lock is held across calls and no
  * other lock is ever taken while one is held, so there is no lock order.
@@ -26,7 +27,8 @@ struct registry_conn {
 	uint64_t client_id;
 };
 
-/* Set up / tear down the table. Main thread, before/after the workers. */
+/* Set up / tear down the table (0 or -errno; deinit frees every entry).
+ * Main thread, before/after the workers. */
 int registry_init(void);
 void registry_deinit(void);
 

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/addr.h"
 #include "core/iprange.h"
 #include "core/log.h"
 
@@ -117,16 +118,6 @@ enum config_geoip_mode access_mode(void)
 	return m;
 }
 
-static void addr_text(const struct sockaddr *sa, char *buf, size_t len)
-{
-	const void *a = sa->sa_family == AF_INET
-				? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
-				: (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-	if (!inet_ntop(sa->sa_family, a, buf, (socklen_t)len))
-		snprintf(buf, len, "?");
-}
-
 bool access_allowed(const struct sockaddr *sa, socklen_t len)
 {
 	struct acc_slot *s;
@@ -171,18 +162,18 @@ bool access_allowed(const struct sockaddr *sa, socklen_t len)
 	if (mode == CONFIG_GEOIP_LOG_ONLY) {
 		atomic_fetch_add(&acc_would_refuse, 1);
 		if (known) {
-			char a[INET6_ADDRSTRLEN];
+			char a[ADDR_TEXT_LEN];
 
-			addr_text(sa, a, sizeof(a));
+			(void)addr_format(sa, false, a, sizeof(a));
 			log_peer("access", "log-only: would refuse %s (not in the allowlist)", a);
 		}
 		return true;
 	}
 	atomic_fetch_add(&acc_refused, 1);
 	if (known && log_enabled(LOG_LVL_DEBUG)) {
-		char a[INET6_ADDRSTRLEN];
+		char a[ADDR_TEXT_LEN];
 
-		addr_text(sa, a, sizeof(a));
+		(void)addr_format(sa, false, a, sizeof(a));
 		log_debug("access", "refused %s (not in the allowlist)", a);
 	}
 	return false;

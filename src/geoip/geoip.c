@@ -14,9 +14,9 @@
  *  - no node is reached twice (a tree has one path to each node; the IPv4
  *    root's alias paths are skipped before that check), which also bounds
  *    the walk by node_count on a crafted file;
- *  - each distinct data record is decoded and classified once (a small
- *    open-addressing table keyed by data offset): GeoLite2-Country has
- *    ~1.3 M networks but only a few thousand distinct records.
+ *  - each distinct data record is decoded and classified once (a hashtab
+ *    keyed by data offset): GeoLite2-Country has ~1.3 M networks but only a
+ *    few thousand distinct records.
  * An absent key (MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR) is "no such
  * field"; any other MMDB_get_value error is corruption.
  * Threading: none shared; each call opens its own MMDB_s.
@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/hashtab.h"
 #include "core/iprange.h"
 
 /* Classes computed by the country classifier (>= 0, cached). */
@@ -172,53 +173,11 @@ const char *geoip_rule_name(enum geoip_rule r)
 
 /* ---- tree walk --------------------------------------------------------- */
 
-/* offset -> class; open addressing, linear probing, key 0 reserved (a data
- * offset is never UINT32_MAX, so keys are stored as offset + 1). */
-struct cls_cache {
-	uint32_t *keys;
-	int *vals;
-	size_t cap, n;
+/* Data offset -> class, one entry per distinct data record. */
+struct cls_entry {
+	uint32_t offset; /* key */
+	int cls;
 };
-
-static int cache_grow(struct cls_cache *c)
-{
-	size_t ncap = c->cap ? c->cap * 2 : 1024;
-	uint32_t *keys = calloc(ncap, sizeof(*keys));
-	int *vals = calloc(ncap, sizeof(*vals));
-
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < c->cap; i++) {
-		size_t h;
-
-		if (!c->keys[i])
-			continue;
-		h = (c->keys[i] * 2654435761u) & (ncap - 1);
-		while (keys[h])
-			h = (h + 1) & (ncap - 1);
-		keys[h] = c->keys[i];
-		vals[h] = c->vals[i];
-	}
-	free(c->keys);
-	free(c->vals);
-	c->keys = keys;
-	c->vals = vals;
-	c->cap = ncap;
-	return 0;
-}
-
-/* Returns the slot for key (found or empty). */
-static size_t cache_slot(const struct cls_cache *c, uint32_t key)
-{
-	size_t h = (key * 2654435761u) & (c->cap - 1);
-
-	while (c->keys[h] && c->keys[h] != key)
-		h = (h + 1) & (c->cap - 1);
-	return h;
-}
 
 struct walk {
 	MMDB_s *db;
@@ -229,8 +188,8 @@ struct walk {
 	uint32_t v4root;
 	uint8_t path[16];
 	size_t networks;
-	struct cls_cache cache;
-	uint8_t *seen; /* one bit per node */
+	struct hashtab cache; /* of struct cls_entry */
+	uint8_t *seen;	      /* one bit per node */
 	char *err;
 	size_t errlen;
 };
@@ -244,15 +203,13 @@ static int walk_corrupt(struct walk *w, const char *what, uint64_t node)
 
 static int walk_data(struct walk *w, MMDB_entry_s *entry, unsigned bits, uint64_t node)
 {
-	uint32_t key = entry->offset + 1;
-	size_t slot;
+	uint32_t off = entry->offset;
+	uint64_t h = hashtab_hash_u64(off);
+	struct cls_entry *ce = hashtab_find(&w->cache, h, &off);
 	int cls, r;
 
-	if (w->cache.n * 2 >= w->cache.cap && cache_grow(&w->cache) < 0)
-		return -ENOMEM;
-	slot = cache_slot(&w->cache, key);
-	if (w->cache.keys[slot]) {
-		cls = w->cache.vals[slot];
+	if (ce) {
+		cls = ce->cls;
 	} else {
 		MMDB_entry_data_list_s *list = NULL;
 
@@ -268,9 +225,10 @@ static int walk_data(struct walk *w, MMDB_entry_s *entry, unsigned bits, uint64_
 				return walk_corrupt(w, "undecodable data record", node);
 			return cls;
 		}
-		w->cache.keys[slot] = key;
-		w->cache.vals[slot] = cls;
-		w->cache.n++;
+		ce = hashtab_insert(&w->cache, h, &off, NULL);
+		if (!ce)
+			return -ENOMEM;
+		ce->cls = cls;
 	}
 	if (w->width == 32) {
 		w->networks++;
@@ -394,12 +352,11 @@ int geoip_walk(MMDB_s *db, const struct geoip_walk_ops *ops, size_t *networks, c
 	w.seen = calloc(w.node_count / 8 + 1, 1);
 	if (!w.seen)
 		return -ENOMEM;
-	r = cache_grow(&w.cache);
+	r = hashtab_init(&w.cache, sizeof(struct cls_entry), sizeof(uint32_t));
 	if (r == 0)
 		r = walk_node(&w, 0, 0);
 	free(w.seen);
-	free(w.cache.keys);
-	free(w.cache.vals);
+	hashtab_deinit(&w.cache);
 	if (networks)
 		*networks = w.networks;
 	return r;
@@ -594,7 +551,7 @@ static int emit_asn(int family, const uint8_t *addr, unsigned bits, int cls, voi
 	return iprange_add_prefix(c->set, family, addr, bits);
 }
 
-static int open_db(MMDB_s *db, const char *path, char *err, size_t errlen)
+static int open_mmdb(MMDB_s *db, const char *path, char *err, size_t errlen)
 {
 	int r = MMDB_open(path, MMDB_MODE_MMAP, db);
 
@@ -635,6 +592,20 @@ static int check_type(const MMDB_s *db, const char *path, bool asn, bool need_ci
 	return 0;
 }
 
+/* Open path and check its type (asn: an ASN database; else Country or City,
+ * City when need_city). *opened says whether db must be closed, also when
+ * the type check fails. 0 or -errno with err set. */
+static int open_db(MMDB_s *db, const char *path, bool asn, bool need_city, bool *opened, char *err,
+		   size_t errlen)
+{
+	int r = open_mmdb(db, path, err, errlen);
+
+	if (r < 0)
+		return r;
+	*opened = true;
+	return check_type(db, path, asn, need_city, err, errlen);
+}
+
 static int add_cidrs(struct iprange_set *s, char *const *v, size_t n, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -647,6 +618,16 @@ static int add_cidrs(struct iprange_set *s, char *const *v, size_t n, char *err,
 	}
 	iprange_normalize(s);
 	return 0;
+}
+
+/* The policy's allow_cidrs into allow and deny_cidrs into deny (both
+ * normalised): geoip_build and geoip_lookup must read them alike. */
+static int add_policy_cidrs(const struct geoip_policy *p, struct iprange_set *allow,
+			    struct iprange_set *deny, char *err, size_t errlen)
+{
+	int r = add_cidrs(allow, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
+
+	return r < 0 ? r : add_cidrs(deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
 }
 
 static int add_loopback(struct iprange_set *s)
@@ -683,18 +664,11 @@ int geoip_build(const struct geoip_policy *p, struct iprange_set *out,
 		return -EINVAL;
 	}
 	/* CIDR lists first: a typo should not cost a database walk. */
-	r = add_cidrs(&extra, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
-	if (r < 0)
-		goto out;
-	r = add_cidrs(&deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
+	r = add_policy_cidrs(p, &extra, &deny, err, errlen);
 	if (r < 0)
 		goto out;
 
-	r = open_db(&db, p->database, err, errlen);
-	if (r < 0)
-		goto out;
-	db_open = true;
-	r = check_type(&db, p->database, false, p->n_subdivisions > 0, err, errlen);
+	r = open_db(&db, p->database, false, p->n_subdivisions > 0, &db_open, err, errlen);
 	if (r < 0)
 		goto out;
 	info->build_epoch = db.metadata.build_epoch;
@@ -717,11 +691,7 @@ int geoip_build(const struct geoip_policy *p, struct iprange_set *out,
 	if (p->asn_database && *p->asn_database) {
 		struct geoip_walk_ops ops = { classify_asn, emit_asn, &actx };
 
-		r = open_db(&adb, p->asn_database, err, errlen);
-		if (r < 0)
-			goto out;
-		adb_open = true;
-		r = check_type(&adb, p->asn_database, true, false, err, errlen);
+		r = open_db(&adb, p->asn_database, true, false, &adb_open, err, errlen);
 		if (r < 0)
 			goto out;
 		info->asn_build_epoch = adb.metadata.build_epoch;
@@ -894,17 +864,11 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 	if (v4)
 		a4 = ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr);
 
-	r = add_cidrs(&allow, p->allow_cidrs, p->n_allow_cidrs, err, errlen);
-	if (r == 0)
-		r = add_cidrs(&deny, p->deny_cidrs, p->n_deny_cidrs, err, errlen);
+	r = add_policy_cidrs(p, &allow, &deny, err, errlen);
 	if (r < 0)
 		goto out;
 
-	r = open_db(&db, p->database, err, errlen);
-	if (r < 0)
-		goto out;
-	db_open = true;
-	r = check_type(&db, p->database, false, p->n_subdivisions > 0, err, errlen);
+	r = open_db(&db, p->database, false, p->n_subdivisions > 0, &db_open, err, errlen);
 	if (r < 0)
 		goto out;
 	r = lookup_entry(&db, p->database, (struct sockaddr *)&ss, &lr, err, errlen);
@@ -920,14 +884,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 			bits = bits >= 96 ? bits - 96 : 0;
 		memcpy(net, v4 ? (void *)&((struct sockaddr_in *)&ss)->sin_addr : (void *)a6,
 		       v4 ? 4 : 16);
-		for (unsigned i = 0; i < (v4 ? 4u : 16u); i++) {
-			int keep = (int)bits - (int)i * 8;
-
-			if (keep <= 0)
-				net[i] = 0;
-			else if (keep < 8)
-				net[i] &= (uint8_t)(0xff << (8 - keep));
-		}
+		iprange_prefix_mask(v4 ? AF_INET : AF_INET6, net, bits);
 		iprange_cidr_format(v4 ? AF_INET : AF_INET6, net, bits, res->network,
 				    sizeof(res->network));
 		if (read_fields(&lr.entry, &f) < 0) {
@@ -943,11 +900,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		cls = classify_fields(p, &f);
 	}
 	if (p->asn_database && *p->asn_database) {
-		r = open_db(&adb, p->asn_database, err, errlen);
-		if (r < 0)
-			goto out;
-		adb_open = true;
-		r = check_type(&adb, p->asn_database, true, false, err, errlen);
+		r = open_db(&adb, p->asn_database, true, false, &adb_open, err, errlen);
 		if (r < 0)
 			goto out;
 		r = lookup_entry(&adb, p->asn_database, (struct sockaddr *)&ss, &lr, err, errlen);

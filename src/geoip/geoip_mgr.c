@@ -38,6 +38,7 @@
 #include "core/config.h"
 #include "geoip/geoip.h"
 #include "core/iprange.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "geoip/nft.h"
 
@@ -101,14 +102,6 @@ static struct nft_spec mgr_spec(void)
 	return spec;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Build, check and install the allowlist of mgr.cur. startup: failures of
  * nftables follow the fail policy (returned when closed). Returns 0 when
  * the new list is in force, else -errno (the old one stays). */
@@ -118,7 +111,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	struct geoip_build_info info;
 	struct iprange_set *set = NULL, *acc = NULL;
 	char nerr[512], built[32];
-	int64_t t0 = now_ms();
+	int64_t t0 = clock_mono_ms();
 	int r;
 
 	if (s->mode == CONFIG_GEOIP_OFF) {
@@ -219,7 +212,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 		 s->mode == CONFIG_GEOIP_ENFORCE ? (mgr.nft_failed ? " (in-process filter only)"
 								   : " (nftables + in-process)")
 						 : "",
-		 (long long)(now_ms() - t0));
+		 (long long)(clock_mono_ms() - t0));
 out:
 	iprange_set_free(set);
 	iprange_set_free(acc);
@@ -295,7 +288,7 @@ static void *mgr_thread(void *arg)
 		memset(&prev, 0, sizeof(prev));
 
 		if (due >= 0) {
-			int64_t left = due - now_ms();
+			int64_t left = due - clock_mono_ms();
 
 			timeout = left > 0 ? (int)left : 0;
 		}
@@ -325,7 +318,7 @@ static void *mgr_thread(void *arg)
 		if (stop)
 			break;
 		if (mgr.inofd >= 0 && (pfd[1].revents & POLLIN) && mgr_inotify_hit())
-			due = now_ms() + MGR_DEBOUNCE_MS;
+			due = clock_mono_ms() + MGR_DEBOUNCE_MS;
 		if (reload) {
 			mgr_watch();
 			due = -1;
@@ -339,7 +332,7 @@ static void *mgr_thread(void *arg)
 			} else {
 				settings_free(&prev);
 			}
-		} else if (due >= 0 && now_ms() >= due) {
+		} else if (due >= 0 && clock_mono_ms() >= due) {
 			due = -1;
 			if (mgr_rebuild("database file changed", false, err, sizeof(err)) < 0)
 				log_err("geoip",

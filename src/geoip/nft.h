@@ -21,8 +21,9 @@
  * "filter - 10") runs before a default "filter" (0) chain so the order
  * against the operator's tables is fixed. Established and related flows are
  * accepted before the allowlist is consulted: a source removed from the list
- * keeps the connections it already has (closing those is access.c's job),
- * and ICMP errors for allowed flows pass.
+ * keeps the connections it already has until they end (nothing in derper
+ * closes them today; whether it should is a policy decision still to be
+ * made), and ICMP errors for allowed flows pass.
  *
  * All functions do blocking netlink I/O with their own socket: call them from
  * the geoip manager thread or the CLI, never from a worker loop. They are

@@ -104,12 +104,7 @@ void conn_free(struct conn *c)
 	}
 	conn_pktq_free(&c->high, w->srv->queue_depth, &w->metrics);
 	conn_pktq_free(&c->low, w->srv->queue_depth, &w->metrics);
-	while (c->ctrl_head) {
-		struct wmsg *m = c->ctrl_head;
-
-		c->ctrl_head = m->next;
-		free(m);
-	}
+	wmsg_list_free(&c->ctrl);
 	if (c->ssl) {
 		/* Best effort close_notify, never waiting for the peer's; not
 		 * allowed mid-handshake or after a fatal error. */
@@ -482,16 +477,14 @@ static void conn_tls_handshake(struct conn *c)
 	}
 }
 
-/* One read into scratch (after the WebSocket stash). Returns bytes read,
- * 0 on EOF, -EAGAIN when drained, or another -errno. */
-static long conn_read(struct conn *c, uint8_t *buf, size_t cap)
+long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 {
 	if (c->ssl) {
 		size_t n = 0;
 		int r;
 
 		ERR_clear_error();
-		r = SSL_read_ex(c->ssl, buf, cap, &n);
+		r = write ? SSL_write_ex(c->ssl, buf, len, &n) : SSL_read_ex(c->ssl, buf, len, &n);
 		if (r == 1)
 			return (long)n;
 		switch (SSL_get_error(c->ssl, 0)) {
@@ -499,14 +492,17 @@ static long conn_read(struct conn *c, uint8_t *buf, size_t cap)
 		case SSL_ERROR_WANT_WRITE:
 			return -EAGAIN;
 		case SSL_ERROR_ZERO_RETURN:
-			return 0;
+			if (!write)
+				return 0;
+			break; /* a write after close_notify fails */
 		default:
-			c->tls_fatal = true;
-			return -EIO;
+			break;
 		}
+		c->tls_fatal = true;
+		return write ? -EPIPE : -EIO;
 	}
 	for (;;) {
-		ssize_t n = recv(c->fd, buf, cap, 0);
+		ssize_t n = write ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
 
 		if (n >= 0)
 			return n;
@@ -548,7 +544,7 @@ void conn_on_event(struct conn *c, uint32_t events)
 
 		if (pre)
 			memcpy(w->scratch, c->ws->stash, pre);
-		n = conn_read(c, w->scratch + pre, WORKER_SCRATCH - pre);
+		n = conn_io(c, w->scratch + pre, WORKER_SCRATCH - pre, false);
 		if (n == -EAGAIN)
 			return;
 		if (n == 0) {

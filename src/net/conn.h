@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/worker.h"
+
 struct conn;
 struct http_result;
 struct worker;
@@ -82,7 +84,6 @@ struct ws_state {
 
 struct conn {
 	struct conn *prev, *next;	/* worker's list of all connections */
-	struct conn *hnext;		/* worker's id hash chain */
 	struct conn *dirty_next;	/* worker's to-flush list */
 	struct conn *closed_next;	/* worker's closed list */
 	struct conn *again_next;	/* worker's read-again list */
@@ -110,7 +111,7 @@ struct conn {
 	struct ws_state *ws; /* non-NULL once upgraded to WebSocket */
 
 	/* Output: control messages first, then high, then low packets. */
-	struct wmsg *ctrl_head, *ctrl_tail;
+	struct wmsg_list ctrl;
 	uint32_t nctrl;
 	struct pktq high, low;
 	uint8_t *wbuf; /* unwritten tail of the last flush; NULL when drained */

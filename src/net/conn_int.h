@@ -13,6 +13,11 @@ struct conn;
 struct metrics;
 struct pktq;
 
+/* One read (write false) or write on c's socket, through TLS when c has
+ * it. Returns the bytes moved (maybe short; 0 = EOF on a read), -EAGAIN
+ * when nothing can move now, or another -errno (TLS: -EIO / -EPIPE, and
+ * c->tls_fatal is set). For a write, buf is not modified. */
+long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write);
 /* Free a queue's packets, counting them as dropped (their receiver is
  * gone), and its ring. */
 void conn_pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt);

@@ -49,12 +49,7 @@ void conn_queue_ctrl(struct conn *c, struct wmsg *m)
 		free(m);
 		return;
 	}
-	m->next = NULL;
-	if (c->ctrl_tail)
-		c->ctrl_tail->next = m;
-	else
-		c->ctrl_head = m;
-	c->ctrl_tail = m;
+	wmsg_list_push(&c->ctrl, m);
 	c->nctrl++;
 	worker_mark_dirty(c->w, c);
 }
@@ -113,47 +108,13 @@ static struct wmsg *pktq_pop(struct pktq *q, uint32_t depth)
 	return m;
 }
 
-/* Write buf[0..len). Returns bytes written (maybe short), or -EAGAIN
- * when nothing could be written now, or another -errno on failure. */
-static long conn_write_raw(struct conn *c, const uint8_t *buf, size_t len)
-{
-	if (c->ssl) {
-		size_t written = 0;
-		int r;
-
-		ERR_clear_error();
-		r = SSL_write_ex(c->ssl, buf, len, &written);
-		if (r == 1)
-			return (long)written;
-		switch (SSL_get_error(c->ssl, 0)) {
-		case SSL_ERROR_WANT_WRITE:
-		case SSL_ERROR_WANT_READ:
-			return -EAGAIN;
-		default:
-			c->tls_fatal = true;
-			return -EPIPE;
-		}
-	}
-	for (;;) {
-		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -EAGAIN;
-		return -errno;
-	}
-}
-
 /* Try to write buf; keep what is left in c->wbuf. 0 or -errno (closed). */
 int conn_write_keep(struct conn *c, const uint8_t *buf, size_t len)
 {
 	size_t off = 0;
 
 	while (off < len) {
-		long n = conn_write_raw(c, buf + off, len - off);
+		long n = conn_io(c, (uint8_t *)buf + off, len - off, true);
 
 		if (n == -EAGAIN)
 			break;
@@ -190,7 +151,7 @@ int conn_write_keep(struct conn *c, const uint8_t *buf, size_t len)
 bool conn_write_tail(struct conn *c)
 {
 	while (c->woff < c->wlen) {
-		long n = conn_write_raw(c, c->wbuf + c->woff, c->wlen - c->woff);
+		long n = conn_io(c, c->wbuf + c->woff, c->wlen - c->woff, true);
 
 		if (n == -EAGAIN)
 			return false;
@@ -215,7 +176,7 @@ bool conn_write_tail(struct conn *c)
 
 bool conn_has_output(const struct conn *c)
 {
-	return c->ctrl_head || c->high.len || c->low.len;
+	return c->ctrl.head || c->high.len || c->low.len;
 }
 
 void conn_flush(struct conn *c)
@@ -241,12 +202,9 @@ void conn_flush(struct conn *c)
 		return;
 	/* Gather: control messages, then high, then low, into one write. */
 	while (len < CONN_FLUSH_BYTES && conn_has_output(c)) {
-		struct wmsg *m = c->ctrl_head;
+		struct wmsg *m = wmsg_list_pop(&c->ctrl);
 
 		if (m) {
-			c->ctrl_head = m->next;
-			if (!c->ctrl_head)
-				c->ctrl_tail = NULL;
 			c->nctrl--;
 			if (m->flags & WMSG_F_CLOSE) {
 				/* Marker: close once everything before it is out. */

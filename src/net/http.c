@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "net/ws.h"
 
 /* ---- parsing ---- */
@@ -278,6 +279,22 @@ static void hb_browser_headers(struct hbuf *b)
 		  "X-Content-Type-Options: nosniff\r\n");
 }
 
+/* Hand the finished response bytes to res (res owns them after), or free
+ * them and return -ENOMEM when any append failed. */
+static int hb_take(struct hbuf *b, struct http_result *res, enum http_action action,
+		   bool close_after)
+{
+	if (b->oom) {
+		free(b->p);
+		return -ENOMEM;
+	}
+	res->action = action;
+	res->resp = b->p;
+	res->resp_len = b->len;
+	res->close_after = close_after;
+	return 0;
+}
+
 /* Content-Length, Connection: close, the blank line, and the body unless
  * this is a HEAD request. Then hand the bytes to res. */
 static int hb_finish(struct hbuf *b, const struct http_request *req, struct http_result *res,
@@ -287,15 +304,7 @@ static int hb_finish(struct hbuf *b, const struct http_request *req, struct http
 	hb_str(b, "Connection: close\r\n\r\n");
 	if (!method_is(req, "HEAD"))
 		hb_add(b, body, blen);
-	if (b->oom) {
-		free(b->p);
-		return -ENOMEM;
-	}
-	res->action = HTTP_ACTION_RESPOND;
-	res->resp = b->p;
-	res->resp_len = b->len;
-	res->close_after = true;
-	return 0;
+	return hb_take(b, res, HTTP_ACTION_RESPOND, true);
 }
 
 /* Go's http.Error: text/plain, nosniff, message + "\n". */
@@ -356,15 +365,7 @@ static int route_generate_204(const struct http_request *req, struct http_result
 	       "Cache-Control: no-cache, no-store, must-revalidate, no-transform, max-age=0\r\n");
 	/* RFC 9110 8.6: no Content-Length in a 204. */
 	hb_str(&b, "Connection: close\r\n\r\n");
-	if (b.oom) {
-		free(b.p);
-		return -ENOMEM;
-	}
-	res->action = HTTP_ACTION_RESPOND;
-	res->resp = b.p;
-	res->resp_len = b.len;
-	res->close_after = true;
-	return 0;
+	return hb_take(&b, res, HTTP_ACTION_RESPOND, true);
 }
 
 static int route_robots(const struct http_request *req, struct http_result *res)
@@ -521,15 +522,7 @@ static int route_websocket(const struct http_request *req, struct http_result *r
 	hb_str(&b, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
 	hb_header(&b, "Sec-WebSocket-Accept", accept, strlen(accept));
 	hb_str(&b, "Sec-WebSocket-Protocol: derp\r\n\r\n");
-	if (b.oom) {
-		free(b.p);
-		return -ENOMEM;
-	}
-	res->action = HTTP_ACTION_WEBSOCKET;
-	res->resp = b.p;
-	res->resp_len = b.len;
-	res->close_after = false;
-	return 0;
+	return hb_take(&b, res, HTTP_ACTION_WEBSOCKET, false);
 }
 
 /* /derp: AddWebSocketSupport(Handler(s)). */
@@ -709,15 +702,10 @@ void http_result_free(struct http_result *res)
 
 size_t http_derp_upgrade_response(char *out, size_t cap, const uint8_t server_pub[32])
 {
-	static const char hex[] = "0123456789abcdef";
 	char key[65];
 	int n;
 
-	for (int i = 0; i < 32; i++) {
-		key[2 * i] = hex[server_pub[i] >> 4];
-		key[2 * i + 1] = hex[server_pub[i] & 0x0f];
-	}
-	key[64] = '\0';
+	(void)hex_encode(key, sizeof(key), server_pub, 32); /* fits: 65 bytes */
 	n = snprintf(out, cap,
 		     "HTTP/1.1 101 Switching Protocols\r\n"
 		     "Upgrade: DERP\r\n"

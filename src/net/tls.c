@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -43,7 +42,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "core/addr.h"
 #include "core/config.h"
+#include "core/fileio.h"
+#include "core/hex.h"
 #include "core/log.h"
 
 /* DERP protocol version, carried as the meta cert's serial number. */
@@ -136,17 +138,6 @@ static char *tls_keyname(const char *hostname)
 	}
 	k[j] = '\0';
 	return k;
-}
-
-static void tls_hex(char *out, const uint8_t *in, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 static void tls_file_id_from_stat(struct tls_file_id *id, const struct stat *st)
@@ -462,23 +453,11 @@ static void tls_peer_addr(SSL *ssl, char *out, size_t outlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
 	int fd = SSL_get_fd(ssl);
 
-	snprintf(out, outlen, "?");
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-		snprintf(out, outlen, "%s:%u", host, ntohs(s4->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-		snprintf(out, outlen, "[%s]:%u", host, ntohs(s6->sin6_port));
-	}
+		ss.ss_family = AF_UNSPEC; /* printed as "?" */
+	(void)addr_format((struct sockaddr *)&ss, true, out, outlen);
 }
 
 /*
@@ -490,7 +469,7 @@ static void tls_peer_addr(SSL *ssl, char *out, size_t outlen)
 static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 {
 	const struct tls_ctx *t = arg;
-	char sni[256], addr[INET6_ADDRSTRLEN + 8];
+	char sni[256], addr[ADDR_TEXT_LEN];
 	int r = tls_hello_sni(ssl, sni, sizeof(sni));
 
 	if (t->acme_alpn_hook && tls_hello_offers_alpn(ssl, TLS_ACME_ALPN)) {
@@ -589,7 +568,7 @@ static X509 *tls_meta_cert_new(const uint8_t pub[32], char *err, size_t errlen)
 	EVP_PKEY *k = NULL;
 	X509 *x = NULL;
 
-	tls_hex(cn + 7, pub, 32);
+	(void)hex_encode(cn + 7, sizeof(cn) - 7, pub, 32); /* fits */
 	k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (!k)
 		goto fail;
@@ -605,90 +584,6 @@ fail:
 	X509_free(x);
 	EVP_PKEY_free(k);
 	return NULL;
-}
-
-static int tls_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Write data to path with the given mode: temp file, fsync, rename, fsync dir. */
-static int tls_write_atomic(const char *dir, const char *path, const char *data, size_t len,
-			    mode_t mode)
-{
-	char tmp[PATH_MAX];
-	size_t off = 0;
-	int fd = -1, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmp, O_CLOEXEC); /* created 0600: a key is never readable */
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) < 0) {
-		r = -errno;
-		goto out;
-	}
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		r = -errno;
-		goto out;
-	}
-	tmp[0] = '\0';
-	r = tls_fsync_dir(dir);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0])
-		unlink(tmp);
-	return r;
-}
-
-static int tls_mkdir_p(const char *dir, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		buf[i] = dir[i];
-	}
-	return 0;
 }
 
 /* PEM of a BIO into (data, len) without a copy; the BIO keeps ownership. */
@@ -719,7 +614,7 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 	BIO *kb = NULL, *cb = NULL;
 	int r = -EINVAL;
 
-	r = tls_mkdir_p(certdir, 0700);
+	r = fileio_mkdir_p(certdir, 0700);
 	if (r < 0) {
 		tls_set_err(err, errlen, "creating %s: %s", certdir, strerror(-r));
 		return r;
@@ -747,13 +642,13 @@ static int tls_create_ip_cert(const struct tls_ctx *t, const char *certdir, char
 	    !PEM_write_bio_X509(cb, x))
 		goto fail;
 	len = tls_bio_data(kb, &data);
-	r = tls_write_atomic(certdir, t->key_path, data, len, 0600);
+	r = fileio_write_atomic(t->key_path, data, len, 0600);
 	if (r < 0) {
 		tls_set_err(err, errlen, "writing %s: %s", t->key_path, strerror(-r));
 		goto out;
 	}
 	len = tls_bio_data(cb, &data);
-	r = tls_write_atomic(certdir, t->crt_path, data, len, 0644);
+	r = fileio_write_atomic(t->crt_path, data, len, 0644);
 	if (r < 0) {
 		tls_set_err(err, errlen, "writing %s: %s", t->crt_path, strerror(-r));
 		goto out;
@@ -858,7 +753,7 @@ static void tls_describe(struct tls_ctx *t, const struct tls_material *m)
 		return;
 	}
 	OPENSSL_free(der);
-	tls_hex(hex, md, sizeof(md));
+	(void)hex_encode(hex, sizeof(hex), md, sizeof(md)); /* fits */
 	snprintf(t->node_json, sizeof(t->node_json),
 		 "{\"Name\":\"custom\",\"RegionID\":900,\"HostName\":\"%s\","
 		 "\"CertName\":\"sha256-raw:%s\"}",

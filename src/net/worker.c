@@ -23,15 +23,15 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/addr.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "net/conn.h"
@@ -45,14 +45,6 @@
 
 /* epoll data for the worker's own sockets (connections use their pointer). */
 static char tag_listen, tag_http80, tag_udp, tag_wake;
-
-int64_t worker_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct wmsg *wmsg_new(wmsg_fn fn, uint64_t conn_id, uint32_t len)
 {
@@ -69,42 +61,28 @@ struct wmsg *wmsg_new(wmsg_fn fn, uint64_t conn_id, uint32_t len)
 	return m;
 }
 
+void wmsg_list_free(struct wmsg_list *l)
+{
+	struct wmsg *m;
+
+	while ((m = wmsg_list_pop(l)))
+		free(m);
+}
+
 /* ---- connection table ---- */
 
-static int worker_idtab_grow(struct worker *w)
-{
-	uint32_t nsize = w->idtab_size ? w->idtab_size * 2 : 256;
-	struct conn **nt = calloc(nsize, sizeof(*nt));
-
-	if (!nt)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < w->idtab_size; i++) {
-		struct conn *c = w->idtab[i];
-
-		while (c) {
-			struct conn *next = c->hnext;
-			uint32_t b = (uint32_t)(c->id & (nsize - 1));
-
-			c->hnext = nt[b];
-			nt[b] = c;
-			c = next;
-		}
-	}
-	free(w->idtab);
-	w->idtab = nt;
-	w->idtab_size = nsize;
-	return 0;
-}
+struct worker_id_entry {
+	uint64_t id; /* the key */
+	struct conn *c;
+};
 
 static int worker_add_conn(struct worker *w, struct conn *c)
 {
-	uint32_t b;
+	struct worker_id_entry *e = hashtab_insert(&w->ids, hashtab_hash_u64(c->id), &c->id, NULL);
 
-	if (w->nconns + 1 > w->idtab_size && worker_idtab_grow(w) < 0)
+	if (!e)
 		return -ENOMEM;
-	b = (uint32_t)(c->id & (w->idtab_size - 1));
-	c->hnext = w->idtab[b];
-	w->idtab[b] = c;
+	e->c = c;
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
@@ -115,14 +93,7 @@ static int worker_add_conn(struct worker *w, struct conn *c)
 
 static void worker_remove_conn(struct worker *w, struct conn *c)
 {
-	uint32_t b = (uint32_t)(c->id & (w->idtab_size - 1));
-
-	for (struct conn **pp = &w->idtab[b]; *pp; pp = &(*pp)->hnext) {
-		if (*pp == c) {
-			*pp = c->hnext;
-			break;
-		}
-	}
+	hashtab_remove(&w->ids, hashtab_hash_u64(c->id), &c->id);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -134,13 +105,9 @@ static void worker_remove_conn(struct worker *w, struct conn *c)
 
 struct conn *worker_find(struct worker *w, uint64_t id)
 {
-	if (!w->idtab_size)
-		return NULL;
-	for (struct conn *c = w->idtab[id & (w->idtab_size - 1)]; c; c = c->hnext) {
-		if (c->id == id)
-			return c->state == CONN_CLOSED ? NULL : c;
-	}
-	return NULL;
+	struct worker_id_entry *e = hashtab_find(&w->ids, hashtab_hash_u64(id), &id);
+
+	return e && e->c->state != CONN_CLOSED ? e->c : NULL;
 }
 
 void worker_mark_dirty(struct worker *w, struct conn *c)
@@ -207,19 +174,11 @@ static void worker_shutdown_msg(struct worker *w, struct wmsg *m)
 
 void worker_send(struct worker *w, uint32_t target, struct wmsg *m)
 {
-	struct worker_outbox *ob;
-
 	if (target == w->idx) {
 		worker_deliver(w, m);
 		return;
 	}
-	ob = &w->outbox[target];
-	m->next = NULL;
-	if (ob->tail)
-		ob->tail->next = m;
-	else
-		ob->head = m;
-	ob->tail = m;
+	wmsg_list_push(&w->outbox[target], m);
 	w->outbox_dirty = true;
 }
 
@@ -229,12 +188,8 @@ static void worker_post_chain(struct worker *w, struct wmsg *head, struct wmsg *
 	bool wake;
 
 	pthread_mutex_lock(&w->inbox_lock);
-	wake = w->inbox_head == NULL;
-	if (w->inbox_tail)
-		w->inbox_tail->next = head;
-	else
-		w->inbox_head = head;
-	w->inbox_tail = tail;
+	wake = w->inbox.head == NULL;
+	wmsg_list_splice(&w->inbox, head, tail);
 	pthread_mutex_unlock(&w->inbox_lock);
 	if (wake) {
 		uint64_t one = 1;
@@ -256,7 +211,7 @@ static void worker_post_outboxes(struct worker *w)
 		return;
 	w->outbox_dirty = false;
 	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
-		struct worker_outbox *ob = &w->outbox[i];
+		struct wmsg_list *ob = &w->outbox[i];
 
 		if (!ob->head)
 			continue;
@@ -273,8 +228,8 @@ static void worker_drain_inbox(struct worker *w)
 	while (read(w->evfd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
 	pthread_mutex_lock(&w->inbox_lock);
-	m = w->inbox_head;
-	w->inbox_head = w->inbox_tail = NULL;
+	m = w->inbox.head;
+	w->inbox.head = w->inbox.tail = NULL;
 	pthread_mutex_unlock(&w->inbox_lock);
 	while (m) {
 		struct wmsg *next = m->next;
@@ -285,25 +240,6 @@ static void worker_drain_inbox(struct worker *w)
 }
 
 /* ---- accept ---- */
-
-static void sockaddr_text(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-
-		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-		snprintf(out, len, "%s:%u", ip, ntohs(s4->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-		snprintf(out, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
-	} else {
-		snprintf(out, len, "?");
-	}
-}
 
 static void worker_tune_socket(struct worker *w, int fd)
 {
@@ -356,7 +292,7 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 			close(fd);
 			continue;
 		}
-		sockaddr_text(&ss, addr, sizeof(addr));
+		addr_format((struct sockaddr *)&ss, true, addr, sizeof(addr));
 		worker_tune_socket(w, fd);
 		if (!port80 && w->srv->tls) {
 			ssl = tls_ssl_new(w->srv->tls);
@@ -412,7 +348,7 @@ static void *worker_main(void *arg)
 	struct epoll_event evs[WORKER_MAX_EVENTS];
 	int64_t next_tick;
 
-	w->now_ms = worker_now_ms();
+	w->now_ms = clock_mono_ms();
 	next_tick = w->now_ms + 1000;
 	for (;;) {
 		/* Work queued during the last turn's frees (PeerGone, Health)
@@ -423,7 +359,7 @@ static void *worker_main(void *arg)
 			timeout = 0;
 		int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
 
-		w->now_ms = worker_now_ms();
+		w->now_ms = clock_mono_ms();
 		for (int i = 0; i < n; i++) {
 			void *tag = evs[i].data.ptr;
 
@@ -508,6 +444,7 @@ static struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->scratch = malloc(WORKER_SCRATCH);
 	w->wgather = malloc(WORKER_SCRATCH);
 	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
+	hashtab_init(&w->ids, sizeof(struct worker_id_entry), sizeof(uint64_t));
 	w->listen_fd = srv->listen_fds[idx];
 	w->http80_fd = srv->http80_fds ? srv->http80_fds[idx] : -1;
 	w->udp_fd = srv->udp_fds ? srv->udp_fds[idx] : -1;
@@ -540,27 +477,13 @@ fail:
 
 static void worker_free(struct worker *w)
 {
-	struct wmsg *m = w->inbox_head;
-
-	while (m) {
-		struct wmsg *next = m->next;
-
-		free(m);
-		m = next;
-	}
-	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
-		m = w->outbox[i].head;
-		while (m) {
-			struct wmsg *next = m->next;
-
-			free(m);
-			m = next;
-		}
-	}
+	wmsg_list_free(&w->inbox);
+	for (uint32_t i = 0; i < w->srv->nworkers; i++)
+		wmsg_list_free(&w->outbox[i]);
 	close(w->epfd);
 	close(w->evfd);
 	pthread_mutex_destroy(&w->inbox_lock);
-	free(w->idtab);
+	hashtab_deinit(&w->ids);
 	free(w->scratch);
 	free(w->wgather);
 	free(w->outbox);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hashtab.h"
 #include "core/metrics.h"
 
 struct conn;
@@ -45,11 +46,47 @@ struct wmsg {
 /* Allocate a message with room for len data bytes; NULL on ENOMEM. */
 struct wmsg *wmsg_new(wmsg_fn fn, uint64_t conn_id, uint32_t len);
 
-#define WORKER_SCRATCH (256 * 1024)
-
-struct worker_outbox {
+/* A FIFO of messages (a conn's control queue, an outbox, an inbox). A
+ * zeroed struct is empty. Not locked: the owner's thread, or under the
+ * owner's lock. */
+struct wmsg_list {
 	struct wmsg *head, *tail;
 };
+
+/* Append the chain head..tail (linked through next) to l. */
+static inline void wmsg_list_splice(struct wmsg_list *l, struct wmsg *head, struct wmsg *tail)
+{
+	tail->next = NULL;
+	if (l->tail)
+		l->tail->next = head;
+	else
+		l->head = head;
+	l->tail = tail;
+}
+
+/* Append m to l. */
+static inline void wmsg_list_push(struct wmsg_list *l, struct wmsg *m)
+{
+	wmsg_list_splice(l, m, m);
+}
+
+/* Take the first message of l, or NULL when empty. */
+static inline struct wmsg *wmsg_list_pop(struct wmsg_list *l)
+{
+	struct wmsg *m = l->head;
+
+	if (m) {
+		l->head = m->next;
+		if (!l->head)
+			l->tail = NULL;
+	}
+	return m;
+}
+
+/* Free every message of l and empty it. */
+void wmsg_list_free(struct wmsg_list *l);
+
+#define WORKER_SCRATCH (256 * 1024)
 
 /*
  * A worker. The fields in the first block may be read by the protocols
@@ -70,16 +107,15 @@ struct worker {
 	int listen_fd, http80_fd, udp_fd; /* this worker's sockets (main owns them); -1 = none */
 
 	pthread_mutex_t inbox_lock;
-	struct wmsg *inbox_head, *inbox_tail;
+	struct wmsg_list inbox;
 
 	/* Messages for other workers, posted after each event. */
-	struct worker_outbox *outbox; /* [srv->nworkers] */
+	struct wmsg_list *outbox; /* [srv->nworkers] */
 	bool outbox_dirty;
 
 	struct conn *conns; /* all connections of this worker */
 	uint32_t nconns;
-	struct conn **idtab; /* id -> conn hash */
-	uint32_t idtab_size;
+	struct hashtab ids;  /* id -> conn (struct worker_id_entry) */
 	struct conn *dirty;  /* connections with output queued */
 	struct conn *closed; /* closed, freed at the end of the turn */
 	struct conn *again;  /* connections with TLS records still buffered */
@@ -100,9 +136,6 @@ int worker_start_all(struct server *srv);
  * (conn_shutdown), then join the threads (bounded by a few seconds).
  * Main thread. */
 void worker_stop_all(struct server *srv);
-
-/* Monotonic clock in milliseconds; any thread. */
-int64_t worker_now_ms(void);
 
 /* Hand m to worker w from any thread (a mutex and maybe a wake-up).
  * Takes ownership. */

@@ -71,6 +71,26 @@ static bool stun_header_ok(const uint8_t *pkt, size_t len)
 	       get_be32(pkt + 4) == STUN_MAGIC_COOKIE;
 }
 
+/* The attribute TLV at pkt[off]: its type, value length (the value starts
+ * at off + 4) and where the next one starts (the value padded to 4).
+ * Returns 0, or -EBADMSG when the header or the padded value runs past len.
+ * off < len. */
+static int stun_attr_next(const uint8_t *pkt, size_t len, size_t off, uint16_t *type, size_t *alen,
+			  size_t *next)
+{
+	size_t padded;
+
+	if (len - off < 4)
+		return -EBADMSG;
+	*type = get_be16(pkt + off);
+	*alen = get_be16(pkt + off + 2);
+	padded = (*alen + 3) & ~(size_t)3;
+	if (padded > len - off - 4)
+		return -EBADMSG;
+	*next = off + 4 + padded;
+	return 0;
+}
+
 /*
  * Tailscale's rules (net/stun.ParseBindingRequest): attributes over the whole
  * datagram (the header length is not consulted), each TLV padded to 4; one
@@ -85,22 +105,18 @@ static int stun_parse_tailscale(const uint8_t *pkt, size_t len)
 	uint32_t got_fp = 0;
 
 	while (off < len) {
-		if (len - off < 4)
-			return -EBADMSG;
-		uint16_t type = get_be16(pkt + off);
-		size_t alen = get_be16(pkt + off + 2);
-		size_t padded = (alen + 3) & ~(size_t)3;
+		uint16_t type;
+		size_t alen, next;
 
-		off += 4;
-		if (padded > len - off)
+		if (stun_attr_next(pkt, len, off, &type, &alen, &next) < 0)
 			return -EBADMSG;
 		last = type;
 		if (type == STUN_ATTR_SOFTWARE && alen == 8 &&
-		    memcmp(pkt + off, STUN_TAILSCALE_SOFTWARE, 8) == 0)
+		    memcmp(pkt + off + 4, STUN_TAILSCALE_SOFTWARE, 8) == 0)
 			software_ok = true;
 		if (type == STUN_ATTR_FINGERPRINT && alen == 4)
-			got_fp = get_be32(pkt + off);
-		off += padded;
+			got_fp = get_be32(pkt + off + 4);
+		off = next;
 	}
 	if (!software_ok || last != STUN_ATTR_FINGERPRINT)
 		return -EBADMSG;
@@ -128,15 +144,10 @@ static int stun_parse_generic(const uint8_t *pkt, size_t len)
 	if (mlen != len - STUN_HEADER_LEN || mlen % 4 != 0)
 		return -EBADMSG;
 	while (off < len) {
-		if (len - off < 4)
-			return -EBADMSG;
-		uint16_t type = get_be16(pkt + off);
-		size_t alen = get_be16(pkt + off + 2);
-		size_t padded = (alen + 3) & ~(size_t)3;
+		uint16_t type;
+		size_t alen, next;
 
-		if (padded > len - off - 4)
-			return -EBADMSG;
-		if (type < 0x8000)
+		if (stun_attr_next(pkt, len, off, &type, &alen, &next) < 0 || type < 0x8000)
 			return -EBADMSG;
 		if (type == STUN_ATTR_FINGERPRINT) {
 			if (alen != 4 || off + 8 != len)
@@ -145,7 +156,7 @@ static int stun_parse_generic(const uint8_t *pkt, size_t len)
 			    (stun_crc32(pkt, off) ^ STUN_FINGERPRINT_XOR))
 				return -EBADMSG;
 		}
-		off += 4 + padded;
+		off = next;
 	}
 	return 0;
 }

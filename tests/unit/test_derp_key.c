@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "core/hex.h"
 #include "derp/derp_key.h"
 
 static const char priv_a_hex[] = "0002030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f60";
@@ -165,7 +166,7 @@ static void test_text_forms(void **state)
 
 	derp_key_hex(hex, key);
 	assert_string_equal(hex, priv_a_hex);
-	assert_int_equal(derp_key_parse_hex(hex, 64, back), 0);
+	assert_int_equal(hex_decode(back, 32, hex, 64), 0);
 	assert_memory_equal(back, key, 32);
 
 	/* Upper-case hex is accepted (Go's hex.Decode); the prefix is not case-folded. */
@@ -200,10 +201,10 @@ static void test_text_forms(void **state)
 	}
 	text[40] = 'g';
 	assert_int_equal(derp_key_parse_private(text, back), -EINVAL);
-	assert_int_equal(derp_key_parse_hex(hex, 63, back), -EINVAL);
-	assert_int_equal(derp_key_parse_hex(hex, 0, back), -EINVAL);
+	assert_int_equal(hex_decode(back, 32, hex, 63), -EINVAL);
+	assert_int_equal(hex_decode(back, 32, hex, 0), -EINVAL);
 	hex[63] = 'x';
-	assert_int_equal(derp_key_parse_hex(hex, 64, back), -EINVAL);
+	assert_int_equal(hex_decode(back, 32, hex, 64), -EINVAL);
 	assert_memory_equal(back, orig, 32);
 }
 

@@ -105,6 +105,42 @@ static void test_cidr_parse(void **state)
 	assert_int_equal(iprange_cidr_format(AF_INET, a, 33, t, sizeof(t)), -EINVAL);
 }
 
+/* Host-bit masking against a bit-by-bit reference, every prefix length of
+ * both families, on all-ones and random addresses. */
+static void test_prefix_mask(void **state)
+{
+	uint8_t a[16], want[16], orig[16];
+
+	(void)state;
+	srand(7);
+	for (int round = 0; round < 64; round++) {
+		for (int fam = 0; fam < 2; fam++) {
+			int family = fam ? AF_INET6 : AF_INET;
+			unsigned len = fam ? 16 : 4;
+
+			for (unsigned i = 0; i < 16; i++)
+				orig[i] = round == 0 ? 0xff : (uint8_t)rand();
+			for (unsigned bits = 0; bits <= len * 8; bits++) {
+				memcpy(a, orig, 16);
+				memcpy(want, orig, 16);
+				for (unsigned b = bits; b < len * 8; b++)
+					want[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
+				assert_int_equal(iprange_prefix_mask(family, a, bits), 0);
+				assert_memory_equal(a, want, 16); /* bytes past len untouched */
+			}
+			/* Past the family's width: refused, nothing changed. */
+			memcpy(a, orig, 16);
+			assert_int_equal(iprange_prefix_mask(family, a, len * 8 + 1), -EINVAL);
+			assert_memory_equal(a, orig, 16);
+		}
+	}
+	assert_int_equal(iprange_prefix_mask(AF_UNIX, a, 0), -EINVAL);
+	ip6("2001:db8:ffff::1", a);
+	assert_int_equal(iprange_prefix_mask(AF_INET6, a, 36), 0);
+	ip6("2001:db8:f000::", want);
+	assert_memory_equal(a, want, 16);
+}
+
 static void test_merge_v4(void **state)
 {
 	struct iprange_set s = { 0 };
@@ -436,15 +472,11 @@ static void test_random_vs_bitmap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cidr_parse),
-		cmocka_unit_test(test_merge_v4),
-		cmocka_unit_test(test_edges_v4),
-		cmocka_unit_test(test_subtract_v4),
-		cmocka_unit_test(test_v6),
-		cmocka_unit_test(test_edges_v6),
-		cmocka_unit_test(test_cidrs),
-		cmocka_unit_test(test_each_and_copy),
-		cmocka_unit_test(test_random_vs_bitmap),
+		cmocka_unit_test(test_cidr_parse),    cmocka_unit_test(test_prefix_mask),
+		cmocka_unit_test(test_merge_v4),      cmocka_unit_test(test_edges_v4),
+		cmocka_unit_test(test_subtract_v4),   cmocka_unit_test(test_v6),
+		cmocka_unit_test(test_edges_v6),      cmocka_unit_test(test_cidrs),
+		cmocka_unit_test(test_each_and_copy), cmocka_unit_test(test_random_vs_bitmap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

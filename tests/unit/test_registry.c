@@ -185,6 +185,79 @@ static void test_threads(void **state)
 	assert_int_equal(registry_count(), 0);
 }
 
+/* Random adds, removes and set_active over few keys with many duplicate
+ * connections each, checked against a plain model; entries are left behind
+ * for registry_deinit to free (the sanitizer build checks it does). */
+static void test_random_dups(void **state)
+{
+	enum {
+		KEYS = 64,
+		IDS = 24
+	};
+	static bool has[KEYS][IDS];
+	static uint64_t active[KEYS]; /* client id, 0 = none */
+	struct registry_conn others[REGISTRY_MAX_DUPS], out;
+	size_t n;
+	uint8_t k[32];
+
+	(void)state;
+	memset(has, 0, sizeof(has));
+	memset(active, 0, sizeof(active));
+	srand(3);
+	for (int op = 0; op < 200000; op++) {
+		uint32_t ki = (uint32_t)rand() % KEYS, ii = (uint32_t)rand() % IDS;
+		uint64_t id = (uint64_t)ki * 100 + ii + 1;
+		int count = 0, what = rand() % 3;
+
+		key_of(k, ki);
+		for (int j = 0; j < IDS; j++)
+			count += has[ki][j];
+		if (what == 0 && !has[ki][ii]) {
+			struct registry_conn rc = { .worker = ii % 3, .client_id = id };
+
+			assert_int_equal(registry_add(k, &rc, others, &n), count + 1);
+			assert_int_equal(n, count < REGISTRY_MAX_DUPS ? count : REGISTRY_MAX_DUPS);
+			has[ki][ii] = true;
+			active[ki] = id;
+			count++;
+		} else if (what == 1) {
+			int left = count - has[ki][ii];
+
+			assert_int_equal(registry_remove(k, id, others, &n), left);
+			if (has[ki][ii] && active[ki] == id)
+				active[ki] = 0;
+			has[ki][ii] = false;
+			count = left;
+			if (count == 1) {
+				for (int j = 0; j < IDS; j++) {
+					if (has[ki][j])
+						active[ki] = (uint64_t)ki * 100 + (uint64_t)j + 1;
+				}
+			}
+		} else if (what == 2) {
+			int changed = has[ki][ii] && active[ki] != id;
+
+			assert_int_equal(registry_set_active(k, id, others, &n), changed);
+			if (changed) {
+				assert_int_equal(n, count - 1 < REGISTRY_MAX_DUPS
+							    ? count - 1
+							    : REGISTRY_MAX_DUPS);
+				active[ki] = id;
+			}
+		}
+		assert_int_equal(registry_conns(k), count);
+		if (count == 0) {
+			assert_int_equal(registry_lookup(k, &out), 0);
+		} else if (!active[ki]) {
+			assert_int_equal(registry_lookup(k, &out), -EBUSY);
+		} else {
+			assert_int_equal(registry_lookup(k, &out), 1);
+			assert_int_equal(out.client_id, active[ki]);
+			assert_int_equal(out.worker, (active[ki] - 1) % 100 % 3);
+		}
+	}
+}
+
 static void test_keyset(void **state)
 {
 	struct keyset ks = { 0 };
@@ -199,7 +272,7 @@ static void test_keyset(void **state)
 		assert_true(keyset_add(&ks, k));
 		assert_false(keyset_add(&ks, k));
 	}
-	assert_int_equal(ks.n, 1000);
+	assert_int_equal(hashtab_count(&ks.t), 1000);
 	for (uint32_t i = 0; i < 1000; i += 3) {
 		key_of(k, i);
 		if (i % 2)
@@ -214,6 +287,18 @@ static void test_keyset(void **state)
 		/* Present exactly when not removed: re-adding tells. */
 		assert_int_equal(keyset_add(&ks, k), i % 3 == 0);
 	}
+	/* An emptied set gives its memory back (one sits in every client). */
+	for (uint32_t i = 0; i < 1000; i++) {
+		key_of(k, i);
+		if (i % 2)
+			memset(k, 0, 8);
+		assert_true(keyset_remove(&ks, k));
+	}
+	assert_null(ks.t.slots);
+	assert_false(keyset_remove(&ks, k));
+	assert_true(keyset_add(&ks, k));
+	keyset_free(&ks);
+	assert_null(ks.t.slots);
 	keyset_free(&ks);
 }
 
@@ -224,6 +309,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicates_last_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_keys_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_dups, setup, teardown),
 		cmocka_unit_test(test_keyset),
 	};
 

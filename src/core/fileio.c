@@ -1,0 +1,157 @@
+/*
+ * fileio.c - mkdir -p, and whole-file replacement by temp file + rename.
+ *
+ * Owns only the temp file while it writes it; it is unlinked on every
+ * failure before the rename. The temp file is opened with O_EXCL|O_NOFOLLOW
+ * under a random name, so a planted file or symlink at that name is never
+ * written through. Threading: no shared state; blocking syscalls, so main or
+ * a helper thread only.
+ */
+#include "core/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/hex.h"
+
+#define FILEIO_TMP_TRIES 16
+
+/* mkdir that accepts an existing directory (and only a directory). */
+static int fileio_mkdir_one(const char *dir, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(dir, mode) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int fileio_mkdir_p(const char *dir, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(dir);
+	int r;
+
+	if (n == 0)
+		return -ENOENT;
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, dir, n + 1);
+	for (size_t i = 1; i < n; i++) {
+		if (buf[i] != '/' || buf[i - 1] == '/')
+			continue;
+		buf[i] = '\0';
+		r = fileio_mkdir_one(buf, mode);
+		buf[i] = '/';
+		if (r < 0)
+			return r;
+	}
+	return fileio_mkdir_one(buf, mode);
+}
+
+/* fsync the directory holding path, so the rename itself is durable. */
+static int fileio_fsync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int fd, r = 0;
+
+	if (!slash) {
+		snprintf(dir, sizeof(dir), ".");
+	} else {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);
+
+		if (n >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Create "<path>.tmp<12 random hex digits>" exclusively; tmp gets the name. */
+static int fileio_open_temp(const char *path, char *tmp, size_t tmplen)
+{
+	for (int i = 0; i < FILEIO_TMP_TRIES; i++) {
+		uint8_t rnd[6];
+		char suffix[sizeof(rnd) * 2 + 1];
+		int n, fd;
+
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			return errno ? -errno : -EIO;
+		hex_encode(suffix, sizeof(suffix), rnd, sizeof(rnd));
+		n = snprintf(tmp, tmplen, "%s.tmp%s", path, suffix);
+		if (n < 0 || (size_t)n >= tmplen)
+			return -ENAMETOOLONG;
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+int fileio_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[PATH_MAX] = "";
+	const char *p = data;
+	size_t off = 0;
+	int fd, r;
+
+	fd = fileio_open_temp(path, tmp, sizeof(tmp));
+	if (fd < 0)
+		return fd; /* nothing was created */
+	if (fchmod(fd, mode) < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, p + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (r < 0)
+		goto out;
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		goto out;
+	}
+	tmp[0] = '\0'; /* renamed: nothing left to remove */
+	r = fileio_fsync_parent(path);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlink(tmp);
+	return r;
+}

@@ -1,0 +1,32 @@
+/*
+ * fileio.h - files replaced whole, and the directories they live in.
+ *
+ * For files a crash must never leave half-written: keys, certificates.
+ * Blocking I/O: call from main or a helper thread, never a worker loop.
+ */
+#ifndef DERPER_FILEIO_H
+#define DERPER_FILEIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* mkdir -p: create dir and each missing parent with mode (umask applies,
+ * as with mkdir(2)). Existing directories are left as they are. Returns 0,
+ * -ENOTDIR when a component exists and is not a directory, -ENAMETOOLONG,
+ * -ENOENT for "", or mkdir's -errno. dir is borrowed; any thread (not a
+ * worker: blocking). */
+int fileio_mkdir_p(const char *dir, mode_t mode);
+
+/* Replace path with data[0..len) so that readers and a crash see either the
+ * old file or the new one: a temp file "<path>.tmp<random>" in the same
+ * directory (O_CREAT|O_EXCL|O_NOFOLLOW, created 0600, then set to exactly
+ * mode: umask does not apply), write all, fsync, rename over path, fsync the
+ * directory. Use 0600 for secrets. Returns 0 or -errno; on failure before
+ * the rename the temp file is removed and path is unchanged; a failed fsync
+ * of the directory is returned too, although path is new by then (it may
+ * not survive a crash). The directory must exist (fileio_mkdir_p). path and
+ * data are borrowed (data is not wiped: the caller owns it); any thread (not
+ * a worker: blocking). */
+int fileio_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+#endif
