@@ -26,7 +26,7 @@ import (
 )
 
 // registeredLog is the daemon's debug line for a client's registration
-// (derp_server.c logs the first 16 hex digits of the key).
+// (derp/derp_server.c logs the first 16 hex digits of the key).
 func registeredLog(c *testClient) string {
 	return "registered " + c.pub().String()[:len("nodekey:")+16]
 }
