@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,19 +154,32 @@ out:
 	return ret;
 }
 
-int registry_remove(const uint8_t key[32], uint64_t client_id,
-		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
+/* Lock key's shard (write or read) and find its entry (NULL if none).
+ * The caller unlocks *sp. */
+static struct reg_entry *reg_find_locked(const uint8_t key[32], bool write, struct reg_shard **sp)
 {
 	uint64_t h;
 	struct reg_shard *s = reg_shard_of(key, &h);
+
+	if (write)
+		pthread_rwlock_wrlock(&s->lock);
+	else
+		pthread_rwlock_rdlock(&s->lock);
+	*sp = s;
+	return hashtab_find(&s->t, h, key);
+}
+
+int registry_remove(const uint8_t key[32], uint64_t client_id,
+		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
+{
+	struct reg_shard *s;
 	struct registry_conn *conns;
 	struct reg_entry *e;
 	int32_t i;
 	int ret = 0;
 
 	*n_others = 0;
-	pthread_rwlock_wrlock(&s->lock);
-	e = hashtab_find(&s->t, h, key);
+	e = reg_find_locked(key, true, &s);
 	if (!e)
 		goto out;
 	i = reg_index_of(e, client_id);
@@ -197,13 +211,10 @@ out:
 
 int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 {
-	uint64_t h;
-	struct reg_shard *s = reg_shard_of(key, &h);
-	struct reg_entry *e;
+	struct reg_shard *s;
+	struct reg_entry *e = reg_find_locked(key, false, &s);
 	int ret = 0;
 
-	pthread_rwlock_rdlock(&s->lock);
-	e = hashtab_find(&s->t, h, key);
 	if (e) {
 		if (e->active >= 0) {
 			*out = reg_conns(e)[e->active];
@@ -219,15 +230,13 @@ int registry_lookup(const uint8_t key[32], struct registry_conn *out)
 int registry_set_active(const uint8_t key[32], uint64_t client_id,
 			struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
-	uint64_t h;
-	struct reg_shard *s = reg_shard_of(key, &h);
+	struct reg_shard *s;
 	struct reg_entry *e;
 	int32_t i;
 	int changed = 0;
 
 	*n_others = 0;
-	pthread_rwlock_wrlock(&s->lock);
-	e = hashtab_find(&s->t, h, key);
+	e = reg_find_locked(key, true, &s);
 	i = e ? reg_index_of(e, client_id) : -1;
 	if (i >= 0 && e->active != i) {
 		e->active = i;
@@ -240,13 +249,10 @@ int registry_set_active(const uint8_t key[32], uint64_t client_id,
 
 int registry_conns(const uint8_t key[32])
 {
-	uint64_t h;
-	struct reg_shard *s = reg_shard_of(key, &h);
-	struct reg_entry *e;
+	struct reg_shard *s;
+	struct reg_entry *e = reg_find_locked(key, false, &s);
 	int n = 0;
 
-	pthread_rwlock_rdlock(&s->lock);
-	e = hashtab_find(&s->t, h, key);
 	if (e)
 		n = (int)e->n;
 	pthread_rwlock_unlock(&s->lock);
