@@ -46,10 +46,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
 #include "core/config_int.h"
+#include "core/fileio.h"
 
 struct config_ini {
 	struct config *cfg;
@@ -281,16 +283,26 @@ int config_load_file(struct config *cfg, const char *path, struct config_errors 
 	struct config_ini ci;
 	size_t nerr = errs->n;
 	char *dup;
-	int r, ret;
+	int r, ret, fd;
 
 	memset(&ci, 0, sizeof(ci));
 	ci.cfg = cfg;
 	ci.errs = errs;
 	ci.path = path;
-	ci.fp = fopen(path, "re");
+	/* Never block in open(2) on a FIFO: this runs on the main thread,
+	 * which must keep handling signals (SIGHUP re-reads this file). */
+	fd = fileio_open_regular(path);
+	if (fd >= 0)
+		ci.fp = fdopen(fd, "r");
 	if (!ci.fp) {
-		ret = -errno;
-		config_err(errs, "%s: cannot read config: %s", path, strerror(errno));
+		ret = fd < 0 ? fd : -errno;
+		if (fd >= 0)
+			close(fd);
+		if (ret == -EISDIR) /* fopen opened it; the first read failed */
+			config_err(errs, "%s: read error: %s", path, strerror(EISDIR));
+		else
+			config_err(errs, "%s: cannot read config: %s", path,
+				   ret == -EINVAL ? "not a regular file" : strerror(-ret));
 		return ret;
 	}
 	r = ini_parse_stream(config_ini_reader, &ci, config_ini_handler, &ci);

@@ -29,4 +29,13 @@ int fileio_mkdir_p(const char *dir, mode_t mode);
  * a worker: blocking). */
 int fileio_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Open path read-only without ever blocking in open(2) (O_NONBLOCK: a FIFO
+ * would otherwise wait for a writer forever) and check that it is a regular
+ * file. Returns the fd (O_CLOEXEC; blocking mode restored, since reads of a
+ * regular file do not block on it anyway) or -errno: -EISDIR for a
+ * directory, -EINVAL for any other file that is not regular (a FIFO, device
+ * or socket; callers say "not a regular file"), open's -errno otherwise. path is borrowed; any
+ * thread (not a worker: file I/O). */
+int fileio_open_regular(const char *path);
+
 #endif

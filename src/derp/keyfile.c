@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -153,17 +154,31 @@ int keyfile_load_or_create(const char *path, uint8_t priv[32], bool *created, ch
 		keyfile_seterr(&e, "no key file path given");
 		return -EINVAL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
+	fd = fileio_open_regular(path);
+	if (fd == -ENOENT) {
+		struct stat st;
+
+		/* A link to a missing file (a volume not mounted yet, say):
+		 * a new key written through it would change the server's
+		 * identity without a word. */
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+			keyfile_seterr(&e,
+				       "is a symbolic link to a missing file; refusing to create a "
+				       "new key through it (fix or mount the link's target)");
+			return -ENOENT;
+		}
 		ret = keyfile_create(path, priv, &e);
 		if (ret == 0)
 			*created = true;
 		return ret;
 	}
+	if (fd == -EINVAL) {
+		keyfile_seterr(&e, "not a regular file");
+		return fd;
+	}
 	if (fd < 0) {
-		ret = -errno;
-		keyfile_seterr(&e, "%s", strerror(errno));
-		return ret;
+		keyfile_seterr(&e, "%s", strerror(-fd));
+		return fd;
 	}
 	ret = keyfile_read_all(fd, &buf, &len, &e);
 	close(fd);

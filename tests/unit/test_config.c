@@ -488,6 +488,23 @@ static void test_missing_file(void **state)
 	assert_string_equal(e.v[0], "/: read error: Is a directory");
 	config_free(&c);
 	config_errors_free(&e);
+
+	/* A FIFO: refused at once, never waiting for a writer (SIGHUP re-reads
+	 * the file on the main thread, which must not block). */
+	char fifo[] = "/tmp/derper-test-config-fifo-XXXXXX";
+	int fd = mkstemp(fifo);
+
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(config_defaults(&c), 0);
+	assert_int_equal(config_load_file(&c, fifo, &e), -EINVAL);
+	assert_int_equal(e.n, 1);
+	assert_non_null(strstr(e.v[0], ": cannot read config: not a regular file"));
+	unlink(fifo);
+	config_free(&c);
+	config_errors_free(&e);
 }
 
 static void test_duration(void **state)

@@ -203,6 +203,34 @@ static void test_symlink_not_followed(void **state)
 	free(path);
 }
 
+static void test_open_regular(void **state)
+{
+	char *file = in_tmp("file"), *fifo = in_tmp("fifo"), *dir = in_tmp("dir");
+	char *missing = in_tmp("missing");
+	char buf[8];
+	int fd;
+
+	(void)state;
+	assert_int_equal(fileio_write_atomic(file, "abc", 3, 0600), 0);
+	fd = fileio_open_regular(file);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 3);
+	close(fd);
+	/* Without O_NONBLOCK this open would wait for a writer forever. */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(fileio_open_regular(fifo), -EINVAL);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(fileio_open_regular(dir), -EISDIR);
+	assert_int_equal(fileio_open_regular("/dev/null"), -EINVAL);
+	assert_int_equal(fileio_open_regular(missing), -ENOENT);
+	free(missing);
+	free(file);
+	free(fifo);
+	free(dir);
+}
+
 static void test_write_failures(void **state)
 {
 	char *nodir = in_tmp("missing/x"), *isdir = in_tmp("d"), *inside = in_tmp("d/keep");
@@ -251,6 +279,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_modes_and_replace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_large, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_not_followed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_regular, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative, setup, teardown),
 	};

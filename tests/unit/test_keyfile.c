@@ -248,6 +248,42 @@ static void test_io_errors(void **state)
 	free(file);
 }
 
+/* A FIFO at the path must not block (open would wait for a writer), and a
+ * dangling symlink must not get a new key written through it. */
+static void test_fifo_and_dangling_link(void **state)
+{
+	char *fifo = path_in_tmp("fifo.key"), *link = path_in_tmp("link.key");
+	char *target = path_in_tmp("unmounted/derper.key"), *good = path_in_tmp("good.key");
+	char *good_link = path_in_tmp("good-link.key");
+	uint8_t k[32], k2[32];
+	bool created = true;
+
+	(void)state;
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(keyfile_load_or_create(fifo, k, &created, err, sizeof(err)), -EINVAL);
+	assert_false(created);
+	assert_string_equal(err, "not a regular file");
+
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(keyfile_load_or_create(link, k, &created, err, sizeof(err)), -ENOENT);
+	assert_false(created);
+	assert_non_null(strstr(err, "symbolic link to a missing file"));
+	assert_int_equal(access(target, F_OK), -1);
+
+	/* A link to a real key file still loads it. */
+	assert_int_equal(keyfile_load_or_create(good, k, &created, err, sizeof(err)), 0);
+	assert_true(created);
+	assert_int_equal(symlink(good, good_link), 0);
+	assert_int_equal(keyfile_load_or_create(good_link, k2, &created, err, sizeof(err)), 0);
+	assert_false(created);
+	assert_memory_equal(k, k2, 32);
+	free(fifo);
+	free(link);
+	free(target);
+	free(good);
+	free(good_link);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +291,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_go_format, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo_and_dangling_link, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
