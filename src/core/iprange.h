@@ -1,6 +1,6 @@
 /*
  * iprange.h - sets of IPv4/IPv6 address ranges: sorted, merged, inclusive.
- * Built by geoip.c from a GeoLite2 database, installed by nft.c, consulted
+ * Built by geoip_walk.c from a GeoLite2 database, installed by nft.c, consulted
  * by access.c. A set is a plain value owned by whoever built it.
  */
 #ifndef DERPER_IPRANGE_H
