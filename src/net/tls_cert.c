@@ -85,7 +85,9 @@ static int tls_read_file(const char *path, struct tls_file_id *id, char **out, s
 	int fd, r;
 
 	memset(id, 0, sizeof(*id));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO here must not park the main thread in open(2)
+	 * waiting for a writer; the S_ISREG check below refuses it. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		/* e.g. EACCES: remember the file as it is, not as missing */
@@ -178,13 +180,15 @@ int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char *err, s
 	ERR_clear_error(); /* so tls_set_err only reports errors of this load */
 	r = tls_read_file(t->crt_path, &m->crt_id, &crt, &crt_len);
 	if (r < 0) {
-		tls_set_err(err, errlen, "%s: %s", t->crt_path, strerror(-r));
+		tls_set_err(err, errlen, "%s: %s", t->crt_path,
+			    r == -EINVAL ? "not a regular file" : strerror(-r));
 		tls_file_id_of_path(&m->key_id, t->key_path);
 		goto out;
 	}
 	r = tls_read_file(t->key_path, &m->key_id, &key, &key_len);
 	if (r < 0) {
-		tls_set_err(err, errlen, "%s: %s", t->key_path, strerror(-r));
+		tls_set_err(err, errlen, "%s: %s", t->key_path,
+			    r == -EINVAL ? "not a regular file" : strerror(-r));
 		goto out;
 	}
 

@@ -668,6 +668,19 @@ static void test_invalid_certs_refused(void **state)
 	assert_null(new_ctx(f, HOST, err, sizeof(err)));
 	assert_non_null_msg(strstr(err, "does not match"), err);
 
+	/* A FIFO where the certificate should be: refused at once, never
+	 * waiting in open(2) for a writer (the main thread does this). */
+	{
+		char p[1024];
+
+		snprintf(p, sizeof(p), "%s/%s.crt", f->certdir, HOST);
+		assert_int_equal(unlink(p), 0);
+		assert_int_equal(mkfifo(p, 0600), 0);
+		assert_null(new_ctx(f, HOST, err, sizeof(err)));
+		assert_non_null_msg(strstr(err, "not a regular file"), err);
+		assert_int_equal(unlink(p), 0);
+	}
+
 	/* IP hostname with a cert for another IP. */
 	x = make_cert("127.0.0.2", "IP:127.0.0.2", k, NULL, NULL, false);
 	write_pair(f, "127.0.0.1", x, NULL, k);
