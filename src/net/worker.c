@@ -267,9 +267,6 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 	for (int i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		char addr[64];
-		struct conn *c;
-		SSL *ssl = NULL;
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -286,39 +283,50 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 			return;
 		}
 		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
-		/* Geo-IP and other access rules: refuse before any TLS work. */
-		if (w->srv->allowed && !w->srv->allowed((struct sockaddr *)&ss, sl)) {
-			metrics_add(&w->metrics, METRIC_ACCEPTS_REFUSED_ACCESS, 1);
-			close(fd);
-			continue;
-		}
-		addr_format((struct sockaddr *)&ss, true, addr, sizeof(addr));
 		worker_tune_socket(w, fd);
-		if (!port80 && w->srv->tls) {
-			ssl = tls_ssl_new(w->srv->tls);
-			if (!ssl) {
-				close(fd);
-				continue;
-			}
-		}
-		c = conn_new(w, fd, ssl, port80, addr, w->srv->proto);
-		if (!c)
-			continue;
-		if (worker_add_conn(w, c) < 0) {
-			conn_free(c);
-			continue;
-		}
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
-
-		c->epoll_events = ev.events;
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			worker_remove_conn(w, c);
-			conn_free(c);
-			continue;
-		}
-		/* TLS: the ClientHello may already be here. */
-		conn_on_event(c, EPOLLIN);
+		worker_adopt(w, fd, (struct sockaddr *)&ss, sl, port80);
 	}
+}
+
+struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, socklen_t sl,
+			  bool port80)
+{
+	char addr[64];
+	struct conn *c;
+	SSL *ssl = NULL;
+
+	/* Geo-IP and other access rules: refuse before any TLS work. */
+	if (w->srv->allowed && !w->srv->allowed(sa, sl)) {
+		metrics_add(&w->metrics, METRIC_ACCEPTS_REFUSED_ACCESS, 1);
+		close(fd);
+		return NULL;
+	}
+	addr_format(sa, true, addr, sizeof(addr));
+	if (!port80 && w->srv->tls) {
+		ssl = tls_ssl_new(w->srv->tls);
+		if (!ssl) {
+			close(fd);
+			return NULL;
+		}
+	}
+	c = conn_new(w, fd, ssl, port80, addr, w->srv->proto);
+	if (!c)
+		return NULL;
+	if (worker_add_conn(w, c) < 0) {
+		conn_free(c);
+		return NULL;
+	}
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+
+	c->epoll_events = ev.events;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		worker_remove_conn(w, c);
+		conn_free(c);
+		return NULL;
+	}
+	/* TLS: the ClientHello may already be here. */
+	conn_on_event(c, EPOLLIN);
+	return c;
 }
 
 /* ---- the loop ---- */
@@ -342,84 +350,80 @@ static void worker_tick(struct worker *w)
 		conn_tick(c, w->now_ms);
 }
 
-static void *worker_main(void *arg)
+bool worker_turn(struct worker *w, int max_wait_ms)
 {
-	struct worker *w = arg;
 	struct epoll_event evs[WORKER_MAX_EVENTS];
-	int64_t next_tick;
+	/* Work queued during the last turn's frees (PeerGone, Health) or TLS
+	 * records already decrypted: don't sleep on them. */
+	int timeout = (w->again || w->dirty) ? 0 : (int)(w->next_tick_ms - w->now_ms);
+
+	if (timeout < 0)
+		timeout = 0;
+	if (max_wait_ms >= 0 && timeout > max_wait_ms)
+		timeout = max_wait_ms;
+	int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
 
 	w->now_ms = clock_mono_ms();
-	next_tick = w->now_ms + 1000;
-	for (;;) {
-		/* Work queued during the last turn's frees (PeerGone, Health)
-		 * or TLS records already decrypted: don't sleep on them. */
-		int timeout = (w->again || w->dirty) ? 0 : (int)(next_tick - w->now_ms);
+	for (int i = 0; i < n; i++) {
+		void *tag = evs[i].data.ptr;
 
-		if (timeout < 0)
-			timeout = 0;
-		int n = epoll_wait(w->epfd, evs, WORKER_MAX_EVENTS, timeout);
-
-		w->now_ms = clock_mono_ms();
-		for (int i = 0; i < n; i++) {
-			void *tag = evs[i].data.ptr;
-
-			if (tag == &tag_listen || tag == &tag_http80) {
-				/* Events fetched with the shutdown message: no new
-				 * connections that would miss their goodbye. */
-				if (!w->shutting_down)
-					worker_accept(
-						w, tag == &tag_listen ? w->listen_fd : w->http80_fd,
-						tag == &tag_http80);
-			} else if (tag == &tag_udp)
-				w->srv->udp_ready(w, w->udp_fd);
-			else if (tag == &tag_wake)
-				worker_drain_inbox(w);
-			else
-				conn_on_event(tag, evs[i].events);
-			/* Hand packets for other workers over as soon as one
-			 * client's input is processed, not at the end of the
-			 * turn: the receiving worker starts while we go on. */
-			worker_post_outboxes(w);
-		}
-		if (w->again) {
-			struct conn *list = w->again;
-
-			w->again = NULL;
-			while (list) {
-				struct conn *c = list;
-
-				list = c->again_next;
-				c->on_again = false;
-				conn_on_event(c, EPOLLIN);
-			}
-		}
-		if (w->now_ms >= next_tick) {
-			next_tick = w->now_ms + 1000;
-			worker_tick(w);
-		}
+		if (tag == &tag_listen || tag == &tag_http80) {
+			/* Events fetched with the shutdown message: no new
+			 * connections that would miss their goodbye. */
+			if (!w->shutting_down)
+				worker_accept(w, tag == &tag_listen ? w->listen_fd : w->http80_fd,
+					      tag == &tag_http80);
+		} else if (tag == &tag_udp)
+			w->srv->udp_ready(w, w->udp_fd);
+		else if (tag == &tag_wake)
+			worker_drain_inbox(w);
+		else
+			conn_on_event(tag, evs[i].events);
+		/* Hand packets for other workers over as soon as one client's
+		 * input is processed, not at the end of the turn: the
+		 * receiving worker starts while we go on. */
 		worker_post_outboxes(w);
-		while (w->dirty) {
-			struct conn *c = w->dirty;
-
-			w->dirty = c->dirty_next;
-			c->dirty = false;
-			conn_flush(c);
-		}
-		worker_post_outboxes(w);
-		while (w->closed) {
-			struct conn *c = w->closed;
-
-			w->closed = c->closed_next;
-			worker_remove_conn(w, c);
-			conn_free(c);
-		}
-		worker_post_outboxes(w);
-		if (w->shutting_down && (w->nconns == 0 || w->now_ms >= w->shutdown_deadline_ms))
-			break;
 	}
-	/* Whatever is left after the grace period is closed without more
-	 * ceremony. Registry removals still notify the other workers, which
-	 * are shutting down too. */
+	if (w->again) {
+		struct conn *list = w->again;
+
+		w->again = NULL;
+		while (list) {
+			struct conn *c = list;
+
+			list = c->again_next;
+			c->on_again = false;
+			conn_on_event(c, EPOLLIN);
+		}
+	}
+	if (w->now_ms >= w->next_tick_ms) {
+		w->next_tick_ms = w->now_ms + 1000;
+		worker_tick(w);
+	}
+	worker_post_outboxes(w);
+	while (w->dirty) {
+		struct conn *c = w->dirty;
+
+		w->dirty = c->dirty_next;
+		c->dirty = false;
+		conn_flush(c);
+	}
+	worker_post_outboxes(w);
+	while (w->closed) {
+		struct conn *c = w->closed;
+
+		w->closed = c->closed_next;
+		worker_remove_conn(w, c);
+		conn_free(c);
+	}
+	worker_post_outboxes(w);
+	return !(w->shutting_down && (w->nconns == 0 || w->now_ms >= w->shutdown_deadline_ms));
+}
+
+void worker_close_all(struct worker *w)
+{
+	/* Closed without more ceremony. Registry removals still notify the
+	 * other workers, which are shutting down too. */
 	while (w->conns) {
 		struct conn *c = w->conns;
 
@@ -428,10 +432,20 @@ static void *worker_main(void *arg)
 		worker_remove_conn(w, c);
 		conn_free(c);
 	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	while (worker_turn(w, -1))
+		;
+	/* Whatever is left after the grace period. */
+	worker_close_all(w);
 	return NULL;
 }
 
-static struct worker *worker_new(struct server *srv, uint32_t idx)
+struct worker *worker_new(struct server *srv, uint32_t idx)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 
@@ -462,6 +476,8 @@ static struct worker *worker_new(struct server *srv, uint32_t idx)
 	if (w->udp_fd >= 0 && epoll_add_own(w->epfd, w->udp_fd, &tag_udp) < 0)
 		goto fail;
 	metrics_register(&w->metrics);
+	w->now_ms = clock_mono_ms();
+	w->next_tick_ms = w->now_ms + 1000;
 	return w;
 fail:
 	if (w->epfd >= 0)
@@ -475,7 +491,7 @@ fail:
 	return NULL;
 }
 
-static void worker_free(struct worker *w)
+void worker_free(struct worker *w)
 {
 	wmsg_list_free(&w->inbox);
 	for (uint32_t i = 0; i < w->srv->nworkers; i++)

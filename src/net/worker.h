@@ -123,6 +123,7 @@ struct worker {
 	int64_t accept_resume_ms;
 	bool shutting_down;
 	int64_t shutdown_deadline_ms;
+	int64_t next_tick_ms; /* next once-a-second timer run */
 
 	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
 	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */

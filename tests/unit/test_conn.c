@@ -1,0 +1,402 @@
+/*
+ * test_conn.c - a deterministic harness for one connection's state
+ * machine: the real worker loop (net/worker.c, one thread, turns run by
+ * the test), the real connection layers (net/conn.c, conn_write.c) and
+ * the real DERP protocol (derp/derp_server.c), fed through one end of a
+ * socketpair. The test plays the client on the other end, writing a
+ * session in random splits and reading what the server answers between
+ * loop turns, so every run of a seed is the same.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "core/metrics.h"
+#include "derp/derp_frame.h"
+#include "derp/derp_key.h"
+#include "derp/derp_server.h"
+#include "derp/registry.h"
+#include "net/conn.h"
+#include "net/server.h"
+#include "net/worker_int.h"
+#include "net/ws.h"
+
+struct harness {
+	struct server srv;
+	struct derp_server ds;
+	struct worker *w;
+	int listen_fd;
+	int peer;	   /* the test's end of the socketpair */
+	struct conn *c;	   /* the server's end, owned by w */
+	uint8_t cpriv[32]; /* the test client's key */
+	uint8_t cpub[32];
+	uint8_t out[1 << 20]; /* what the server wrote, not yet consumed */
+	size_t olen;
+	bool eof;
+};
+
+static struct harness *H;
+
+static int setup(void **state)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	struct sockaddr_in lo = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+	assert_non_null(h);
+	signal(SIGPIPE, SIG_IGN); /* as the daemon does */
+	assert_int_equal(sodium_init() < 0, 0);
+	assert_int_equal(registry_init(), 0);
+	derp_key_generate(h->ds.priv);
+	derp_key_public(h->ds.pub, h->ds.priv);
+	h->ds.keepalive_ms = 60000;
+	derp_key_generate(h->cpriv);
+	derp_key_public(h->cpub, h->cpriv);
+
+	/* A listening socket the worker never sees a connection on: the
+	 * worker wants one per index. */
+	h->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(h->listen_fd >= 0);
+	assert_int_equal(bind(h->listen_fd, (struct sockaddr *)&lo, sizeof(lo)), 0);
+	assert_int_equal(listen(h->listen_fd, 1), 0);
+	h->srv.listen_fds = &h->listen_fd;
+	h->srv.nworkers = 1;
+	h->srv.proto = &derp_proto;
+	h->srv.proto_arg = &h->ds;
+	h->srv.queue_depth = 32;
+	h->srv.handshake_timeout_ms = 10000;
+	h->srv.write_timeout_ms = 2000;
+	h->srv.site.derp_enabled = true;
+	h->srv.site.home = HTTP_HOME_DEFAULT;
+	h->w = worker_new(&h->srv, 0);
+	assert_non_null(h->w);
+	h->srv.workers = &h->w;
+	H = h;
+	*state = h;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct harness *h = *state;
+
+	worker_close_all(h->w);
+	worker_free(h->w);
+	if (h->peer >= 0)
+		close(h->peer);
+	close(h->listen_fd);
+	registry_deinit();
+	free(h);
+	return 0;
+}
+
+/* Open a connection: the server's end goes to the worker. */
+static void h_connect(struct harness *h)
+{
+	int sv[2];
+	struct sockaddr_in peer = { .sin_family = AF_INET,
+				    .sin_port = htons(40000),
+				    .sin_addr.s_addr = htonl(0x7f000001) };
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	h->peer = sv[1];
+	h->olen = 0;
+	h->eof = false;
+	h->c = worker_adopt(h->w, sv[0], (struct sockaddr *)&peer, sizeof(peer), false);
+	assert_non_null(h->c);
+}
+
+/* Read whatever the server has written so far. */
+static void h_read(struct harness *h)
+{
+	for (;;) {
+		ssize_t n = read(h->peer, h->out + h->olen, sizeof(h->out) - h->olen);
+
+		if (n > 0) {
+			h->olen += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			h->eof = true;
+		else
+			assert_true(errno == EAGAIN || errno == ECONNRESET);
+		return;
+	}
+}
+
+/* Let the worker run until it has nothing more to do right now. */
+static void h_run(struct harness *h)
+{
+	for (int i = 0; i < 8; i++)
+		assert_true(worker_turn(h->w, 0));
+	if (h->peer >= 0)
+		h_read(h);
+}
+
+/* Write buf in pieces of random size (seeded), a loop turn after each. */
+static void h_write_split(struct harness *h, const void *buf, size_t len, unsigned *seed)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		size_t n = 1 + (size_t)rand_r(seed) % (len < 300 ? len : 300);
+
+		if (rand_r(seed) % 4 == 0)
+			n = len; /* sometimes all at once */
+		if (n > len)
+			n = len;
+		assert_int_equal(write(h->peer, p, n), (ssize_t)n);
+		p += n;
+		len -= n;
+		h_run(h);
+	}
+}
+
+/* Take n bytes from the front of what the server wrote. */
+static void h_take(struct harness *h, void *dst, size_t n)
+{
+	assert_true(h->olen >= n);
+	if (dst)
+		memcpy(dst, h->out, n);
+	memmove(h->out, h->out + n, h->olen - n);
+	h->olen -= n;
+}
+
+/* Take an HTTP response head; returns its status code. */
+static int h_take_http(struct harness *h)
+{
+	char head[1024];
+	uint8_t *end = memmem(h->out, h->olen, "\r\n\r\n", 4);
+	size_t n;
+	int status = 0;
+
+	assert_non_null(end);
+	n = (size_t)(end - h->out) + 4;
+	assert_true(n < sizeof(head));
+	h_take(h, head, n);
+	head[n] = '\0';
+	assert_int_equal(sscanf(head, "HTTP/1.1 %d", &status), 1);
+	return status;
+}
+
+/* Take one DERP frame; returns its type, payload in p (cap bytes). */
+static uint8_t h_take_frame(struct harness *h, uint8_t *p, size_t cap, uint32_t *plen)
+{
+	uint8_t type;
+
+	assert_int_equal(derp_frame_header_parse(h->out, h->olen, &type, plen),
+			 DERP_FRAME_HEADER_LEN);
+	assert_true(h->olen >= DERP_FRAME_HEADER_LEN + (size_t)*plen);
+	assert_true(*plen <= cap);
+	h_take(h, NULL, DERP_FRAME_HEADER_LEN);
+	h_take(h, p, *plen);
+	return type;
+}
+
+/* A client session: upgrade, ClientInfo, a ping, a packet to itself. */
+static size_t build_session(struct harness *h, uint8_t *out, size_t cap, bool websocket_hdrs)
+{
+	static const char upgrade[] = "GET /derp HTTP/1.1\r\nHost: derp.example\r\n"
+				      "Upgrade: DERP\r\nConnection: Upgrade\r\n\r\n";
+	static const char wsup[] = "GET /derp HTTP/1.1\r\nHost: derp.example\r\n"
+				   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				   "Sec-WebSocket-Version: 13\r\n"
+				   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+				   "Sec-WebSocket-Protocol: derp\r\n\r\n";
+	const char *json = "{\"version\":2,\"CanAckPings\":true}";
+	uint8_t box[256];
+	ssize_t bl = derp_box_seal(box, sizeof(box), (const uint8_t *)json, strlen(json), h->ds.pub,
+				   h->cpriv);
+	size_t n = 0;
+	const char *up = websocket_hdrs ? wsup : upgrade;
+
+	assert_true(bl > 0);
+	memcpy(out + n, up, strlen(up));
+	n += strlen(up);
+	/* ClientInfo: key, nonce || box. */
+	derp_frame_header_put(out + n, DERP_FRAME_CLIENT_INFO, (uint32_t)(32 + bl));
+	n += DERP_FRAME_HEADER_LEN;
+	memcpy(out + n, h->cpub, 32);
+	n += 32;
+	memcpy(out + n, box, (size_t)bl);
+	n += (size_t)bl;
+	/* Ping "12345678". */
+	n += derp_frame_ping(out + n, (const uint8_t *)"12345678");
+	/* SendPacket to ourselves: 1000 bytes of a pattern. */
+	derp_frame_header_put(out + n, DERP_FRAME_SEND_PACKET, 32 + 1000);
+	n += DERP_FRAME_HEADER_LEN;
+	memcpy(out + n, h->cpub, 32);
+	n += 32;
+	for (int i = 0; i < 1000; i++)
+		out[n++] = (uint8_t)(i * 7);
+	assert_true(n <= cap);
+	return n;
+}
+
+/* The server's side of build_session, after the HTTP head. */
+static void check_derp_answers(struct harness *h)
+{
+	uint8_t p[2048];
+	uint32_t plen;
+
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_KEY);
+	assert_int_equal(plen, DERP_MAGIC_LEN + 32);
+	assert_memory_equal(p + DERP_MAGIC_LEN, h->ds.pub, 32);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_INFO);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+	assert_int_equal(plen, 8);
+	assert_memory_equal(p, "12345678", 8);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_RECV_PACKET);
+	assert_int_equal(plen, 32 + 1000);
+	assert_memory_equal(p, h->cpub, 32);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(p[32 + i], (uint8_t)(i * 7));
+	assert_int_equal(h->olen, 0);
+}
+
+/* The same session in many random splits gives the same answers. */
+static void test_random_splits(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+
+	for (unsigned seed = 1; seed <= 40; seed++) {
+		unsigned s = seed;
+
+		h_connect(h);
+		h_write_split(h, sess, n, &s);
+		h_run(h);
+		assert_int_equal(h_take_http(h), 101);
+		check_derp_answers(h);
+		close(h->peer);
+		h->peer = -1;
+		h_run(h);
+		assert_int_equal(h->w->nconns, 0);
+		assert_int_equal(registry_count(), 0);
+	}
+}
+
+/* Mask and wrap data in client WebSocket binary frames of random sizes. */
+static size_t ws_wrap(uint8_t *out, const uint8_t *data, size_t len, unsigned *seed)
+{
+	size_t n = 0;
+
+	while (len) {
+		size_t chunk = 1 + (size_t)rand_r(seed) % 700;
+		uint8_t mask[4] = { (uint8_t)rand_r(seed), 0x5a, 0xa5, (uint8_t)rand_r(seed) };
+
+		if (chunk > len)
+			chunk = len;
+		out[n++] = 0x80 | WS_OP_BINARY;
+		if (chunk < 126) {
+			out[n++] = 0x80 | (uint8_t)chunk;
+		} else {
+			out[n++] = 0x80 | 126;
+			out[n++] = (uint8_t)(chunk >> 8);
+			out[n++] = (uint8_t)chunk;
+		}
+		memcpy(out + n, mask, 4);
+		n += 4;
+		for (size_t i = 0; i < chunk; i++)
+			out[n + i] = data[i] ^ mask[i % 4];
+		n += chunk;
+		data += chunk;
+		len -= chunk;
+	}
+	return n;
+}
+
+/* Unwrap the server's (unmasked) WebSocket binary messages in place. */
+static void ws_unwrap(struct harness *h)
+{
+	size_t in = 0, outn = 0;
+
+	while (in < h->olen) {
+		uint8_t op = h->out[in] & 0x0f;
+		uint64_t len = h->out[in + 1] & 0x7f;
+		size_t hl = 2;
+
+		assert_int_equal(op, WS_OP_BINARY);
+		assert_int_equal(h->out[in + 1] & 0x80, 0);
+		if (len == 126) {
+			len = (uint64_t)h->out[in + 2] << 8 | h->out[in + 3];
+			hl = 4;
+		}
+		assert_true(len <= 32 * 1024);
+		assert_true(in + hl + len <= h->olen);
+		memmove(h->out + outn, h->out + in + hl, (size_t)len);
+		outn += (size_t)len;
+		in += hl + (size_t)len;
+	}
+	h->olen = outn;
+}
+
+/* The same session over WebSocket, frames and reads split at random. */
+static void test_websocket_splits(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096], wrapped[8192];
+	size_t n = build_session(h, sess, sizeof(sess), true);
+	uint8_t *body = memmem(sess, n, "\r\n\r\n", 4) + 4;
+	size_t head = (size_t)(body - sess);
+
+	for (unsigned seed = 1; seed <= 40; seed++) {
+		unsigned s = seed;
+		size_t wl;
+
+		memcpy(wrapped, sess, head);
+		wl = head + ws_wrap(wrapped + head, body, n - head, &s);
+		h_connect(h);
+		h_write_split(h, wrapped, wl, &s);
+		h_run(h);
+		assert_int_equal(h_take_http(h), 101);
+		ws_unwrap(h);
+		check_derp_answers(h);
+		close(h->peer);
+		h->peer = -1;
+		h_run(h);
+		assert_int_equal(h->w->nconns, 0);
+	}
+}
+
+/* A plain request is answered, then the connection closes (after the
+ * response is out, not before). */
+static void test_close_after_flush(void **state)
+{
+	struct harness *h = *state;
+	static const char req[] = "GET /generate_204 HTTP/1.1\r\nHost: x\r\n\r\n";
+	unsigned s = 7;
+
+	h_connect(h);
+	h_write_split(h, req, strlen(req), &s);
+	h_run(h);
+	assert_int_equal(h_take_http(h), 204);
+	assert_true(h->eof);
+	assert_int_equal(h->w->nconns, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_random_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_websocket_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
+	};
+
+	(void)H;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
