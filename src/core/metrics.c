@@ -19,6 +19,16 @@ void metrics_register(struct metrics *mt)
 		metrics_blocks[metrics_nblocks++] = mt;
 }
 
+void metrics_unregister(struct metrics *mt)
+{
+	for (size_t b = 0; b < metrics_nblocks; b++) {
+		if (metrics_blocks[b] == mt) {
+			metrics_blocks[b] = metrics_blocks[--metrics_nblocks];
+			return;
+		}
+	}
+}
+
 void metrics_sum(uint64_t out[METRIC__COUNT])
 {
 	memset(out, 0, sizeof(uint64_t) * METRIC__COUNT);
@@ -57,6 +67,8 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_UNKNOWN_FRAMES] = "derp_unknown_frames",
 	[METRIC_BAD_FRAMES] = "derp_bad_frames",
 	[METRIC_WRITE_TIMEOUTS] = "derp_sclient_write_timeouts",
+	[METRIC_CTRL_OVERFLOW_CLOSES] = "derp_ctrl_queue_overflow_closes",
+	[METRIC_ACCEPT_PAUSES_HANDSHAKES] = "derp_accept_pauses{reason=\"handshakes\"}",
 	[METRIC_STUN_SUCCESS] = "stun_requests{disposition=\"success\"}",
 	[METRIC_STUN_NOT_STUN] = "stun_requests{disposition=\"not_stun\"}",
 	[METRIC_STUN_REFUSED_ACCESS] = "stun_requests{disposition=\"refused_access\"}",

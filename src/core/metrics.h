@@ -40,6 +40,8 @@ enum metric {
 	METRIC_UNKNOWN_FRAMES,
 	METRIC_BAD_FRAMES,
 	METRIC_WRITE_TIMEOUTS,
+	METRIC_CTRL_OVERFLOW_CLOSES,
+	METRIC_ACCEPT_PAUSES_HANDSHAKES,
 	METRIC_STUN_SUCCESS,
 	METRIC_STUN_NOT_STUN,
 	METRIC_STUN_REFUSED_ACCESS,
@@ -61,6 +63,8 @@ static inline void metrics_add(struct metrics *mt, enum metric m, uint64_t n)
 
 /* Register a block so metrics_sum sees it; main thread, before workers. */
 void metrics_register(struct metrics *mt);
+/* Forget a block before it is freed; main thread, workers stopped. */
+void metrics_unregister(struct metrics *mt);
 /* Sum all registered blocks into out; any thread. */
 void metrics_sum(uint64_t out[METRIC__COUNT]);
 /* Prometheus-style name (with labels) of counter m. */

@@ -175,7 +175,8 @@ static int derp_start(struct conn *c, const struct http_result *res)
 
 		conn_queue_bytes(c, up, ul);
 	}
-	c->deadline_ms = c->w->now_ms + c->w->srv->handshake_timeout_ms;
+	/* The handshake deadline armed at accept still runs: one deadline from
+	 * accept to registration, however the time is spent. */
 	metrics_add(&c->w->metrics, METRIC_DERP_ACCEPTS, 1);
 	n = derp_frame_server_key(frame, ds->pub);
 	derp_queue_frame(c, frame, n);

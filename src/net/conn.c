@@ -518,6 +518,10 @@ void conn_on_event(struct conn *c, uint32_t events)
 {
 	struct worker *w = c->w;
 
+	/* Closed earlier in this batch (by another connection's input, say):
+	 * its events are stale, and nothing more is written to it. */
+	if (c->state == CONN_CLOSED)
+		return;
 	if (c->state == CONN_TLS_HANDSHAKE) {
 		conn_tls_handshake(c);
 		if (c->state != CONN_HTTP)

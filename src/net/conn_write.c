@@ -45,7 +45,19 @@ void conn_pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt)
 
 void conn_queue_ctrl(struct conn *c, struct wmsg *m)
 {
-	if (c->state == CONN_CLOSED || c->nctrl >= CONN_MAX_CTRL) {
+	if (c->state != CONN_CLOSED && c->nctrl >= CONN_MAX_CTRL && !c->wbuf) {
+		/* Full, but the socket may take it: write the queue out now
+		 * (a burst of pings answered in one read). */
+		conn_flush(c);
+	}
+	if (c->state != CONN_CLOSED && c->nctrl >= CONN_MAX_CTRL) {
+		/* The peer does not read its control frames. Dropping one
+		 * (a pong, the close marker) would break the protocol without
+		 * a word: close instead, and count it. */
+		metrics_add(&c->w->metrics, METRIC_CTRL_OVERFLOW_CLOSES, 1);
+		conn_close(c, "control queue full (peer not reading)");
+	}
+	if (c->state == CONN_CLOSED) {
 		free(m);
 		return;
 	}

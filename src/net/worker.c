@@ -493,6 +493,7 @@ fail:
 
 void worker_free(struct worker *w)
 {
+	metrics_unregister(&w->metrics);
 	wmsg_list_free(&w->inbox);
 	for (uint32_t i = 0; i < w->srv->nworkers; i++)
 		wmsg_list_free(&w->outbox[i]);

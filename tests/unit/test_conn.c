@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -389,12 +390,126 @@ static void test_close_after_flush(void **state)
 	assert_int_equal(h->w->nconns, 0);
 }
 
+/* Register a DERP client (upgrade + ClientInfo) and drain the answers. */
+static void h_register(struct harness *h)
+{
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+	uint8_t *ping = memmem(sess, n, "\x12\x00\x00\x00\x08", 5);
+
+	assert_non_null(ping);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, (size_t)(ping - sess)), ping - sess);
+	h_run(h);
+	assert_int_equal(h_take_http(h), 101);
+	h->olen = 0;
+	assert_int_equal(registry_count(), 1);
+}
+
+/* A connection closed earlier in an event batch gets nothing more
+ * written, even when a stale EPOLLOUT for it follows (issue 7, item 9). */
+static void test_closed_conn_not_written(void **state)
+{
+	struct harness *h = *state;
+	struct conn *c;
+	uint8_t ping[DERP_FRAME_PING_LEN];
+	int small = 4096;
+
+	h_register(h);
+	c = h->c;
+	/* Make writes stall: a small send buffer, a peer that does not read. */
+	assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	derp_frame_ping(ping, (const uint8_t *)"abcdefgh");
+	for (int i = 0; i < 200 && !c->wbuf; i++) {
+		assert_int_equal(write(h->peer, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+		for (int j = 0; j < 2; j++)
+			assert_true(worker_turn(h->w, 0));
+	}
+	assert_non_null(c->wbuf);
+	/* Closed by someone else's action in this batch... */
+	conn_close(c, "closed by the test");
+	h_read(h); /* make room: the stale EPOLLOUT would now succeed */
+	h->olen = 0;
+	/* ...then its own stale event arrives. */
+	conn_on_event(c, EPOLLOUT);
+	h_read(h);
+	assert_int_equal(h->olen, 0);
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+}
+
+/* A burst of pings in one read is answered in full: a full control queue
+ * is written out first (issue 7, item 8). */
+static void test_ping_burst_all_answered(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t burst[200 * DERP_FRAME_PING_LEN];
+	uint8_t p[64];
+	uint32_t plen;
+	int pongs = 0;
+
+	h_register(h);
+	for (int i = 0; i < 200; i++)
+		derp_frame_ping(burst + i * DERP_FRAME_PING_LEN, (const uint8_t *)"01234567");
+	assert_int_equal(write(h->peer, burst, sizeof(burst)), (ssize_t)sizeof(burst));
+	h_run(h);
+	while (h->olen) {
+		assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+		pongs++;
+	}
+	assert_int_equal(pongs, 200);
+}
+
+/* A peer that never reads its control frames is closed and counted, not
+ * silently dropped frames (issue 7, item 8). */
+static void test_ctrl_overflow_closes(void **state)
+{
+	struct harness *h = *state;
+	uint8_t ping[DERP_FRAME_PING_LEN];
+	int small = 4096;
+
+	h_register(h);
+	assert_int_equal(setsockopt(h->c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	derp_frame_ping(ping, (const uint8_t *)"abcdefgh");
+	for (int i = 0; i < 5000 && h->w->nconns; i++) {
+		if (write(h->peer, ping, sizeof(ping)) < 0)
+			break;
+		assert_true(worker_turn(h->w, 0));
+	}
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(h->w->metrics.v[METRIC_CTRL_OVERFLOW_CLOSES], 1);
+}
+
+/* One handshake deadline from accept to registration: the upgrade does
+ * not restart it (issue 7, item 14). */
+static void test_one_handshake_deadline(void **state)
+{
+	struct harness *h = *state;
+	static const char up[] = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n"
+				 "Connection: Upgrade\r\n\r\n";
+	int64_t deadline;
+
+	h_connect(h);
+	deadline = h->w->now_ms + 1234;
+	h->c->deadline_ms = deadline;
+	assert_int_equal(write(h->peer, up, strlen(up)), (ssize_t)strlen(up));
+	h_run(h);
+	assert_int_equal(h_take_http(h), 101);
+	assert_int_equal(h->c->state, CONN_PROTO);
+	assert_int_equal(h->c->deadline_ms, deadline);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_random_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_websocket_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closed_conn_not_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ping_burst_all_answered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ctrl_overflow_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_handshake_deadline, setup, teardown),
 	};
 
 	(void)H;
