@@ -39,8 +39,11 @@ enum derp_frame_type {
 #endif
 #define DERP_NONCE_LEN	     24
 #define DERP_MAX_PACKET_SIZE 65536
-/* Largest ClientInfo frame payload the server accepts (key + nonce + box). */
-#define DERP_MAX_INFO_LEN     (256 * 1024)
+/* Largest ClientInfo frame payload the server accepts (key + nonce + box).
+ * A real one is key 32 + nonce 24 + MAC 16 + JSON of a few hundred bytes
+ * (version, meshKey, CanAckPings, IsProber, AppName <= 32): 8 KiB leaves
+ * ten times the room, and an unauthenticated peer can hold no more. */
+#define DERP_MAX_INFO_LEN     (8 * 1024)
 #define DERP_MAGIC	      "DERP\xf0\x9f\x94\x91"
 #define DERP_MAGIC_LEN	      8
 #define DERP_PROTOCOL_VERSION 2

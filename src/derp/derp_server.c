@@ -245,7 +245,7 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 		return r;
 	}
 	dc->registered = true;
-	c->deadline_ms = 0;
+	conn_established(c);
 	dc->next_keepalive_ms = w->now_ms + ds->keepalive_ms + (int64_t)(random() % 5000);
 	dc->nothere_tokens = 3;
 	dc->nothere_ts_ms = w->now_ms;
@@ -521,8 +521,9 @@ static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 
 const struct conn_proto derp_proto = {
 	.name = "derp",
-	/* The largest unit held while incomplete: a ClientInfo frame. */
-	.max_pending = DERP_FRAME_HEADER_LEN + DERP_MAX_INFO_LEN,
+	/* The largest unit held while incomplete: a frame after registration
+	 * (before it, derp_input refuses any frame over DERP_MAX_INFO_LEN). */
+	.max_pending = DERP_FRAME_HEADER_LEN + DERP_MAX_FRAME,
 	.start = derp_start,
 	.input = derp_input,
 	.need = derp_need,

@@ -94,6 +94,10 @@ void conn_free(struct conn *c)
 
 	if (c->proto_state && c->proto->release)
 		c->proto->release(c);
+	if (c->in_handshake) {
+		c->in_handshake = false;
+		worker_handshake_done(w);
+	}
 	if (c->on_again) {
 		for (struct conn **pp = &w->again; *pp; pp = &(*pp)->again_next) {
 			if (*pp == c) {
@@ -602,6 +606,15 @@ void conn_tick(struct conn *c, int64_t now_ms)
 	}
 	if (c->state == CONN_PROTO && c->proto->tick)
 		c->proto->tick(c, now_ms);
+}
+
+void conn_established(struct conn *c)
+{
+	c->deadline_ms = 0;
+	if (c->in_handshake) {
+		c->in_handshake = false;
+		worker_handshake_done(c->w);
+	}
 }
 
 void conn_shutdown(struct conn *c)

@@ -101,9 +101,10 @@ struct conn {
 	bool read_eof;	       /* peer sent FIN; stop reading, finish writing */
 	bool tls_fatal;	       /* OpenSSL reported a fatal error: no close_notify */
 	bool close_after_flush;
-	bool input_done; /* a final response is queued: discard input */
-	bool on_again;	 /* on the read-again list */
-	char addr[64];	 /* "ip:port" for logs */
+	bool input_done;   /* a final response is queued: discard input */
+	bool on_again;	   /* on the read-again list */
+	bool in_handshake; /* counted in the worker's handshakes until established */
+	char addr[64];	   /* "ip:port" for logs */
 
 	/* Input: bytes not yet consumed (a partial frame or request). */
 	uint8_t *rbuf;
@@ -144,6 +145,9 @@ void conn_close_after_flush(struct conn *c);
 /* Queue a packet (takes ownership). Full queue: written out if the socket
  * takes it, else the oldest is dropped (counted). */
 void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio);
+/* The protocol's handshake is done (DERP: registered): clear the
+ * deadline and stop counting c against the worker's handshake cap. */
+void conn_established(struct conn *c);
 /* Periodic checks: handshake deadline, write stall, then proto->tick. */
 void conn_tick(struct conn *c, int64_t now_ms);
 /* Graceful shutdown: proto->shutdown after an upgrade, else close. */

@@ -46,6 +46,10 @@ struct server {
 	uint32_t queue_depth; /* packets per conn, for each priority */
 	int64_t handshake_timeout_ms;
 	int64_t write_timeout_ms; /* 0 = none */
+	/* Connections per worker accepted but not yet established (TLS,
+	 * HTTP, the protocol's handshake); at the cap the worker stops
+	 * accepting and the kernel backlog holds the rest. 0 = default. */
+	uint32_t max_handshakes;
 
 	struct worker **workers;
 	size_t nworkers;

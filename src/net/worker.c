@@ -42,6 +42,10 @@
 #define WORKER_MAX_EVENTS	 128
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_SHUTDOWN_GRACE_MS 2000
+/* Default cap of connections in their handshake per worker (see
+ * srv->max_handshakes): enough for a reconnect storm to proceed at full
+ * speed, small enough that half-open peers cannot hold the heap. */
+#define WORKER_MAX_HANDSHAKES 512
 
 /* epoll data for the worker's own sockets (connections use their pointer). */
 static char tag_listen, tag_http80, tag_udp, tag_wake;
@@ -157,15 +161,20 @@ static void worker_deliver(struct worker *w, struct wmsg *m)
 		free(m);
 }
 
+static void worker_listen_update(struct worker *w);
+
+static uint32_t worker_max_handshakes(const struct worker *w)
+{
+	return w->srv->max_handshakes ? w->srv->max_handshakes : WORKER_MAX_HANDSHAKES;
+}
+
 /* Shutdown: every connection says goodbye; new ones are no longer taken. */
 static void worker_shutdown_msg(struct worker *w, struct wmsg *m)
 {
 	if (!w->shutting_down) {
 		w->shutting_down = true;
 		w->shutdown_deadline_ms = w->now_ms + WORKER_SHUTDOWN_GRACE_MS;
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
-		if (w->http80_fd >= 0)
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
+		worker_listen_update(w);
 		for (struct conn *c = w->conns; c; c = c->next)
 			conn_shutdown(c);
 	}
@@ -276,15 +285,17 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 				 * instead of spinning on a listener we can't serve. */
 				log_peer("worker", "accept: %s; pausing accepts for 1 s",
 					 strerror(errno));
-				epoll_ctl(w->epfd, EPOLL_CTL_DEL, lfd, NULL);
 				w->accept_paused = true;
 				w->accept_resume_ms = w->now_ms + 1000;
+				worker_listen_update(w);
 			}
 			return;
 		}
 		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
 		worker_tune_socket(w, fd);
 		worker_adopt(w, fd, (struct sockaddr *)&ss, sl, port80);
+		if (w->hs_paused)
+			return;
 	}
 }
 
@@ -312,6 +323,14 @@ struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, s
 	c = conn_new(w, fd, ssl, port80, addr, w->srv->proto);
 	if (!c)
 		return NULL;
+	c->in_handshake = true;
+	if (++w->nhandshakes >= worker_max_handshakes(w) && !w->hs_paused) {
+		w->hs_paused = true;
+		metrics_add(&w->metrics, METRIC_ACCEPT_PAUSES_HANDSHAKES, 1);
+		log_peer("worker", "%u connections in their handshake: pausing accepts",
+			 w->nhandshakes);
+		worker_listen_update(w);
+	}
 	if (worker_add_conn(w, c) < 0) {
 		conn_free(c);
 		return NULL;
@@ -338,13 +357,42 @@ static int epoll_add_own(int epfd, int fd, void *tag)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-static void worker_tick(struct worker *w)
+/* Put the listeners in epoll or take them out, as the pause reasons say. */
+static void worker_listen_update(struct worker *w)
 {
-	if (w->accept_paused && w->now_ms >= w->accept_resume_ms && !w->shutting_down) {
-		w->accept_paused = false;
+	bool want = !w->shutting_down && !w->accept_paused && !w->hs_paused;
+
+	if (want == w->listening)
+		return;
+	w->listening = want;
+	if (want) {
 		epoll_add_own(w->epfd, w->listen_fd, &tag_listen);
 		if (w->http80_fd >= 0)
 			epoll_add_own(w->epfd, w->http80_fd, &tag_http80);
+	} else {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+		if (w->http80_fd >= 0)
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
+	}
+}
+
+void worker_handshake_done(struct worker *w)
+{
+	uint32_t max = worker_max_handshakes(w);
+
+	w->nhandshakes--;
+	/* Resume with a quarter of the room free, not at every departure. */
+	if (w->hs_paused && w->nhandshakes <= max - max / 4 - (max > 1)) {
+		w->hs_paused = false;
+		worker_listen_update(w);
+	}
+}
+
+static void worker_tick(struct worker *w)
+{
+	if (w->accept_paused && w->now_ms >= w->accept_resume_ms) {
+		w->accept_paused = false;
+		worker_listen_update(w);
 	}
 	for (struct conn *c = w->conns; c; c = c->next)
 		conn_tick(c, w->now_ms);
@@ -473,6 +521,7 @@ struct worker *worker_new(struct server *srv, uint32_t idx)
 		goto fail;
 	if (w->http80_fd >= 0 && epoll_add_own(w->epfd, w->http80_fd, &tag_http80) < 0)
 		goto fail;
+	w->listening = true;
 	if (w->udp_fd >= 0 && epoll_add_own(w->epfd, w->udp_fd, &tag_udp) < 0)
 		goto fail;
 	metrics_register(&w->metrics);

@@ -119,8 +119,11 @@ struct worker {
 	struct conn *dirty;  /* connections with output queued */
 	struct conn *closed; /* closed, freed at the end of the turn */
 	struct conn *again;  /* connections with TLS records still buffered */
-	bool accept_paused;
+	bool listening;	     /* the listeners are in epoll */
+	bool accept_paused;  /* out of descriptors: retry at accept_resume_ms */
 	int64_t accept_resume_ms;
+	bool hs_paused;	      /* too many connections in their handshake */
+	uint32_t nhandshakes; /* conns with in_handshake set */
 	bool shutting_down;
 	int64_t shutdown_deadline_ms;
 	int64_t next_tick_ms; /* next once-a-second timer run */

@@ -28,6 +28,9 @@ void worker_close_all(struct worker *w);
  * and by tests with one end of a socketpair. The worker's thread. */
 struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, socklen_t sl,
 			  bool port80);
+/* A connection left the handshake stage (established or freed): resume
+ * accepting if the cap paused it. */
+void worker_handshake_done(struct worker *w);
 /* Put c on the to-flush list (no-op when there or closed). */
 void worker_mark_dirty(struct worker *w, struct conn *c);
 /* Update the epoll interest of c (EPOLLOUT when output is stuck). */

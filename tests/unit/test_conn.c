@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "core/config.h"
 #include "core/metrics.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
@@ -36,6 +37,7 @@
 #include "net/ws.h"
 
 struct harness {
+	struct config cfg;
 	struct server srv;
 	struct derp_server ds;
 	struct worker *w;
@@ -72,7 +74,9 @@ static int setup(void **state)
 	h->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	assert_true(h->listen_fd >= 0);
 	assert_int_equal(bind(h->listen_fd, (struct sockaddr *)&lo, sizeof(lo)), 0);
-	assert_int_equal(listen(h->listen_fd, 1), 0);
+	assert_int_equal(listen(h->listen_fd, 16), 0);
+	assert_int_equal(config_defaults(&h->cfg), 0);
+	h->srv.cfg = &h->cfg;
 	h->srv.listen_fds = &h->listen_fd;
 	h->srv.nworkers = 1;
 	h->srv.proto = &derp_proto;
@@ -100,6 +104,7 @@ static int teardown(void **state)
 		close(h->peer);
 	close(h->listen_fd);
 	registry_deinit();
+	config_free(&h->cfg);
 	free(h);
 	return 0;
 }
@@ -500,6 +505,58 @@ static void test_one_handshake_deadline(void **state)
 	assert_int_equal(h->c->deadline_ms, deadline);
 }
 
+/* An unauthenticated peer cannot make us hold a big ClientInfo: a frame
+ * over DERP_MAX_INFO_LEN closes the connection as soon as its header is
+ * read (issue 7, item 5). */
+static void test_client_info_bounded(void **state)
+{
+	struct harness *h = *state;
+	static const char up[] = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n"
+				 "Connection: Upgrade\r\n\r\n";
+	uint8_t hdr[DERP_FRAME_HEADER_LEN];
+
+	assert_true(DERP_MAX_INFO_LEN <= 8 * 1024);
+	h_connect(h);
+	assert_int_equal(write(h->peer, up, strlen(up)), (ssize_t)strlen(up));
+	h_run(h);
+	assert_int_equal(h->w->nconns, 1);
+	derp_frame_header_put(hdr, DERP_FRAME_CLIENT_INFO, DERP_MAX_INFO_LEN + 1);
+	assert_int_equal(write(h->peer, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+}
+
+/* Connections in their handshake are capped per worker: at the cap the
+ * worker stops accepting (counted) and the kernel backlog holds the rest;
+ * it resumes when handshakes finish (issue 7, item 5). */
+static void test_handshake_cap(void **state)
+{
+	struct harness *h = *state;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int cli[3];
+
+	h->srv.max_handshakes = 2;
+	assert_int_equal(getsockname(h->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+	for (int i = 0; i < 3; i++) {
+		cli[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(cli[i], (struct sockaddr *)&sa, sl), 0);
+	}
+	h_run(h);
+	assert_int_equal(h->w->nconns, 2);
+	assert_int_equal(h->w->metrics.v[METRIC_ACCEPT_PAUSES_HANDSHAKES], 1);
+	/* Handshakes end (here: the peers give up); the third is accepted. */
+	close(cli[0]);
+	close(cli[1]);
+	h_run(h);
+	assert_int_equal(h->w->nconns, 1);
+	assert_int_equal(h->w->nhandshakes, 1);
+	close(cli[2]);
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(h->w->nhandshakes, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +567,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ping_burst_all_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctrl_overflow_closes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_handshake_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_info_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
 	};
 
 	(void)H;
