@@ -87,36 +87,45 @@ static void derp_send_dup(struct worker *w, uint32_t target, uint64_t conn_id, b
 }
 
 /* A key left the server: send PeerGone(Disconnected) if c saw it. */
-static void derp_peer_gone(struct conn *c, void *arg)
+static void derp_peer_gone(struct conn *c, const uint8_t key[32])
 {
 	struct derp_conn *dc = dc_of(c);
-	const uint8_t *key = arg;
 	uint8_t frame[DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 1];
 
-	if (c->proto != &derp_proto || !dc || !dc->registered || !keyset_remove(&dc->saw, key))
+	if (!dc->registered || !keyset_remove(&dc->saw, key))
 		return;
 	derp_queue_frame(c, frame, derp_frame_peer_gone(frame, key, DERP_PEER_GONE_DISCONNECTED));
 	metrics_add(&c->w->metrics, METRIC_PEER_GONE_DISCONNECTED, 1);
 }
 
-/* On every worker: m->data is a key that left the server. */
+/* On a watcher's worker: m->data is a key it received from, now gone. */
 static void derp_gone_msg(struct worker *w, struct wmsg *m)
 {
-	worker_foreach_conn(w, derp_peer_gone, m->data);
+	struct conn *c = derp_find(w, m->conn_id);
+
+	if (c)
+		derp_peer_gone(c, m->data);
 	free(m);
 }
 
-/* Tell every worker, this one included, that key left. */
-static void derp_broadcast_gone(struct worker *w, const uint8_t key[32])
+/* key left the server: tell the connections that received from it, and
+ * only them (the registry's watchers; as the reference's peer-gone
+ * watchers), so a departure costs O(its peers), not O(all clients). */
+static void derp_tell_watchers(struct worker *w, const uint8_t key[32],
+			       struct registry_watchers *ws)
 {
-	for (uint32_t i = 0; i < w->srv->nworkers; i++) {
-		struct wmsg *m = wmsg_new(derp_gone_msg, 0, 32);
+	struct registry_conn rc;
+	size_t pos = 0;
+
+	while (registry_watchers_next(ws, &pos, &rc)) {
+		struct wmsg *m = wmsg_new(derp_gone_msg, rc.client_id, 32);
 
 		if (!m)
-			return;
+			break;
 		memcpy(m->data, key, 32);
-		worker_send(w, i, m);
+		worker_send(w, rc.worker, m);
 	}
+	registry_watchers_free(ws);
 }
 
 /*
@@ -281,15 +290,20 @@ static void derp_release(struct conn *c)
 	struct worker *w = c->w;
 	struct derp_conn *dc = dc_of(c);
 	struct registry_conn others[REGISTRY_MAX_DUPS];
-	size_t nothers = 0;
+	struct registry_watchers gone;
+	size_t nothers = 0, pos = 0;
+	const uint8_t *src;
 	int left;
 
 	c->proto_state = NULL;
 	if (dc->registered) {
 		atomic_fetch_sub(&derp_of(c)->nclients, 1);
-		left = registry_remove(dc->key, c->id, others, &nothers);
+		/* No longer a watcher of the keys it received from. */
+		while ((src = keyset_next(&dc->saw, &pos)))
+			registry_unwatch(src, c->id);
+		left = registry_remove_gone(dc->key, c->id, others, &nothers, &gone);
 		if (left == 0)
-			derp_broadcast_gone(w, dc->key);
+			derp_tell_watchers(w, dc->key, &gone);
 		for (size_t i = 0; i < nothers; i++)
 			derp_send_dup(w, others[i].worker, others[i].client_id, false);
 	}
@@ -371,9 +385,21 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 		free(m);
 		return;
 	}
-	/* Remember the source for PeerGone(Disconnected). */
-	keyset_add(&dc_of(c)->saw, m->data + DERP_FRAME_HEADER_LEN);
+	const uint8_t *src = m->data + DERP_FRAME_HEADER_LEN;
+	uint8_t key[32];
+	bool first = keyset_add(&dc_of(c)->saw, src);
+
+	memcpy(key, src, 32);
 	conn_queue_packet(c, m, (enum conn_prio)m->prio);
+	/* The first packet from a source: watch it, to hear PeerGone when
+	 * it leaves. If it has left already (the packet overtook its
+	 * departure), say so now, after the packet. */
+	if (first && c->state != CONN_CLOSED) {
+		struct registry_conn self = { .worker = w->idx, .client_id = c->id };
+
+		if (registry_watch(key, &self) == -ENOENT)
+			derp_peer_gone(c, key);
+	}
 }
 
 static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)

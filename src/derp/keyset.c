@@ -31,3 +31,8 @@ void keyset_free(struct keyset *ks)
 {
 	hashtab_deinit(&ks->t);
 }
+
+const uint8_t *keyset_next(const struct keyset *ks, size_t *pos)
+{
+	return ks->t.stride ? hashtab_next(&ks->t, pos) : NULL;
+}

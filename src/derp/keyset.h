@@ -6,6 +6,7 @@
 #define DERPER_KEYSET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/hashtab.h"
@@ -19,6 +20,9 @@ struct keyset {
 bool keyset_add(struct keyset *ks, const uint8_t key[32]);
 /* Remove key; true if it was there. Owner's thread. */
 bool keyset_remove(struct keyset *ks, const uint8_t key[32]);
+/* Iterate: start with *pos = 0; the next key or NULL at the end. Add and
+ * remove invalidate an iteration. Owner's thread. */
+const uint8_t *keyset_next(const struct keyset *ks, size_t *pos);
 /* Free the storage and empty the set (a zeroed set is fine). Owner's thread. */
 void keyset_free(struct keyset *ks);
 

@@ -9,6 +9,8 @@
  * bytes are not trusted to be uniform: shard and slot both come from a
  * keyed hash (hashtab_hash_keyed: SipHash with a per-process secret), the
  * shard from its low bits, the slot from its high bits.
+ * An entry also holds the watchers of its key (registry_watch): the
+ * connections that received from it, which hear PeerGone when it leaves.
  * Invariants: an entry exists only while n >= 1; conns live in `one` while
  * cap == 1 and in `more` after the first duplicate; an entry pointer is
  * used only under its shard's lock and not across a table change.
@@ -28,7 +30,14 @@ struct reg_entry {
 	struct registry_conn one;   /* the connections while cap == 1 */
 	struct registry_conn *more; /* the connections once cap > 1 */
 	uint32_t n, cap;
-	int32_t active; /* index into the connections, -1 = none */
+	int32_t active;		 /* index into the connections, -1 = none */
+	struct hashtab watchers; /* struct reg_watch; empty until the first */
+};
+
+/* A watcher: the hashtab key (client_id) comes first. */
+struct reg_watch {
+	uint64_t client_id;
+	uint32_t worker;
 };
 
 struct reg_shard {
@@ -76,6 +85,7 @@ void registry_deinit(void)
 		while ((e = hashtab_next(&s->t, &pos))) {
 			if (e->cap > 1)
 				free(e->more);
+			hashtab_deinit(&e->watchers);
 		}
 		hashtab_deinit(&s->t);
 		pthread_rwlock_destroy(&s->lock);
@@ -172,6 +182,13 @@ static struct reg_entry *reg_find_locked(const uint8_t key[32], bool write, stru
 int registry_remove(const uint8_t key[32], uint64_t client_id,
 		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others)
 {
+	return registry_remove_gone(key, client_id, others, n_others, NULL);
+}
+
+int registry_remove_gone(const uint8_t key[32], uint64_t client_id,
+			 struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others,
+			 struct registry_watchers *gone)
+{
 	struct reg_shard *s;
 	struct registry_conn *conns;
 	struct reg_entry *e;
@@ -179,6 +196,8 @@ int registry_remove(const uint8_t key[32], uint64_t client_id,
 	int ret = 0;
 
 	*n_others = 0;
+	if (gone)
+		memset(gone, 0, sizeof(*gone));
 	e = reg_find_locked(key, true, &s);
 	if (!e)
 		goto out;
@@ -200,6 +219,11 @@ int registry_remove(const uint8_t key[32], uint64_t client_id,
 	if (e->n == 0) {
 		if (e->cap > 1)
 			free(e->more);
+		if (gone) {
+			gone->t = e->watchers; /* moved: the caller frees it */
+		} else {
+			hashtab_deinit(&e->watchers);
+		}
 		hashtab_remove_entry(&s->t, e);
 	} else {
 		reg_copy_others(e, client_id, others, n_others);
@@ -269,4 +293,56 @@ size_t registry_count(void)
 		pthread_rwlock_unlock(&reg_shards[i].lock);
 	}
 	return n;
+}
+
+int registry_watch(const uint8_t key[32], const struct registry_conn *watcher)
+{
+	struct reg_shard *s;
+	struct reg_entry *e = reg_find_locked(key, true, &s);
+	struct reg_watch *w;
+	int ret = 0;
+
+	if (!e) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (!e->watchers.stride)
+		hashtab_init(&e->watchers, sizeof(*w), sizeof(w->client_id));
+	w = hashtab_insert(&e->watchers, hashtab_hash_u64(watcher->client_id), &watcher->client_id,
+			   NULL);
+	if (!w) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	w->worker = watcher->worker;
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return ret;
+}
+
+void registry_unwatch(const uint8_t key[32], uint64_t client_id)
+{
+	struct reg_shard *s;
+	struct reg_entry *e = reg_find_locked(key, true, &s);
+
+	if (e && e->watchers.stride)
+		hashtab_remove(&e->watchers, hashtab_hash_u64(client_id), &client_id);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+bool registry_watchers_next(const struct registry_watchers *ws, size_t *pos,
+			    struct registry_conn *out)
+{
+	const struct reg_watch *w = ws->t.stride ? hashtab_next(&ws->t, pos) : NULL;
+
+	if (!w)
+		return false;
+	out->worker = w->worker;
+	out->client_id = w->client_id;
+	return true;
+}
+
+void registry_watchers_free(struct registry_watchers *ws)
+{
+	hashtab_deinit(&ws->t);
 }

@@ -16,8 +16,11 @@
 #ifndef DERPER_REGISTRY_H
 #define DERPER_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/hashtab.h"
 
 #define REGISTRY_SHARDS	  64
 #define REGISTRY_MAX_DUPS 16 /* conns of one key reported back to callers */
@@ -43,6 +46,33 @@ int registry_add(const uint8_t key[32], const struct registry_conn *rc,
  * the key is gone from this server). Any thread. */
 int registry_remove(const uint8_t key[32], uint64_t client_id,
 		    struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others);
+
+/*
+ * Watchers: the connections that received packets from a key, so that
+ * PeerGone goes to them alone when the key leaves (not to every client).
+ */
+struct registry_watchers {
+	struct hashtab t; /* private to registry.c */
+};
+
+/* Note that watcher received packets from key. 0, -ENOENT when key is not
+ * registered here, -ENOMEM. Any thread (write lock of key's shard). */
+int registry_watch(const uint8_t key[32], const struct registry_conn *watcher);
+/* Forget watcher client_id of key (it is leaving); no-op when absent.
+ * Any thread. */
+void registry_unwatch(const uint8_t key[32], uint64_t client_id);
+/* As registry_remove; when the key is gone (returns 0), its watchers move
+ * to *gone (the caller owns them: registry_watchers_next, then
+ * registry_watchers_free), else *gone is left empty. gone NULL: dropped. */
+int registry_remove_gone(const uint8_t key[32], uint64_t client_id,
+			 struct registry_conn others[REGISTRY_MAX_DUPS], size_t *n_others,
+			 struct registry_watchers *gone);
+/* Iterate: start with *pos = 0; fills *out and returns true for each
+ * watcher, false at the end. */
+bool registry_watchers_next(const struct registry_watchers *ws, size_t *pos,
+			    struct registry_conn *out);
+/* Free watchers handed out by registry_remove_gone; empty is a no-op. */
+void registry_watchers_free(struct registry_watchers *ws);
 
 /* Find the active connection of key. Returns 1 and fills *out when there
  * is one, 0 when the key is unknown, -EBUSY when the key has several

@@ -144,14 +144,6 @@ void worker_epoll_update(struct worker *w, struct conn *c)
 
 /* ---- messages ---- */
 
-void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg)
-{
-	for (struct conn *c = w->conns; c; c = c->next) {
-		if (c->state != CONN_CLOSED)
-			fn(c, arg);
-	}
-}
-
 /* Run a message addressed to this worker. Takes ownership. */
 static void worker_deliver(struct worker *w, struct wmsg *m)
 {

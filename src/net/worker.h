@@ -153,7 +153,4 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m);
 /* The open conn with this id on w, or NULL (gone or closed). w's thread. */
 struct conn *worker_find(struct worker *w, uint64_t id);
 
-/* Call fn for every connection of w that is not closed. w's thread. */
-void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg);
-
 #endif

@@ -89,6 +89,7 @@ static int setup(void **state)
 	h->w = worker_new(&h->srv, 0);
 	assert_non_null(h->w);
 	h->srv.workers = &h->w;
+	h->peer = -1;
 	H = h;
 	*state = h;
 	return 0;
@@ -557,6 +558,128 @@ static void test_handshake_cap(void **state)
 	assert_int_equal(h->w->nhandshakes, 0);
 }
 
+/* Another client of the same worker, for tests with several peers. */
+struct hpeer {
+	int fd;
+	uint8_t priv[32], pub[32];
+	uint8_t out[65536];
+	size_t olen;
+};
+
+static void hp_read(struct hpeer *p)
+{
+	ssize_t n;
+
+	while ((n = read(p->fd, p->out + p->olen, sizeof(p->out) - p->olen)) > 0)
+		p->olen += (size_t)n;
+}
+
+/* Connect and register p with a fresh key; drain its greeting. */
+static void hp_open(struct harness *h, struct hpeer *p)
+{
+	static const char up[] = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n"
+				 "Connection: Upgrade\r\n\r\n";
+	const char *json = "{\"version\":2}";
+	uint8_t buf[512], box[256];
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(40001) };
+	int sv[2];
+	size_t n = 0;
+	ssize_t bl;
+
+	memset(p, 0, sizeof(*p));
+	derp_key_generate(p->priv);
+	derp_key_public(p->pub, p->priv);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	p->fd = sv[1];
+	assert_non_null(worker_adopt(h->w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false));
+	bl = derp_box_seal(box, sizeof(box), (const uint8_t *)json, strlen(json), h->ds.pub,
+			   p->priv);
+	assert_true(bl > 0);
+	memcpy(buf, up, strlen(up));
+	n = strlen(up);
+	derp_frame_header_put(buf + n, DERP_FRAME_CLIENT_INFO, (uint32_t)(32 + bl));
+	n += DERP_FRAME_HEADER_LEN;
+	memcpy(buf + n, p->pub, 32);
+	n += 32;
+	memcpy(buf + n, box, (size_t)bl);
+	n += (size_t)bl;
+	assert_int_equal(write(p->fd, buf, n), (ssize_t)n);
+	h_run(h);
+	hp_read(p);
+	p->olen = 0;
+}
+
+/* p sends a 100-byte packet to dst. */
+static void hp_send(struct harness *h, struct hpeer *p, const uint8_t dst[32])
+{
+	uint8_t f[DERP_FRAME_HEADER_LEN + 32 + 100];
+
+	derp_frame_header_put(f, DERP_FRAME_SEND_PACKET, 32 + 100);
+	memcpy(f + DERP_FRAME_HEADER_LEN, dst, 32);
+	memset(f + DERP_FRAME_HEADER_LEN + 32, 0xab, 100);
+	assert_int_equal(write(p->fd, f, sizeof(f)), (ssize_t)sizeof(f));
+	h_run(h);
+}
+
+/* Count frames of a type in what p received. */
+static int hp_count(struct hpeer *p, uint8_t want, uint8_t *last_payload, size_t cap)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off + DERP_FRAME_HEADER_LEN <= p->olen) {
+		uint8_t type;
+		uint32_t plen;
+
+		derp_frame_header_parse(p->out + off, p->olen - off, &type, &plen);
+		assert_true(off + DERP_FRAME_HEADER_LEN + plen <= p->olen);
+		if (type == want) {
+			n++;
+			if (last_payload)
+				memcpy(last_payload, p->out + off + DERP_FRAME_HEADER_LEN,
+				       plen < cap ? plen : cap);
+		}
+		off += DERP_FRAME_HEADER_LEN + plen;
+	}
+	return n;
+}
+
+/* PeerGone(Disconnected) goes to the peers that received from the one
+ * that left, and to nobody else (issue 7, item 2: no walk of all). */
+static void test_peer_gone_directed(void **state)
+{
+	struct harness *h = *state;
+	struct hpeer a, b, c;
+	uint8_t pg[64];
+
+	hp_open(h, &a);
+	hp_open(h, &b);
+	hp_open(h, &c);
+	assert_int_equal(registry_count(), 3);
+	hp_send(h, &a, b.pub);
+	hp_read(&b);
+	assert_int_equal(hp_count(&b, DERP_FRAME_RECV_PACKET, NULL, 0), 1);
+	/* c received from b only; then b leaves: c hears, a does not. */
+	hp_send(h, &b, c.pub);
+	close(a.fd);
+	h_run(h);
+	hp_read(&b);
+	hp_read(&c);
+	assert_int_equal(hp_count(&b, DERP_FRAME_PEER_GONE, pg, sizeof(pg)), 1);
+	assert_memory_equal(pg, a.pub, 32);
+	assert_int_equal(pg[32], DERP_PEER_GONE_DISCONNECTED);
+	assert_int_equal(hp_count(&c, DERP_FRAME_PEER_GONE, NULL, 0), 0);
+	close(b.fd);
+	h_run(h);
+	hp_read(&c);
+	assert_int_equal(hp_count(&c, DERP_FRAME_PEER_GONE, pg, sizeof(pg)), 1);
+	assert_memory_equal(pg, b.pub, 32);
+	close(c.fd);
+	h_run(h);
+	assert_int_equal(registry_count(), 0);
+	assert_int_equal(h->w->nconns, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +692,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_handshake_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_info_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_gone_directed, setup, teardown),
 	};
 
 	(void)H;

@@ -302,6 +302,61 @@ static void test_keyset(void **state)
 	keyset_free(&ks);
 }
 
+/* Watchers: only the connections that received from a key hear that it
+ * left; a watcher that leaves first is forgotten. */
+static void test_watchers(void **state)
+{
+	uint8_t a[32], b[32], c[32];
+	struct registry_conn ra = { .worker = 0, .client_id = 1 };
+	struct registry_conn rb = { .worker = 1, .client_id = 2 };
+	struct registry_conn rc = { .worker = 0, .client_id = 3 };
+	struct registry_conn others[REGISTRY_MAX_DUPS], got;
+	struct registry_watchers gone;
+	size_t n, pos = 0;
+	int seen_b = 0, seen_c = 0, count = 0;
+
+	(void)state;
+	key_of(a, 1);
+	key_of(b, 2);
+	key_of(c, 3);
+	assert_int_equal(registry_add(a, &ra, others, &n), 1);
+	assert_int_equal(registry_add(b, &rb, others, &n), 1);
+	assert_int_equal(registry_add(c, &rc, others, &n), 1);
+	/* b and c received from a; c also from b. */
+	assert_int_equal(registry_watch(a, &rb), 0);
+	assert_int_equal(registry_watch(a, &rb), 0); /* twice is once */
+	assert_int_equal(registry_watch(a, &rc), 0);
+	assert_int_equal(registry_watch(b, &rc), 0);
+	uint8_t unknown[32];
+
+	key_of(unknown, 99);
+	assert_int_equal(registry_watch(unknown, &rb), -ENOENT);
+
+	/* a leaves: b and c, nobody else. */
+	assert_int_equal(registry_remove_gone(a, 1, others, &n, &gone), 0);
+	while (registry_watchers_next(&gone, &pos, &got)) {
+		count++;
+		seen_b += got.client_id == 2 && got.worker == 1;
+		seen_c += got.client_id == 3 && got.worker == 0;
+	}
+	assert_int_equal(count, 2);
+	assert_int_equal(seen_b, 1);
+	assert_int_equal(seen_c, 1);
+	registry_watchers_free(&gone);
+
+	/* c leaves first and unwatches b; then b leaves: nobody to tell. */
+	registry_unwatch(b, 3);
+	assert_int_equal(registry_remove_gone(c, 3, others, &n, &gone), 0);
+	pos = 0;
+	assert_false(registry_watchers_next(&gone, &pos, &got));
+	registry_watchers_free(&gone);
+	assert_int_equal(registry_remove_gone(b, 2, others, &n, &gone), 0);
+	pos = 0;
+	assert_false(registry_watchers_next(&gone, &pos, &got));
+	registry_watchers_free(&gone);
+	assert_int_equal(registry_count(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +365,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_keys_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_dups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchers, setup, teardown),
 		cmocka_unit_test(test_keyset),
 	};
 
