@@ -428,6 +428,7 @@ static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
 		return;
 	}
 	m->prio = disco ? CONN_PRIO_HIGH : CONN_PRIO_LOW;
+	m->flags = WMSG_F_DROPPABLE;
 	derp_frame_recv_packet_header(m->data, dc_of(c)->key, n);
 	memcpy(m->data + DERP_FRAME_HEADER_LEN + DERP_KEY_LEN, pkt, n);
 	if (rc.worker != w->idx)

@@ -50,6 +50,9 @@ struct server {
 	 * HTTP, the protocol's handshake); at the cap the worker stops
 	 * accepting and the kernel backlog holds the rest. 0 = default. */
 	uint32_t max_handshakes;
+	/* Bytes of messages a worker may have waiting from the others; past
+	 * it, senders drop packets (counted queue_tail). 0 = default. */
+	size_t inbox_max_bytes;
 
 	struct worker **workers;
 	size_t nworkers;

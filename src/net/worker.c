@@ -46,6 +46,15 @@
  * srv->max_handshakes): enough for a reconnect storm to proceed at full
  * speed, small enough that half-open peers cannot hold the heap. */
 #define WORKER_MAX_HANDSHAKES 512
+/* Default bound of bytes waiting in one worker's inbox (srv->
+ * inbox_max_bytes): a few thousand full packets, about a millisecond
+ * or two of work, so a drain never starves the worker for long. */
+#define WORKER_INBOX_MAX_BYTES (4u << 20)
+
+static size_t wmsg_cost(const struct wmsg *m)
+{
+	return sizeof(*m) + m->len;
+}
 
 /* epoll data for the worker's own sockets (connections use their pointer). */
 static char tag_listen, tag_http80, tag_udp, tag_wake;
@@ -179,15 +188,32 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m)
 		worker_deliver(w, m);
 		return;
 	}
+	struct worker *tw = w->srv->workers[target];
+	size_t max = w->srv->inbox_max_bytes ? w->srv->inbox_max_bytes : WORKER_INBOX_MAX_BYTES;
+	size_t cost = wmsg_cost(m);
+
+	/* The target is behind: drop here, at the tail, rather than let its
+	 * inbox grow without bound. Per-pair order is kept: nothing after a
+	 * dropped packet overtakes anything before it. */
+	if ((m->flags & WMSG_F_DROPPABLE) &&
+	    atomic_load_explicit(&tw->inbox_bytes, memory_order_relaxed) + w->outbox_bytes[target] +
+			    cost >
+		    max) {
+		metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
+		free(m);
+		return;
+	}
 	wmsg_list_push(&w->outbox[target], m);
+	w->outbox_bytes[target] += cost;
 	w->outbox_dirty = true;
 }
 
 /* Append a chain of messages to w's inbox and wake it if it was empty. */
-static void worker_post_chain(struct worker *w, struct wmsg *head, struct wmsg *tail)
+static void worker_post_chain(struct worker *w, struct wmsg *head, struct wmsg *tail, size_t bytes)
 {
 	bool wake;
 
+	atomic_fetch_add_explicit(&w->inbox_bytes, bytes, memory_order_relaxed);
 	pthread_mutex_lock(&w->inbox_lock);
 	wake = w->inbox.head == NULL;
 	wmsg_list_splice(&w->inbox, head, tail);
@@ -203,7 +229,7 @@ static void worker_post_chain(struct worker *w, struct wmsg *head, struct wmsg *
 void worker_post(struct worker *w, struct wmsg *m)
 {
 	m->next = NULL;
-	worker_post_chain(w, m, m);
+	worker_post_chain(w, m, m, wmsg_cost(m));
 }
 
 static void worker_post_outboxes(struct worker *w)
@@ -216,8 +242,9 @@ static void worker_post_outboxes(struct worker *w)
 
 		if (!ob->head)
 			continue;
-		worker_post_chain(w->srv->workers[i], ob->head, ob->tail);
+		worker_post_chain(w->srv->workers[i], ob->head, ob->tail, w->outbox_bytes[i]);
 		ob->head = ob->tail = NULL;
+		w->outbox_bytes[i] = 0;
 	}
 }
 
@@ -225,6 +252,7 @@ static void worker_drain_inbox(struct worker *w)
 {
 	struct wmsg *m;
 	uint64_t v;
+	size_t bytes = 0;
 
 	while (read(w->evfd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
@@ -235,9 +263,12 @@ static void worker_drain_inbox(struct worker *w)
 	while (m) {
 		struct wmsg *next = m->next;
 
+		bytes += wmsg_cost(m);
 		worker_deliver(w, m);
 		m = next;
 	}
+	/* Only now: while draining, senders still count these bytes. */
+	atomic_fetch_sub_explicit(&w->inbox_bytes, bytes, memory_order_relaxed);
 }
 
 /* ---- accept ---- */
@@ -498,12 +529,14 @@ struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->scratch = malloc(WORKER_SCRATCH);
 	w->wgather = malloc(WORKER_SCRATCH);
 	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
+	w->outbox_bytes = calloc(srv->nworkers, sizeof(*w->outbox_bytes));
 	hashtab_init(&w->ids, sizeof(struct worker_id_entry), sizeof(uint64_t));
 	w->listen_fd = srv->listen_fds[idx];
 	w->http80_fd = srv->http80_fds ? srv->http80_fds[idx] : -1;
 	w->udp_fd = srv->udp_fds ? srv->udp_fds[idx] : -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);
-	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->outbox)
+	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->outbox ||
+	    !w->outbox_bytes)
 		goto fail;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_wake };
 
@@ -528,6 +561,7 @@ fail:
 	free(w->scratch);
 	free(w->wgather);
 	free(w->outbox);
+	free(w->outbox_bytes);
 	free(w);
 	return NULL;
 }
@@ -545,6 +579,7 @@ void worker_free(struct worker *w)
 	free(w->scratch);
 	free(w->wgather);
 	free(w->outbox);
+	free(w->outbox_bytes);
 	free(w);
 }
 

@@ -14,6 +14,7 @@
 #define DERPER_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,9 @@ typedef void (*wmsg_fn)(struct worker *w, struct wmsg *m);
 
 enum wmsg_flag {
 	WMSG_F_CLOSE = 0x01, /* a control marker: close once everything before it is out */
+	/* may be dropped at the sender when the target's inbox is full
+	 * (packets; never PeerGone, duplicate checks or shutdown) */
+	WMSG_F_DROPPABLE = 0x02,
 };
 
 struct wmsg {
@@ -108,9 +112,13 @@ struct worker {
 
 	pthread_mutex_t inbox_lock;
 	struct wmsg_list inbox;
+	/* Bytes posted to this worker and not yet run: the inbox and what
+	 * it is draining. Senders read it to bound it (srv->inbox_max_bytes). */
+	_Atomic size_t inbox_bytes;
 
 	/* Messages for other workers, posted after each event. */
 	struct wmsg_list *outbox; /* [srv->nworkers] */
+	size_t *outbox_bytes;	  /* [srv->nworkers] */
 	bool outbox_dirty;
 
 	struct conn *conns; /* all connections of this worker */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,7 +42,10 @@ struct harness {
 	struct server srv;
 	struct derp_server ds;
 	struct worker *w;
+	struct worker *w2; /* a second worker, idle unless a test runs it */
+	struct worker *ws[2];
 	int listen_fd;
+	int listen_fds[2];
 	int peer;	   /* the test's end of the socketpair */
 	struct conn *c;	   /* the server's end, owned by w */
 	uint8_t cpriv[32]; /* the test client's key */
@@ -77,8 +81,9 @@ static int setup(void **state)
 	assert_int_equal(listen(h->listen_fd, 16), 0);
 	assert_int_equal(config_defaults(&h->cfg), 0);
 	h->srv.cfg = &h->cfg;
-	h->srv.listen_fds = &h->listen_fd;
-	h->srv.nworkers = 1;
+	h->listen_fds[0] = h->listen_fds[1] = h->listen_fd;
+	h->srv.listen_fds = h->listen_fds;
+	h->srv.nworkers = 2;
 	h->srv.proto = &derp_proto;
 	h->srv.proto_arg = &h->ds;
 	h->srv.queue_depth = 32;
@@ -87,8 +92,12 @@ static int setup(void **state)
 	h->srv.site.derp_enabled = true;
 	h->srv.site.home = HTTP_HOME_DEFAULT;
 	h->w = worker_new(&h->srv, 0);
+	h->w2 = worker_new(&h->srv, 1);
 	assert_non_null(h->w);
-	h->srv.workers = &h->w;
+	assert_non_null(h->w2);
+	h->ws[0] = h->w;
+	h->ws[1] = h->w2;
+	h->srv.workers = h->ws;
 	h->peer = -1;
 	H = h;
 	*state = h;
@@ -100,7 +109,9 @@ static int teardown(void **state)
 	struct harness *h = *state;
 
 	worker_close_all(h->w);
+	worker_close_all(h->w2);
 	worker_free(h->w);
+	worker_free(h->w2);
 	if (h->peer >= 0)
 		close(h->peer);
 	close(h->listen_fd);
@@ -574,8 +585,17 @@ static void hp_read(struct hpeer *p)
 		p->olen += (size_t)n;
 }
 
-/* Connect and register p with a fresh key; drain its greeting. */
-static void hp_open(struct harness *h, struct hpeer *p)
+/* Run both workers' turns until quiet. */
+static void h_run_both(struct harness *h)
+{
+	for (int i = 0; i < 8; i++) {
+		assert_true(worker_turn(h->w, 0));
+		assert_true(worker_turn(h->w2, 0));
+	}
+}
+
+/* Connect and register p with a fresh key on worker w; drain its greeting. */
+static void hp_open_on(struct harness *h, struct worker *w, struct hpeer *p)
 {
 	static const char up[] = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n"
 				 "Connection: Upgrade\r\n\r\n";
@@ -591,7 +611,7 @@ static void hp_open(struct harness *h, struct hpeer *p)
 	derp_key_public(p->pub, p->priv);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	p->fd = sv[1];
-	assert_non_null(worker_adopt(h->w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false));
+	assert_non_null(worker_adopt(w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false));
 	bl = derp_box_seal(box, sizeof(box), (const uint8_t *)json, strlen(json), h->ds.pub,
 			   p->priv);
 	assert_true(bl > 0);
@@ -604,9 +624,14 @@ static void hp_open(struct harness *h, struct hpeer *p)
 	memcpy(buf + n, box, (size_t)bl);
 	n += (size_t)bl;
 	assert_int_equal(write(p->fd, buf, n), (ssize_t)n);
-	h_run(h);
+	h_run_both(h);
 	hp_read(p);
 	p->olen = 0;
+}
+
+static void hp_open(struct harness *h, struct hpeer *p)
+{
+	hp_open_on(h, h->w, p);
 }
 
 /* p sends a 100-byte packet to dst. */
@@ -680,6 +705,60 @@ static void test_peer_gone_directed(void **state)
 	assert_int_equal(h->w->nconns, 0);
 }
 
+/* A worker that falls behind its senders: its inbox stays bounded, the
+ * excess is dropped at the sender and counted as queue_tail, and what is
+ * delivered is in order (issue 7, item 1). */
+static void test_inbox_bounded(void **state)
+{
+	struct harness *h = *state;
+	struct hpeer a, b;
+	uint8_t f[DERP_FRAME_HEADER_LEN + 32 + 1000];
+	uint32_t expect = 0, got = 0;
+	uint64_t dropped;
+	size_t off = 0;
+
+	h->srv.inbox_max_bytes = 64 * 1024;
+	hp_open_on(h, h->w, &a);
+	hp_open_on(h, h->w2, &b);
+	derp_frame_header_put(f, DERP_FRAME_SEND_PACKET, 32 + 1000);
+	memcpy(f + DERP_FRAME_HEADER_LEN, b.pub, 32);
+	/* 200 packets while worker 2 does not run. */
+	for (uint32_t i = 0; i < 200; i++) {
+		memset(f + DERP_FRAME_HEADER_LEN + 32, 0, 1000);
+		memcpy(f + DERP_FRAME_HEADER_LEN + 32, &i, sizeof(i));
+		assert_int_equal(write(a.fd, f, sizeof(f)), (ssize_t)sizeof(f));
+		assert_true(worker_turn(h->w, 0));
+		assert_true(atomic_load(&h->w2->inbox_bytes) <= 64 * 1024);
+	}
+	dropped = h->w->metrics.v[METRIC_DROP_QUEUE_TAIL];
+	assert_true(dropped > 100);
+	assert_true(dropped < 200);
+	/* Worker 2 catches up: B gets the rest, in order, no duplicates. */
+	h_run_both(h);
+	for (int i = 0; i < 20; i++) {
+		hp_read(&b);
+		h_run_both(h);
+	}
+	while (off + DERP_FRAME_HEADER_LEN <= b.olen) {
+		uint8_t type;
+		uint32_t plen, seq;
+
+		derp_frame_header_parse(b.out + off, b.olen - off, &type, &plen);
+		if (type == DERP_FRAME_RECV_PACKET) {
+			memcpy(&seq, b.out + off + DERP_FRAME_HEADER_LEN + 32, sizeof(seq));
+			assert_true(seq >= expect);
+			expect = seq + 1;
+			got++;
+		}
+		off += DERP_FRAME_HEADER_LEN + plen;
+	}
+	assert_int_equal(got + dropped, 200);
+	assert_int_equal(atomic_load(&h->w2->inbox_bytes), 0);
+	close(a.fd);
+	close(b.fd);
+	h_run_both(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -693,6 +772,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_info_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_gone_directed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inbox_bounded, setup, teardown),
 	};
 
 	(void)H;
