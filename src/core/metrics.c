@@ -73,6 +73,8 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_STUN_NOT_STUN] = "stun_requests{disposition=\"not_stun\"}",
 	[METRIC_STUN_REFUSED_ACCESS] = "stun_requests{disposition=\"refused_access\"}",
 	[METRIC_STUN_WRITE_ERRORS] = "stun_requests{disposition=\"write_error\"}",
+	[METRIC_STUN_TOO_SMALL] = "stun_requests{disposition=\"smaller_than_answer\"}",
+	[METRIC_STUN_RATE_LIMITED] = "stun_requests{disposition=\"rate_limited\"}",
 	[METRIC_STUN_IPV4] = "stun_addrfamily{family=\"ipv4\"}",
 	[METRIC_STUN_IPV6] = "stun_addrfamily{family=\"ipv6\"}",
 };

@@ -580,6 +580,7 @@ void worker_free(struct worker *w)
 	free(w->wgather);
 	free(w->outbox);
 	free(w->outbox_bytes);
+	free(w->udp_state);
 	free(w);
 }
 

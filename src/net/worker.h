@@ -136,6 +136,7 @@ struct worker {
 	int64_t shutdown_deadline_ms;
 	int64_t next_tick_ms; /* next once-a-second timer run */
 
+	void *udp_state;  /* the UDP handler's, malloc'd by it; freed with w */
 	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
 	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */
 };

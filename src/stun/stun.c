@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 
 /* Software name sent to generic clients; 6 bytes, padded to 8 on the wire. */
-#define STUN_SOFTWARE_NAME	"derper"
 #define STUN_TAILSCALE_SOFTWARE "tailnode"
 
 static uint16_t get_be16(const uint8_t *p)
@@ -215,7 +214,7 @@ ssize_t stun_build_binding_response(uint8_t *out, size_t cap, const uint8_t txid
 
 	len = STUN_HEADER_LEN + 8 + alen;
 	if (kind == STUN_KIND_GENERIC)
-		len += 4 + 8 + 4 + 4; /* SOFTWARE "derper" padded, FINGERPRINT */
+		len += 4 + 4; /* FINGERPRINT */
 	if (cap < len)
 		return -ENOSPC;
 
@@ -236,12 +235,10 @@ ssize_t stun_build_binding_response(uint8_t *out, size_t cap, const uint8_t txid
 		out[off + 8 + i] = addr[i] ^ out[4 + i];
 	off += 8 + alen;
 
+	/* No SOFTWARE: an answer as small as it can be, so that fewer generic
+	 * requests are too small to be answered (stun_server.c answers none
+	 * larger than its request). */
 	if (kind == STUN_KIND_GENERIC) {
-		put_be16(out + off, STUN_ATTR_SOFTWARE);
-		put_be16(out + off + 2, sizeof(STUN_SOFTWARE_NAME) - 1);
-		memset(out + off + 4, 0, 8);
-		memcpy(out + off + 4, STUN_SOFTWARE_NAME, sizeof(STUN_SOFTWARE_NAME) - 1);
-		off += 12;
 		put_be16(out + off, STUN_ATTR_FINGERPRINT);
 		put_be16(out + off + 2, 4);
 		put_be32(out + off + 4, stun_crc32(out, off) ^ STUN_FINGERPRINT_XOR);

@@ -21,7 +21,7 @@ struct sockaddr;
 #define STUN_MAGIC_COOKIE    0x2112A442u
 #define STUN_FINGERPRINT_XOR 0x5354554eu
 /* Largest response stun_build_binding_response writes (generic, IPv6). */
-#define STUN_MAX_RESPONSE_LEN 64
+#define STUN_MAX_RESPONSE_LEN 52
 
 /* Message types and attributes used here. */
 #define STUN_BINDING_REQUEST	     0x0001
@@ -35,7 +35,7 @@ struct sockaddr;
 
 enum stun_kind {
 	STUN_KIND_TAILSCALE, /* Tailscale's request; answer like the Go derper */
-	STUN_KIND_GENERIC,   /* RFC 8489 client; answer with SOFTWARE + FINGERPRINT */
+	STUN_KIND_GENERIC,   /* RFC 8489 client; answer with XOR-MAPPED-ADDRESS + FINGERPRINT */
 };
 
 /* Classify a datagram. Returns 0 with txid and *kind set when pkt is a

@@ -1,14 +1,25 @@
 /*
  * stun_server.c - the STUN responder on each worker's UDP socket: parse
  * a binding request (stun.c), check the access policy, answer with the
- * source address. Stateless; runs on the worker that owns the socket.
+ * source address. Runs on the worker that owns the socket.
+ *
+ * No amplification: a UDP source address can be forged, so an answer
+ * must not be a bigger weapon than the request. Tailscale's requests (40
+ * bytes) get Tailscale's answers (32 bytes, 44 for IPv6) unchanged; a
+ * generic RFC 8489 request is answered only when it is at least as long
+ * as its answer. And every source address has a token bucket (per
+ * worker, a direct-mapped table in w->udp_state): past it, requests are
+ * dropped and counted.
  */
 #include "stun/stun_server.h"
 
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
+#include "core/hashtab.h"
 #include "core/metrics.h"
 #include "net/server.h"
 #include "net/worker.h"
@@ -16,6 +27,62 @@
 
 /* Datagrams answered per readiness event before yielding. */
 #define STUN_SERVER_PER_EVENT 64
+/* Per source address: a sustained rate and a burst. Generous, because a
+ * campus NAT puts many clients behind one address and netcheck sends a
+ * few requests per client every 20-30 s; it bounds what one forged
+ * source can reflect, not what one user needs. */
+#define STUN_RATE_PER_SEC 200
+#define STUN_BURST	  400
+#define STUN_BUCKETS	  4096 /* per worker; a power of two */
+
+struct stun_bucket {
+	uint8_t addr[16]; /* the source (IPv4 as v4-mapped); zero = unused */
+	int64_t last_ms;
+	uint32_t milli_tokens; /* tokens * 1000 */
+};
+
+struct stun_state {
+	struct stun_bucket b[STUN_BUCKETS];
+};
+
+/* Take a token for the source of ss; false when its bucket is empty. */
+static bool stun_allow(struct worker *w, const struct sockaddr_storage *ss)
+{
+	struct stun_state *st = w->udp_state;
+	uint8_t addr[16] = { 0 };
+	struct stun_bucket *b;
+	uint64_t h;
+
+	if (!st) {
+		st = w->udp_state = calloc(1, sizeof(*st));
+		if (!st)
+			return true; /* no memory for the limiter: do not fail closed */
+	}
+	if (ss->ss_family == AF_INET) {
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else {
+		memcpy(addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	}
+	h = hashtab_hash_keyed(addr, sizeof(addr));
+	b = &st->b[h & (STUN_BUCKETS - 1)];
+	if (memcmp(b->addr, addr, 16) != 0) {
+		/* A new source (or a collision: the slot is taken over). */
+		memcpy(b->addr, addr, 16);
+		b->last_ms = w->now_ms;
+		b->milli_tokens = STUN_BURST * 1000;
+	} else if (w->now_ms > b->last_ms) {
+		uint64_t add = (uint64_t)(w->now_ms - b->last_ms) * STUN_RATE_PER_SEC;
+		uint64_t t = b->milli_tokens + add;
+
+		b->milli_tokens = t > STUN_BURST * 1000 ? STUN_BURST * 1000 : (uint32_t)t;
+		b->last_ms = w->now_ms;
+	}
+	if (b->milli_tokens < 1000)
+		return false;
+	b->milli_tokens -= 1000;
+	return true;
+}
 
 static _Atomic bool stun_generic;
 
@@ -30,7 +97,7 @@ void stun_server_ready(struct worker *w, int fd)
 	bool generic = atomic_load_explicit(&stun_generic, memory_order_relaxed);
 
 	for (int i = 0; i < STUN_SERVER_PER_EVENT; i++) {
-		uint8_t in[1500], out[128], txid[12];
+		uint8_t in[1500], out[STUN_MAX_RESPONSE_LEN], txid[12];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		enum stun_kind kind;
@@ -46,9 +113,18 @@ void stun_server_ready(struct worker *w, int fd)
 			metrics_add(&w->metrics, METRIC_STUN_REFUSED_ACCESS, 1);
 			continue;
 		}
+		if (!stun_allow(w, &ss)) {
+			metrics_add(&w->metrics, METRIC_STUN_RATE_LIMITED, 1);
+			continue;
+		}
 		ssize_t rl = stun_build_binding_response(out, sizeof(out), txid,
 							 (struct sockaddr *)&ss, kind);
 
+		if (kind == STUN_KIND_GENERIC && rl > n) {
+			/* Answering would amplify: a padded request is answered. */
+			metrics_add(&w->metrics, METRIC_STUN_TOO_SMALL, 1);
+			continue;
+		}
 		if (rl < 0 ||
 		    sendto(fd, out, (size_t)rl, MSG_DONTWAIT, (struct sockaddr *)&ss, sl) < 0) {
 			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);

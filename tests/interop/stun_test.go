@@ -6,6 +6,7 @@ package interop
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/netip"
 	"testing"
@@ -96,7 +97,8 @@ func checkMapped(t *testing.T, resp []byte, tx stun.TxID, conn *net.UDPConn) {
 
 // Scenario 8: Tailscale's STUN requests over IPv4 and IPv6 on a dual-stack
 // daemon; improvements: IPv4 answers use family 0x01, generic RFC 5389
-// requests (no SOFTWARE/FINGERPRINT) are answered.
+// requests are answered when they are at least as long as the answer (no
+// amplification), and bare 20-byte ones are not.
 func TestSTUN(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, daemonOpts{listenAll: true})
@@ -139,11 +141,20 @@ func TestSTUN(t *testing.T) {
 		if _, err := stunExchange(conn, v4dst, stun.Request(stun.NewTxID()), 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
+		// A generic request padded (SOFTWARE + FINGERPRINT, 40 bytes) to
+		// at least the size of its answer is answered.
 		tx := stun.NewTxID()
-		req := make([]byte, 20)
+		req := make([]byte, 40)
 		binary.BigEndian.PutUint16(req[0:2], 0x0001)
+		binary.BigEndian.PutUint16(req[2:4], 20)
 		binary.BigEndian.PutUint32(req[4:8], stunCookie)
 		copy(req[8:], tx[:])
+		binary.BigEndian.PutUint16(req[20:22], 0x8022) // SOFTWARE
+		binary.BigEndian.PutUint16(req[22:24], 8)
+		copy(req[24:32], "stunprob")
+		binary.BigEndian.PutUint16(req[32:34], 0x8028) // FINGERPRINT
+		binary.BigEndian.PutUint16(req[34:36], 4)
+		binary.BigEndian.PutUint32(req[36:40], crc32.ChecksumIEEE(req[:32])^0x5354554e)
 		resp, err := stunExchange(conn, v4dst, req, 1500*time.Millisecond)
 		if err == nil {
 			var gotTx stun.TxID
@@ -153,8 +164,24 @@ func TestSTUN(t *testing.T) {
 			if err == nil && (gotTx != tx || addr != want) {
 				err = fmt.Errorf("answer tx %x addr %v, want %x %v", gotTx, addr, tx, want)
 			}
+			if err == nil && len(resp) > len(req) {
+				err = fmt.Errorf("answer of %d bytes to a request of %d: amplification", len(resp), len(req))
+			}
 		}
 		improvement(t, "generic RFC 5389 binding request answered", err)
+	})
+	t.Run("generic_bare_header_not_answered", func(t *testing.T) {
+		// A bare 20-byte request would be answered with 40 or more bytes
+		// to an address anyone can forge: it gets no answer.
+		conn := listenUDP(t, "udp4", "127.0.0.1:0")
+		tx := stun.NewTxID()
+		req := make([]byte, 20)
+		binary.BigEndian.PutUint16(req[0:2], 0x0001)
+		binary.BigEndian.PutUint32(req[4:8], stunCookie)
+		copy(req[8:], tx[:])
+		if resp, err := stunExchange(conn, v4dst, req, 500*time.Millisecond); err == nil {
+			t.Fatalf("a 20-byte request got a %d-byte answer", len(resp))
+		}
 	})
 	t.Run("no_reply_to_non_stun", func(t *testing.T) {
 		conn := listenUDP(t, "udp4", "127.0.0.1:0")
