@@ -14,7 +14,7 @@
               open (got 204), silent (no answer to the SYN), closed (the
               server closed or reset the connection before sending a single
               byte), closed-after-N, timeout, refused, http-XXX, error-...
-        stun  one RFC 5389 binding request; open (a success response with
+        stun  one RFC 5389 binding request (padded to 52 bytes); open (a success response with
               our transaction ID and XOR-MAPPED-ADDRESS == SRC) or silent
         tcp   connect and read b"ok\\n" (the listener above); open or silent
       Prints one line per item; exit 0 when every outcome is the expected one.
@@ -122,7 +122,12 @@ def stun_once(src, dst, port, timeout):
         s.bind((src, 0))
         s.settimeout(timeout)
         txid = os.urandom(12)
-        s.sendto(struct.pack("!HHI", 0x0001, 0, MAGIC) + txid, (dst, port))
+        # Padded with SOFTWARE to 52 bytes: derper answers a generic
+        # request only when it is at least as long as the answer (40
+        # bytes for IPv4, 52 for IPv6), so it never amplifies.
+        sw = b"derper-geoipd-probe-padding!"
+        attr = struct.pack("!HH", 0x8022, len(sw)) + sw
+        s.sendto(struct.pack("!HHI", 0x0001, len(attr), MAGIC) + txid + attr, (dst, port))
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
