@@ -12,7 +12,8 @@ if [ "${1:-}" = "--test" ]; then
 	pkgs+=(libcmocka-dev nftables iproute2 pebble python3 python3-maxminddb
 		clang-format curl openssl util-linux procps
 		clang-14 libclang-rt-14-dev # clang + libFuzzer runtime: fuzz/ smoke stage
-		mandoc) # man page lint (tests/integration/test_manpages.sh)
+		mandoc # man page lint (tests/integration/test_manpages.sh)
+		systemd man-db) # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
 	# npm may come with a nodejs package of its own (it conflicts with
 	# Debian's npm then): install Debian's only when there is none.
 	command -v npm >/dev/null || pkgs+=(npm)
