@@ -13,7 +13,8 @@ if [ "${1:-}" = "--test" ]; then
 		clang-format curl openssl util-linux procps
 		clang-14 libclang-rt-14-dev # clang + libFuzzer runtime: fuzz/ smoke stage
 		mandoc # man page lint (tests/integration/test_manpages.sh)
-		systemd man-db) # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
+		systemd man-db # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
+		dpkg-dev debhelper lintian) # tests/package/test_deb.sh: dpkg-buildpackage, lint
 	# npm may come with a nodejs package of its own (it conflicts with
 	# Debian's npm then): install Debian's only when there is none.
 	command -v npm >/dev/null || pkgs+=(npm)
