@@ -52,7 +52,7 @@ rpm)
 	fi
 	mkdir -p "$work/rpm/SOURCES"
 	tar -C "$work" -czf "$work/rpm/SOURCES/derper-$version.tar.gz" "derper-$version"
-	rpmbuild -bb --define "_topdir $work/rpm" --define "_smp_build_ncpus $jobs" \
+	rpmbuild -bb --nodeps --define "_topdir $work/rpm" --define "_smp_build_ncpus $jobs" \
 		packaging/rpm/derper.spec >"$out/rpmbuild.log" 2>&1 || {
 		tail -40 "$out/rpmbuild.log" >&2
 		echo "package: rpmbuild failed; log: $out/rpmbuild.log" >&2
