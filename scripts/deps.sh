@@ -11,7 +11,11 @@ pkgs=(
 if [ "${1:-}" = "--test" ]; then
 	pkgs+=(libcmocka-dev nftables iproute2 pebble python3 python3-maxminddb
 		clang-format curl openssl util-linux procps
-		clang-14 libclang-rt-14-dev) # clang + libFuzzer runtime: fuzz/ smoke stage
+		clang-14 libclang-rt-14-dev # clang + libFuzzer runtime: fuzz/ smoke stage
+		mandoc # man page lint (tests/integration/test_manpages.sh)
+		systemd man-db # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
+		dpkg-dev debhelper lintian # tests/package/test_deb.sh: dpkg-buildpackage, lint
+		rpm rpmlint cpio) # tests/package/test_rpm.sh: rpmbuild on Debian, lint, unpack
 	# npm may come with a nodejs package of its own (it conflicts with
 	# Debian's npm then): install Debian's only when there is none.
 	command -v npm >/dev/null || pkgs+=(npm)

@@ -37,6 +37,15 @@ for kind in release asan; do
 	(cd "$dir" && ctest --output-on-failure --no-tests=error -j"$jobs" --timeout 1200)
 done
 
+# Packages: build the .deb, lint it, install it on this machine, run it as
+# the unit would, purge it (tests/package/test_deb.sh); build and lint the
+# RPM (tests/package/test_rpm.sh). Once, not per build
+# above: it builds its own tree copy.
+echo "== package: deb"
+bash tests/package/test_deb.sh
+echo "== package: rpm"
+bash tests/package/test_rpm.sh
+
 # Fuzz smoke: each libFuzzer harness in fuzz/ runs on its seed corpus for
 # DERPER_FUZZ_SECONDS (default 10). A clang build of the library and the
 # harnesses only (DERPER_TESTS=OFF: the cmocka and integration tests are

@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "derp/derp_key.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
@@ -292,7 +293,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	char *dns_json = NULL;	      /* the /bootstrap-dns body in force (sites point at it) */
 	char err[1024];
 	sigset_t sigs;
-	int sfd = -1, ret = 1;
+	char status[512];
+	int sfd = -1, ret = 1, r;
 	bool geoip_started = false;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -322,6 +324,10 @@ static int run(struct config *cfg, int argc, char **argv)
 	if (sfd < 0)
 		log_fatal("main", "signalfd: %s", strerror(errno));
 
+	r = notify_init();
+	if (r < 0)
+		log_warn("main", "NOTIFY_SOCKET: %s; not telling the service manager",
+			 strerror(-r));
 	if (sodium_init() < 0 || registry_init() < 0)
 		log_fatal("main", "cannot initialise libsodium");
 	if (cfg->dev) {
@@ -386,10 +392,18 @@ static int run(struct config *cfg, int argc, char **argv)
 			 DERPER_VERSION, srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
 			 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, srv.nworkers,
 			 stun, ds.pub_hex, cfg->dev ? " (dev mode)" : "");
+		snprintf(status, sizeof(status), "serving %s on %s:%d, STUN %s",
+			 srv.tls ? "DERP over TLS" : "DERP over plain HTTP",
+			 *cfg->listen_host ? cfg->listen_host : "*", cfg->listen_port, stun);
 	}
 	if (srv.http80_fds)
 		log_info("main", "plain HTTP on port %d (redirects to HTTPS, /generate_204)",
 			 cfg->http_port);
+	/* Sockets bound, certificate loaded, workers running: systemd may
+	 * order dependent units after us now. */
+	r = notify_sendf("READY=1\nSTATUS=%s", status);
+	if (r < 0)
+		log_warn("main", "NOTIFY_SOCKET: READY=1: %s", strerror(-r));
 
 	int64_t next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
 	int64_t next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
@@ -399,7 +413,9 @@ static int run(struct config *cfg, int argc, char **argv)
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
 		struct signalfd_siginfo si;
 		int64_t now = clock_mono_ms();
-		int n = poll(&pfd, 1, next_check > now ? (int)(next_check - now) : 0);
+		int timeout = next_check > now ? (int)(next_check - now) : 0;
+		int wd = notify_watchdog_tick(now);
+		int n = poll(&pfd, 1, wd >= 0 && wd < timeout ? wd : timeout);
 
 		/* The certificate files are checked on a fixed cadence, however
 		 * many signals arrive in between. */
@@ -433,9 +449,12 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGHUP) {
+			notify_reloading("reloading the configuration (SIGHUP)");
 			reload(&srv, argc, argv);
+			notify_sendf("READY=1\nSTATUS=%s (reloaded)", status);
 			continue;
 		}
+		notify_send("STOPPING=1\nSTATUS=shutting down: clients are told to reconnect");
 		log_info("main", "%s: shutting down (clients are told to reconnect)",
 			 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
@@ -452,6 +471,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	free(dns_json);
 	free(retired_dns);
 	registry_deinit();
+	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));
 	return ret;
 }

@@ -23,7 +23,7 @@ trap 'rm -rf "$tmp"' EXIT
 ini=$tmp/derper.ini
 sed -e 's|^listen = .*|listen = 127.0.0.1:8443|' \
 	-e "s|^certdir = .*|certdir = $tmp/certs|" \
-	-e "s|^;private_key_file = .*|private_key_file = $tmp/derper.key|" \
+	-e "s|^;\?private_key_file = .*|private_key_file = $tmp/derper.key|" \
 	"$DERPER_SRC/conf/derper.ini" >"$ini"
 grep -qx 'listen = 127.0.0.1:8443' "$ini" || fail "sed did not set listen in $ini"
 grep -qx "private_key_file = $tmp/derper.key" "$ini" || fail "sed did not set private_key_file"

@@ -1,0 +1,151 @@
+#!/bin/bash
+# test_deb.sh - the Debian package, end to end, on this (CI) machine:
+#   1. scripts/package.sh deb builds derper_<version>_<arch>.deb; lintian
+#      reports no error and no warning;
+#   2. dpkg -i installs it: /etc/derper/derper.ini is a conffile, postinst
+#      made the derper system user and /etc/derper/certs (0750 root:derper);
+#   3. the operator flow: certificate files in /etc/derper/certs, the
+#      installed derper.ini edited to a loopback port below 1024, then
+#      /usr/sbin/derper started as derper through setpriv with exactly the
+#      unit's capabilities (ambient + bounding CAP_NET_BIND_SERVICE,
+#      CAP_NET_ADMIN; no_new_privs), after the unit's --check-config;
+#      it answers HTTPS on loopback, /proc/PID/status shows those capability
+#      sets, SIGTERM stops it with exit 0;
+#   4. dpkg --purge leaves no file of the package, no /etc/derper, no
+#      /var/lib/derper; a derper user this test created is removed again.
+# Refuses to run when derper is already installed (this is someone's
+# machine). Run by scripts/test.sh as its own stage (once, not per build).
+# Needs root, dpkg-dev, debhelper, lintian, openssl, curl, python3, setpriv.
+set -u
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
+for t in dpkg-buildpackage dh lintian openssl curl python3 setpriv systemd-sysusers; do
+	command -v "$t" >/dev/null || fail "$t is missing: run scripts/deps.sh --test"
+done
+if dpkg-query -W -f='${Status}' derper 2>/dev/null | grep -q 'installed'; then
+	fail "a derper package is already installed here; purge it first (dpkg --purge derper)"
+fi
+had_user=0
+getent passwd derper >/dev/null && had_user=1
+
+tmp=$(mktemp -d /tmp/derper-test-deb.XXXXXX) || fail "mktemp"
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	if dpkg-query -W -f='${Status}' derper 2>/dev/null | grep -q 'installed'; then
+		dpkg --purge derper >/dev/null 2>&1
+	fi
+	[ "$had_user" -eq 0 ] && getent passwd derper >/dev/null && userdel derper 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# 1. Build and lint.
+deb=$(bash scripts/package.sh deb "$tmp/out" | tail -1) || fail "scripts/package.sh deb failed"
+version=$(sed -n 's/^project(derper VERSION \([0-9.]*\) .*/\1/p' CMakeLists.txt)
+[ "$(basename "$deb")" = "derper_${version}_$(dpkg --print-architecture).deb" ] ||
+	fail "package named $(basename "$deb")"
+lintian --fail-on error,warning --pedantic "$deb" >"$tmp/lintian.log" 2>&1 ||
+	fail "lintian: $(cat "$tmp/lintian.log")"
+echo "deb: $(basename "$deb") built, lintian clean"
+
+# 2. Install.
+dpkg -i "$deb" >"$tmp/dpkg.log" 2>&1 || fail "dpkg -i: $(cat "$tmp/dpkg.log")"
+dpkg-query -W -f='${Conffiles}\n' derper | grep -q '^ /etc/derper/derper.ini ' ||
+	fail "/etc/derper/derper.ini is not a conffile"
+getent passwd derper >/dev/null || fail "postinst did not create the derper user"
+uid=$(id -u derper)
+[ "$uid" -lt 1000 ] || fail "derper is not a system user (uid $uid)"
+[ "$(stat -c '%a %U %G' /etc/derper/certs)" = "750 root derper" ] ||
+	fail "/etc/derper/certs is $(stat -c '%a %U %G' /etc/derper/certs)"
+for f in /usr/sbin/derper /lib/systemd/system/derper.service \
+	/lib/systemd/system/derper-geoipupdate.timer /usr/lib/sysusers.d/derper.conf \
+	/usr/share/man/man8/derper.8.gz /usr/share/man/man5/derper.ini.5.gz \
+	/usr/share/doc/derper/examples/GeoIP.conf; do
+	[ -e "$f" ] || fail "$f not installed"
+done
+
+# 3. The operator flow, with the unit's user and capabilities.
+host=derp.test
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj "/CN=$host" -addext "subjectAltName=DNS:$host" \
+	-keyout /etc/derper/certs/$host.key -out /etc/derper/certs/$host.crt >/dev/null 2>&1 ||
+	fail "openssl req"
+chgrp derper /etc/derper/certs/$host.key /etc/derper/certs/$host.crt
+chmod 0640 /etc/derper/certs/$host.key /etc/derper/certs/$host.crt
+# A free TCP port below 1024 on loopback: binding it proves the ambient
+# CAP_NET_BIND_SERVICE; a free UDP port for STUN.
+read -r port stun < <(python3 - <<'PY'
+import socket
+def free(kind, ports):
+    for p in ports:
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", p))
+            return s.getsockname()[1]
+        except OSError:
+            pass
+        finally:
+            s.close()
+print(free(socket.SOCK_STREAM, range(1000, 600, -1)), free(socket.SOCK_DGRAM, [0]))
+PY
+)
+[ -n "$port" ] && [ "$port" != None ] || fail "no free port below 1024 on 127.0.0.1"
+sed -i -e "s|^listen = .*|listen = 127.0.0.1:$port|" \
+	-e "s|^;hostname = .*|hostname = $host|" \
+	-e "s|^;http_port = .*|http_port = -1|" \
+	-e "s|^;port = 3478|port = $stun|" /etc/derper/derper.ini
+grep -qx "listen = 127.0.0.1:$port" /etc/derper/derper.ini || fail "could not edit derper.ini"
+grep -qx "port = $stun" /etc/derper/derper.ini || fail "could not set the STUN port"
+# What StateDirectory=derper does under systemd.
+install -d -o derper -g derper -m 0750 /var/lib/derper
+caps=+net_bind_service,+net_admin
+asderper=(setpriv --reuid=derper --regid=derper --init-groups --inh-caps="$caps"
+	--ambient-caps="$caps" --bounding-set=-all,"$caps" --no-new-privs --)
+"${asderper[@]}" /usr/sbin/derper -config /etc/derper/derper.ini --check-config \
+	>"$tmp/check.log" 2>&1 || fail "--check-config as derper: $(cat "$tmp/check.log")"
+"${asderper[@]}" /usr/sbin/derper -config /etc/derper/derper.ini >"$tmp/derper.log" 2>&1 &
+pid=$!
+ok=0
+for _ in $(seq 100); do
+	code=$(curl -sk --max-time 2 --resolve "$host:$port:127.0.0.1" \
+		-o /dev/null -w '%{http_code}' "https://$host:$port/generate_204" 2>/dev/null)
+	[ "$code" = 204 ] && ok=1 && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+[ "$ok" -eq 1 ] || fail "no HTTPS answer on 127.0.0.1:$port; log: $(cat "$tmp/derper.log")"
+[ "$(stat -c '%U' /var/lib/derper/derper.key)" = derper ] || fail "key not created by derper"
+st=/proc/$pid/status
+want=0000000000001400 # CAP_NET_ADMIN (12) | CAP_NET_BIND_SERVICE (10)
+for f in CapInh CapPrm CapEff CapBnd CapAmb; do
+	got=$(awk -v f="$f:" '$1 == f { print $2 }' "$st")
+	[ "$got" = "$want" ] || fail "$f is $got, want $want"
+done
+awk '$1 == "NoNewPrivs:" { exit $2 != 1 }' "$st" || fail "no_new_privs is not set"
+awk -v u="$uid" '$1 == "Uid:" { exit !($2 == u && $3 == u && $4 == u && $5 == u) }' "$st" ||
+	fail "not running as derper: $(grep Uid: "$st")"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+pid=
+[ "$rc" -eq 0 ] || fail "derper exited $rc after SIGTERM; log: $(cat "$tmp/derper.log")"
+echo "deb: installed, served HTTPS on 127.0.0.1:$port as derper with CapEff=$want"
+
+# 4. Purge: nothing of the package is left.
+rm -f /etc/derper/certs/$host.key /etc/derper/certs/$host.crt
+dpkg --purge derper >"$tmp/purge.log" 2>&1 || fail "dpkg --purge: $(cat "$tmp/purge.log")"
+dpkg-query -W -f='${Status}' derper 2>/dev/null | grep -q 'installed' && fail "still installed"
+for f in /etc/derper /var/lib/derper /usr/sbin/derper /lib/systemd/system/derper.service \
+	/usr/lib/sysusers.d/derper.conf /usr/lib/tmpfiles.d/derper.conf /usr/share/doc/derper \
+	/usr/share/man/man8/derper.8.gz; do
+	[ -e "$f" ] && fail "$f is left after purge"
+done
+echo "PASS: deb builds, is lintian clean, installs, runs as derper with the unit's capabilities, purges clean"
