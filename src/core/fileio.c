@@ -60,7 +60,12 @@ int fileio_mkdir_p(const char *dir, mode_t mode)
 	return fileio_mkdir_one(buf, mode);
 }
 
-/* fsync the directory holding path, so the rename itself is durable. */
+/* fsync the directory holding path, so the rename itself is durable.
+ * Best effort where the directory cannot do it: one we may write but not
+ * read (mode 0300: EACCES on open) or a filesystem without directory
+ * fsync (EINVAL, ENOTSUP: some FUSE and 9p mounts). The new file is in
+ * place by then; failing would make callers give up on a file that is
+ * there. Real I/O errors (EIO, ENOSPC...) are still returned. */
 static int fileio_fsync_parent(const char *path)
 {
 	char dir[PATH_MAX];
@@ -79,8 +84,8 @@ static int fileio_fsync_parent(const char *path)
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
+		return errno == EACCES ? 0 : -errno;
+	if (fsync(fd) < 0 && errno != EINVAL && errno != ENOTSUP)
 		r = -errno;
 	close(fd);
 	return r;

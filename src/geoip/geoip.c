@@ -180,7 +180,7 @@ static int get_str(MMDB_entry_s *e, char *buf, size_t len, const char *const *pa
 	return 0;
 }
 
-int geoip_read_fields(MMDB_entry_s *e, struct record_fields *f)
+int geoip_read_fields(MMDB_entry_s *e, struct geoip_record_fields *f)
 {
 	static const char *const p_country[] = { "country", "iso_code", NULL };
 	static const char *const p_reg[] = { "registered_country", "iso_code", NULL };
@@ -228,18 +228,18 @@ static bool in_list(char *const *v, size_t n, const char *s)
 	return false;
 }
 
-int geoip_classify_fields(const struct geoip_policy *p, const struct record_fields *f)
+int geoip_classify_fields(const struct geoip_policy *p, const struct geoip_record_fields *f)
 {
 	const char *cc = p->registered_country ? f->registered : f->country;
 
 	if (cc[0] && in_list(p->countries, p->n_countries, cc))
-		return CLS_COUNTRY;
+		return GEOIP_CLS_COUNTRY;
 	for (size_t i = 0; i < f->n_subdiv; i++)
 		if (in_list(p->subdivisions, p->n_subdivisions, f->subdiv[i]))
-			return CLS_SUBDIVISION;
+			return GEOIP_CLS_SUBDIVISION;
 	if (!cc[0] && p->allow_unknown)
-		return CLS_UNKNOWN;
-	return CLS_DENY;
+		return GEOIP_CLS_UNKNOWN;
+	return GEOIP_CLS_DENY;
 }
 
 static bool in_asns(const struct geoip_policy *p, uint32_t asn)
@@ -445,7 +445,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 	bool db_open = false, adb_open = false, v4;
 	uint8_t a6[16];
 	uint32_t a4 = 0;
-	int r, cls = CLS_DENY;
+	int r, cls = GEOIP_CLS_DENY;
 
 	memset(res, 0, sizeof(*res));
 	memset(&ss, 0, sizeof(ss));
@@ -480,7 +480,7 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 	if (r < 0)
 		goto out;
 	if (lr.found_entry) {
-		struct record_fields f;
+		struct geoip_record_fields f;
 		uint8_t net[16];
 		unsigned bits = lr.netmask;
 
@@ -534,13 +534,13 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		res->rule = GEOIP_RULE_DENY_CIDR;
 	else if (v4 ? iprange_contains4(&allow, a4) : iprange_contains6(&allow, a6))
 		res->rule = GEOIP_RULE_ALLOW_CIDR;
-	else if (cls == CLS_COUNTRY)
+	else if (cls == GEOIP_CLS_COUNTRY)
 		res->rule = GEOIP_RULE_COUNTRY;
-	else if (cls == CLS_SUBDIVISION)
+	else if (cls == GEOIP_CLS_SUBDIVISION)
 		res->rule = GEOIP_RULE_SUBDIVISION;
 	else if (res->asn_found && in_asns(p, res->asn))
 		res->rule = GEOIP_RULE_ASN;
-	else if (cls == CLS_UNKNOWN)
+	else if (cls == GEOIP_CLS_UNKNOWN)
 		res->rule = GEOIP_RULE_UNKNOWN;
 	else
 		res->rule = GEOIP_RULE_NONE;

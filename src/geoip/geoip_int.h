@@ -17,14 +17,14 @@ struct iprange_set;
 
 /* Classes computed by the country classifier (>= 0, cached). */
 enum {
-	CLS_DENY = 0,
-	CLS_COUNTRY = 1,
-	CLS_SUBDIVISION = 2,
-	CLS_UNKNOWN = 3,
+	GEOIP_CLS_DENY = 0,
+	GEOIP_CLS_COUNTRY = 1,
+	GEOIP_CLS_SUBDIVISION = 2,
+	GEOIP_CLS_UNKNOWN = 3,
 };
 
 /* The fields the policy looks at, from one data record. */
-struct record_fields {
+struct geoip_record_fields {
 	char country[8], registered[8];
 	char subdiv[4][16];
 	size_t n_subdiv;
@@ -32,9 +32,9 @@ struct record_fields {
 
 /* Read country, registered_country and up to four "CC-XXX" subdivisions of
  * e into f: 0, or -EBADMSG on a corrupt record. (geoip.c) */
-int geoip_read_fields(MMDB_entry_s *e, struct record_fields *f);
-/* The class (CLS_*) policy p gives a record with fields f. */
-int geoip_classify_fields(const struct geoip_policy *p, const struct record_fields *f);
+int geoip_read_fields(MMDB_entry_s *e, struct geoip_record_fields *f);
+/* The class (GEOIP_CLS_*) policy p gives a record with fields f. */
+int geoip_classify_fields(const struct geoip_policy *p, const struct geoip_record_fields *f);
 /* The autonomous_system_number of e: 1 with *asn set, 0 when absent,
  * -EBADMSG. */
 int geoip_get_asn(MMDB_entry_s *e, uint32_t *asn);

@@ -237,7 +237,7 @@ struct country_ctx {
 static int classify_country(MMDB_entry_s *e, void *arg)
 {
 	struct country_ctx *c = arg;
-	struct record_fields f;
+	struct geoip_record_fields f;
 	int r = geoip_read_fields(e, &f);
 
 	return r < 0 ? r : geoip_classify_fields(c->p, &f);
@@ -247,7 +247,7 @@ static int emit_country(int family, const uint8_t *addr, unsigned bits, int cls,
 {
 	struct country_ctx *c = arg;
 
-	if (cls == CLS_DENY)
+	if (cls == GEOIP_CLS_DENY)
 		return 0;
 	c->allowed++;
 	return iprange_add_prefix(c->set, family, addr, bits);

@@ -315,7 +315,6 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 			return;
 		}
 		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
-		worker_tune_socket(w, fd);
 		worker_adopt(w, fd, (struct sockaddr *)&ss, sl, port80);
 		if (w->hs_paused)
 			return;
@@ -336,6 +335,8 @@ struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, s
 		return NULL;
 	}
 	addr_format(sa, true, addr, sizeof(addr));
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+		worker_tune_socket(w, fd);
 	if (!port80 && w->srv->tls) {
 		ssl = tls_ssl_new(w->srv->tls);
 		if (!ssl) {
