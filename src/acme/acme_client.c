@@ -3,6 +3,10 @@
  * challenges, finalize, download, atomic file writes, TLS reload, and the
  * renewal schedule.
  *
+ * Longer than ~800 lines on purpose for now: it is one linear state
+ * machine over one curl handle. The split when tls-alpn-01/ARI land:
+ * transport + nonces (acme_http.c) apart from the issuance steps.
+ *
  * Owns (all on its own thread): a curl easy handle, the account key
  * (<certdir>/acme-account.key, P-256, 0600) and account URL, the parsed
  * directory, the current nonce, the backoff state.
@@ -382,50 +386,6 @@ static int acme_post(struct acme_client *c, const char *url, const char *payload
 
 /* ---- account ---- */
 
-/* Read a whole small regular file. Returns 0 or -errno; *out is the
- * caller's (wipe it when it held a key). */
-static int acme_read_file(const char *path, char **out, size_t *outlen)
-{
-	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
-	int fd = fileio_open_regular(path), r = 0;
-
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) < 0 || st.st_size > ACME_MAX_FILE_BYTES) {
-		r = -EFBIG;
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
-			goto out;
-		}
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	buf = NULL;
-out:
-	if (buf) {
-		OPENSSL_cleanse(buf, len);
-		free(buf);
-	}
-	close(fd);
-	return r;
-}
-
 static int acme_load_account_key(struct acme_client *c)
 {
 	char *path = NULL, *pem = NULL;
@@ -436,7 +396,7 @@ static int acme_load_account_key(struct acme_client *c)
 		return 0;
 	if (asprintf(&path, "%s/%s", c->certdir, ACME_ACCOUNT_KEY_FILE) < 0)
 		return -ENOMEM;
-	r = acme_read_file(path, &pem, &len);
+	r = fileio_read_all(path, ACME_MAX_FILE_BYTES, &pem, &len);
 	if (r == 0) {
 		c->account_key = acme_key_from_pem(pem, len);
 		OPENSSL_cleanse(pem, len);
@@ -559,7 +519,7 @@ static time_t acme_renew_at(struct acme_client *c)
 	X509 *x = NULL;
 	time_t nb, na, at = 0;
 
-	if (acme_read_file(c->crt_path, &pem, &len) < 0)
+	if (fileio_read_all(c->crt_path, ACME_MAX_FILE_BYTES, &pem, &len) < 0)
 		return 0;
 	b = BIO_new_mem_buf(pem, (int)len);
 	if (b)
