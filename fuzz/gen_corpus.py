@@ -241,6 +241,70 @@ seed("keyfile", "not_object.json", '["privkey:%s"]' % PRIV)
 seed("keyfile", "truncated.json", '{\n\t"PrivateKey": "privkey:%s' % PRIV[:20])
 seed("keyfile", "empty.json", "")
 
+# ---------------------------------------------------------------------- acme
+# Documents as pebble v2.10 and Let's Encrypt send them (RFC 8555 7.1,
+# RFC 7807, RFC 9773), plus a few broken ones.
+CA = "https://localhost:14000"
+seed("acme_directory", "pebble.json",
+     '{"keyChange":"%s/rollover-account-key","meta":{"externalAccountRequired":false,'
+     '"profiles":{"default":"The profile you know","shortlived":"A short-lived cert profile"},'
+     '"termsOfService":"data:text/plain,Do%%20what%%20thou%%20wilt"},'
+     '"newAccount":"%s/sign-me-up","newNonce":"%s/nonce-plz","newOrder":"%s/order-plz",'
+     '"renewalInfo":"%s/draft-ietf-acme-ari-03/renewalInfo","revokeCert":"%s/revoke-cert"}'
+     % ((CA,) * 6))
+seed("acme_directory", "eab.json",
+     '{"newNonce":"https://a/n","newAccount":"https://a/a","newOrder":"https://a/o",'
+     '"meta":{"externalAccountRequired":true,"profiles":{}}}')
+seed("acme_directory", "http_url.json",
+     '{"newNonce":"http://a/n","newAccount":"https://a/a","newOrder":"https://a/o"}')
+seed("acme_account", "valid.json",
+     '{"status":"valid","contact":["mailto:ops@example.com"],"orders":"%s/list-orderz/1",'
+     '"key":{"kty":"EC","crv":"P-256","x":"a","y":"b"}}' % CA)
+seed("acme_account", "deactivated.json", '{"status":"deactivated"}')
+seed("acme_problem", "bad_nonce.json",
+     '{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid '
+     'anti-replay nonce: \\"x\\"","status":400}')
+seed("acme_problem", "rate_limited.json",
+     '{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many","status":429,'
+     '"subproblems":[{"type":"urn:ietf:params:acme:error:malformed","identifier":'
+     '{"type":"dns","value":"x"}}]}')
+seed("acme_problem", "empty.json", "{}")
+seed("acme_order", "pending.json",
+     '{"status":"pending","expires":"2026-01-16T12:00:00Z","identifiers":[{"type":"dns",'
+     '"value":"derp.example.com"},{"type":"ip","value":"192.0.2.1"}],'
+     '"finalize":"%s/finalize-order/x","authorizations":["%s/authZ/a","%s/authZ/b"],'
+     '"profile":"shortlived"}' % (CA, CA, CA))
+seed("acme_order", "valid.json",
+     '{"status":"valid","expires":"2026-01-16T12:00:00.123Z","identifiers":[{"type":"dns",'
+     '"value":"d"}],"finalize":"%s/f","authorizations":["%s/a"],'
+     '"certificate":"%s/certZ/1","notBefore":"2026-01-15T00:00:00+01:00"}' % (CA, CA, CA))
+seed("acme_order", "invalid.json",
+     '{"status":"invalid","identifiers":[],"finalize":"%s/f","authorizations":[],'
+     '"error":{"type":"urn:ietf:params:acme:error:unauthorized","detail":"no","status":403}}'
+     % CA)
+CHAL = ('{"type":"http-01","url":"%s/chalZ/1","token":"Xy_-9abc","status":"pending"}' % CA)
+seed("acme_authz", "pending.json",
+     '{"status":"pending","identifier":{"type":"dns","value":"d.example"},"challenges":[%s,'
+     '{"type":"tls-alpn-01","url":"%s/chalZ/2","token":"t2","status":"pending"},'
+     '{"type":"dns-01","url":"%s/chalZ/3","token":"t3","status":"pending"}],'
+     '"expires":"2026-01-16T12:00:00Z","wildcard":false}' % (CHAL, CA, CA))
+seed("acme_authz", "ip.json",
+     '{"status":"valid","identifier":{"type":"ip","value":"2001:db8::1"},"challenges":[]}')
+seed("acme_challenge", "pending.json", CHAL)
+seed("acme_challenge", "invalid.json",
+     '{"type":"http-01","url":"%s/chalZ/1","token":"t","status":"invalid","validated":'
+     '"2026-01-15T00:00:00Z","error":{"type":"urn:ietf:params:acme:error:connection",'
+     '"detail":"refused","status":400}}' % CA)
+seed("acme_challenge", "traversal.json",
+     '{"type":"http-01","url":"%s/c","token":"../../etc","status":"pending"}' % CA)
+seed("acme_renewal_info", "window.json",
+     '{"suggestedWindow":{"start":"2026-01-15T00:00:00Z","end":"2026-01-16T00:00:00Z"},'
+     '"explanationURL":"https://ca/why"}')
+seed("acme_renewal_info", "offset.json",
+     '{"suggestedWindow":{"start":"2026-01-15T00:00:00.5+05:30","end":"2026-01-15T00:00:00-08:00"}}')
+seed("acme_renewal_info", "backwards.json",
+     '{"suggestedWindow":{"start":"2026-01-16T00:00:00Z","end":"2026-01-15T00:00:00Z"}}')
+
 for harness, seeds in sorted(corpora.items()):
     d = os.path.join(ROOT, harness)
     shutil.rmtree(d, ignore_errors=True)

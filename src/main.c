@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acme/acme_client.h"
+#include "acme/acme_http01.h"
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -296,6 +298,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	char status[512];
 	int sfd = -1, ret = 1, r;
 	bool geoip_started = false;
+	struct acme_client *acme = NULL;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	memset(&srv, 0, sizeof(srv));
@@ -373,6 +376,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
 	site_init(&srv.site, cfg, dns_json, false);
 	site_init(&srv.site80, cfg, dns_json, true);
+	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT)
+		srv.site80.acme_http01 = acme_http01_lookup; /* before the workers start */
 
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (geoip_mgr_start(cfg, err, sizeof(err)) < 0)
@@ -382,6 +387,27 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
+	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
+		/* After the workers: http-01 needs the port-80 listener up. */
+		struct acme_client_opts ao = { .directory_url =
+						       acme_directory_url(cfg->acme_directory),
+					       .ca_bundle = cfg->acme_ca_bundle,
+					       .certdir = cfg->certdir,
+					       .hostname = cfg->hostname,
+					       .crt_path = tls_crt_path(srv.tls),
+					       .key_path = tls_key_path(srv.tls),
+					       .email = cfg->acme_email,
+					       .eab_kid = cfg->acme_eab_kid,
+					       .eab_key = cfg->acme_eab_key,
+					       .profile = cfg->acme_profile,
+					       .tls = srv.tls };
+
+		acme = acme_client_start(&ao, err, sizeof(err));
+		if (!acme)
+			log_fatal("acme", "%s", err);
+		log_info("acme", "ACME client started: %s, http-01 on port %d", ao.directory_url,
+			 cfg->http_port);
+	}
 	{
 		char stun[300] = "off";
 
@@ -459,6 +485,7 @@ static int run(struct config *cfg, int argc, char **argv)
 			 si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	}
+	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
 	worker_stop_all(&srv);
 	ret = 0;
 	if (geoip_started)

@@ -20,6 +20,7 @@
  */
 #include "core/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -196,6 +197,32 @@ bool config_serve_tls(const struct config *cfg)
 	return port == 443;
 }
 
+/* certmode letsencrypt with TLS served: what the ACME client needs. */
+static void config_finish_acme(const struct config *cfg, struct config_errors *errs)
+{
+	const char *d = cfg->acme_directory ? cfg->acme_directory : "";
+	struct in6_addr a6;
+	struct in_addr a4;
+	bool ip = cfg->hostname && (inet_pton(AF_INET, cfg->hostname, &a4) == 1 ||
+				    inet_pton(AF_INET6, cfg->hostname, &a6) == 1);
+
+	if (ip && !cfg->acme_ip_certs)
+		config_err(errs, "--hostname is an IP address; use --certmode=manual for a "
+				 "self-signed cert, or set --acme-ip-certs");
+	if (strcmp(d, "letsencrypt") != 0 && strcmp(d, "letsencrypt-staging") != 0 &&
+	    strncmp(d, "https://", 8) != 0)
+		config_err(errs,
+			   "[acme] directory: \"%s\" is neither letsencrypt, "
+			   "letsencrypt-staging nor an https URL",
+			   d);
+	if (!cfg->acme_challenge || strcmp(cfg->acme_challenge, "http-01") != 0)
+		config_err(errs, "[acme] challenge: only http-01 is supported yet");
+	else if (cfg->http_port <= 0)
+		config_err(errs, "[acme] challenge http-01 needs the plain-HTTP port (-http-port)");
+	if ((cfg->acme_eab_kid && *cfg->acme_eab_kid) != (cfg->acme_eab_key && *cfg->acme_eab_key))
+		config_err(errs, "-acme-eab-kid and -acme-eab-key go together");
+}
+
 int config_finish(struct config *cfg, struct config_errors *errs)
 {
 	size_t nerr = errs->n;
@@ -228,11 +255,11 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 	}
 
 	if (config_serve_tls(cfg)) {
-		if (cfg->certmode != CONFIG_CERTMODE_MANUAL)
-			config_err(errs,
-				   "certmode %s: not yet implemented (ACME client lands in a later "
-				   "release); use -certmode manual",
-				   config_certmode_names[cfg->certmode]);
+		if (cfg->certmode == CONFIG_CERTMODE_GCP)
+			config_err(errs, "certmode gcp: not yet implemented; use -certmode "
+					 "letsencrypt with [acme] directory and EAB, or manual");
+		if (cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT)
+			config_finish_acme(cfg, errs);
 		if (!cfg->certdir || !*cfg->certdir)
 			config_err(errs, "missing required --certdir flag ([tls] certdir)");
 	} else {

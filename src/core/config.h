@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 enum config_certmode {
-	CONFIG_CERTMODE_LETSENCRYPT, /* Go derper default; not implemented yet */
+	CONFIG_CERTMODE_LETSENCRYPT, /* Go derper default: the built-in ACME client (src/acme) */
 	CONFIG_CERTMODE_MANUAL,
 	CONFIG_CERTMODE_GCP, /* not implemented yet */
 };
@@ -57,6 +57,13 @@ struct config {
 	char *acme_eab_kid;	       /* -acme-eab-kid (secret-ish: redacted in dumps) */
 	char *acme_eab_key;	       /* -acme-eab-key (secret: redacted in dumps) */
 	bool acme_ip_certs;	       /* -acme-ip-certs */
+
+	/* [acme] */
+	char *acme_directory; /* "letsencrypt", "letsencrypt-staging" or an https URL */
+	char *acme_ca_bundle; /* PEM file trusted for the CA's API; "" = system store */
+	char *acme_challenge; /* "http-01" (tls-alpn-01, dns-01: not yet) */
+	char *acme_profile;   /* "" = CA default (shortlived for IP hostnames) */
+	char *acme_dns_hook;  /* dns-01 hook command (not supported yet) */
 
 	/* [stun] */
 	bool stun_enable;  /* -stun, default true */

@@ -55,14 +55,22 @@ const struct config_row config_rows[] = {
 	{ "tls", "certmode", T(certmode), OFF(certmode), "letsencrypt", false, true, false, 0, 0,
 	  "certmode" },
 	{ "tls", "certdir", T(str), OFF(certdir), NULL, false, true, false, 0, 0, "certdir" },
-	{ "tls", "acme_email", T(str), OFF(acme_email), "", false, false, false, 0, 0,
+	{ "tls", "acme_email", T(str), OFF(acme_email), "", false, true, false, 0, 0,
 	  "acme-email" },
-	{ "tls", "acme_eab_kid", T(str), OFF(acme_eab_kid), "", false, false, true, 0, 0,
+	{ "tls", "acme_eab_kid", T(str), OFF(acme_eab_kid), "", false, true, true, 0, 0,
 	  "acme-eab-kid" },
-	{ "tls", "acme_eab_key", T(str), OFF(acme_eab_key), "", false, false, true, 0, 0,
+	{ "tls", "acme_eab_key", T(str), OFF(acme_eab_key), "", false, true, true, 0, 0,
 	  "acme-eab-key" },
-	{ "tls", "acme_ip_certs", T(bool), OFF(acme_ip_certs), "no", false, false, false, 0, 0,
+	{ "tls", "acme_ip_certs", T(bool), OFF(acme_ip_certs), "no", false, true, false, 0, 0,
 	  "acme-ip-certs" },
+
+	{ "acme", "directory", T(str), OFF(acme_directory), "letsencrypt", false, true, false, 0, 0,
+	  NULL },
+	{ "acme", "ca_bundle", T(str), OFF(acme_ca_bundle), "", false, true, false, 0, 0, NULL },
+	{ "acme", "challenge", T(str), OFF(acme_challenge), "http-01", false, true, false, 0, 0,
+	  NULL },
+	{ "acme", "profile", T(str), OFF(acme_profile), "", false, true, false, 0, 0, NULL },
+	{ "acme", "dns_hook", T(str), OFF(acme_dns_hook), "", false, false, false, 0, 0, NULL },
 
 	{ "stun", "enable", T(bool), OFF(stun_enable), "yes", false, true, false, 0, 0, "stun" },
 	{ "stun", "port", T(int), OFF(stun_port), "3478", false, true, false, 1, 65535,
@@ -122,7 +130,8 @@ const size_t config_nrows = sizeof(config_rows) / sizeof(config_rows[0]);
 _Static_assert(sizeof(config_rows) / sizeof(config_rows[0]) <= CONFIG_ROWS_MAX,
 	       "more rows than CONFIG_ROWS_MAX: raise it (config_ini.c sizes an array by it)");
 
-static const char *const config_sections[] = { "server", "tls", "stun", "derp", "log", "geoip" };
+static const char *const config_sections[] = { "server", "tls", "acme", "stun",
+					       "derp",	 "log", "geoip" };
 
 bool config_section_known(const char *name)
 {

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -183,4 +184,53 @@ int fileio_open_regular(const char *path)
 	if (flags >= 0)
 		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
 	return fd;
+}
+
+int fileio_read_all(const char *path, size_t max, char **out, size_t *outlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd = fileio_open_regular(path), r = 0;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		r = -EFBIG;
+		goto out;
+	}
+	cap = (size_t)st.st_size;
+	buf = malloc(cap + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while (len < cap) {
+		ssize_t n = read(fd, buf + len, cap - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break; /* shrank under us: what was read is what there is */
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+out:
+	if (buf) {
+		explicit_bzero(buf, cap);
+		free(buf);
+	}
+	close(fd);
+	return r;
 }

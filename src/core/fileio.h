@@ -38,4 +38,11 @@ int fileio_write_atomic(const char *path, const void *data, size_t len, mode_t m
  * thread (not a worker: file I/O). */
 int fileio_open_regular(const char *path);
 
+/* Read regular file path whole (fileio_open_regular rules) when it is at
+ * most max bytes: *out gets a malloc'd NUL-terminated copy, *outlen its
+ * length. Returns 0, -EFBIG when larger than max, or -errno. A buffer freed
+ * on error is wiped first (the file may hold a key); the caller wipes *out
+ * likewise when it does. Any thread (not a worker: file I/O). */
+int fileio_read_all(const char *path, size_t max, char **out, size_t *outlen);
+
 #endif

@@ -612,6 +612,21 @@ static bool path_is(const char *p, size_t n, const char *s)
 	return n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
+/* RFC 8555 8.3: 200 with the key authorization as the body, or 404. */
+static int route_acme_http01(const struct http_request *req, const struct http_site *site,
+			     const char *token, size_t tlen, struct http_result *res)
+{
+	char keyauth[512];
+	struct hbuf b = { 0 };
+	int n = site->acme_http01(token, tlen, keyauth, sizeof(keyauth));
+
+	if (n < 0)
+		return http_error(req, res, 404, "404 page not found");
+	hb_status(&b, 200);
+	hb_str(&b, "Content-Type: text/plain\r\n");
+	return hb_finish(&b, req, res, keyauth, (size_t)n);
+}
+
 int http_route(const struct http_request *req, const struct http_site *site,
 	       struct http_result *res)
 {
@@ -635,6 +650,13 @@ int http_route(const struct http_request *req, const struct http_site *site,
 
 	if (path_is(tgt, plen, "/generate_204"))
 		return route_generate_204(req, res);
+	if (site->acme_http01) {
+		const char *token;
+		size_t toklen;
+
+		if (http_acme_challenge(req, &token, &toklen))
+			return route_acme_http01(req, site, token, toklen, res);
+	}
 
 	if (site->port80) {
 		/* tsweb.Port80Handler */

@@ -55,6 +55,15 @@ int http_request_parse(const uint8_t *buf, size_t len, struct http_request *req)
  * *vlen = 0) when absent. vlen may be NULL. */
 const char *http_header_get(const struct http_request *req, const char *name, size_t *vlen);
 
+/*
+ * ACME http-01 answer lookup (set by main to the ACME client's token table;
+ * net/ knows no ACME): write the key authorization for token[0..len) into
+ * out (outlen bytes, NUL-terminated) and return its length, or -ENOENT for
+ * an unknown token (-ENOSPC when it does not fit). Called on workers while
+ * routing; must not block beyond a short mutex.
+ */
+typedef int (*http_acme_http01_fn)(const char *token, size_t len, char *out, size_t outlen);
+
 enum http_home {
 	HTTP_HOME_DEFAULT,  /* our HTML page */
 	HTTP_HOME_BLANK,    /* 200, empty text/html */
@@ -76,6 +85,10 @@ struct http_site {
 	 * loads it once and is done with it long before main frees the
 	 * string it replaced, which it does only at the next swap. */
 	_Atomic(const char *) bootstrap_dns_json;
+	/* NULL: /.well-known/acme-challenge/ is routed like any other path.
+	 * Set: GET/HEAD of a challenge path answers 200 with the key
+	 * authorization (text/plain) or 404. Set before workers start. */
+	http_acme_http01_fn acme_http01;
 };
 
 enum http_action {

@@ -212,6 +212,15 @@ static int tls_client_hello_cb(SSL *ssl, int *al, void *arg)
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
+	/* letsencrypt mode before the first issuance: nothing to present. */
+	if (!SSL_CTX_get0_certificate(SSL_get_SSL_CTX(ssl))) {
+		tls_peer_addr(ssl, addr, sizeof(addr));
+		log_peer("tls",
+			 "no certificate yet (ACME issuance pending): handshake from %s refused",
+			 addr);
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
 	if (t->is_ip)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	if (r == 1 && strcmp(sni, t->hostname) == 0)
@@ -272,12 +281,16 @@ static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, c
 	/* DERP clients never resume sessions: don't mint tickets for them. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	/* leaf + intermediates + meta cert, sent exactly in that order (an
-	 * explicit chain disables OpenSSL's chain building from a store). */
-	chain = sk_X509_dup(m->chain);
-	if (!chain || !sk_X509_push(chain, t->meta_cert))
-		goto fail;
-	if (SSL_CTX_use_cert_and_key(ctx, m->leaf, m->key, chain, 1) != 1)
-		goto fail;
+	 * explicit chain disables OpenSSL's chain building from a store).
+	 * No material: the certificate-less context of letsencrypt mode
+	 * before the first issuance (the ClientHello callback refuses). */
+	if (m) {
+		chain = sk_X509_dup(m->chain);
+		if (!chain || !sk_X509_push(chain, t->meta_cert))
+			goto fail;
+		if (SSL_CTX_use_cert_and_key(ctx, m->leaf, m->key, chain, 1) != 1)
+			goto fail;
+	}
 	SSL_CTX_set_client_hello_cb(ctx, tls_client_hello_cb, t);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, t);
 	sk_X509_free(chain); /* use_cert_and_key took its own references */
@@ -299,6 +312,19 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 	r = tls_load_files(t, &m, err, errlen);
 	t->crt_id = m.crt_id;
 	t->key_id = m.key_id;
+	if (r == -ENOENT && t->acme && !t->cur) {
+		/* First start in letsencrypt mode: serve without a certificate
+		 * until the ACME client has written one. */
+		ctx = tls_build_ctx(t, NULL, err, errlen);
+		if (!ctx)
+			return -EINVAL;
+		t->cur = ctx;
+		log_info("tls",
+			 "no certificate in %s yet: waiting for the ACME client "
+			 "(ordinary TLS handshakes fail until then)",
+			 t->crt_path);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	ctx = tls_build_ctx(t, &m, err, errlen);
@@ -323,11 +349,9 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	int r = -EINVAL;
 
 	ERR_clear_error();
-	if (o->certmode != CONFIG_CERTMODE_MANUAL) {
+	if (o->certmode != CONFIG_CERTMODE_MANUAL && o->certmode != CONFIG_CERTMODE_LETSENCRYPT) {
 		tls_set_err(err, errlen, "certmode %s is not yet implemented",
-			    o->certmode == CONFIG_CERTMODE_LETSENCRYPT ? "letsencrypt"
-			    : o->certmode == CONFIG_CERTMODE_GCP       ? "gcp"
-								       : "(unknown)");
+			    o->certmode == CONFIG_CERTMODE_GCP ? "gcp" : "(unknown)");
 		goto fail;
 	}
 	if (!o->hostname || !o->hostname[0] || !o->certdir || !o->certdir[0] || !o->server_pub) {
@@ -349,6 +373,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	}
 	t->hostname = strdup(o->hostname);
 	t->is_ip = tls_is_ip(o->hostname);
+	t->acme = o->certmode == CONFIG_CERTMODE_LETSENCRYPT;
 	if (!t->hostname)
 		goto nomem;
 	if (asprintf(&t->crt_path, "%s/%s.crt", o->certdir, keyname) < 0) {
@@ -365,8 +390,8 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	/* As the Go derper: an IP hostname with either file missing gets a
 	 * fresh pair (key written first, so a crash leaves "crt missing" and
 	 * the next start simply generates again). */
-	if (t->is_ip && (access(t->crt_path, F_OK) < 0 || access(t->key_path, F_OK) < 0) &&
-	    errno == ENOENT) {
+	if (!t->acme && t->is_ip &&
+	    (access(t->crt_path, F_OK) < 0 || access(t->key_path, F_OK) < 0) && errno == ENOENT) {
 		r = tls_create_ip_cert(t, o->certdir, err, errlen);
 		if (r < 0)
 			goto fail;
@@ -432,6 +457,16 @@ const char *tls_derpmap_node_json(struct tls_ctx *t)
 	s = t->node_json[0] ? t->node_json : NULL;
 	pthread_mutex_unlock(&t->reload_mu);
 	return s;
+}
+
+const char *tls_crt_path(const struct tls_ctx *t)
+{
+	return t->crt_path;
+}
+
+const char *tls_key_path(const struct tls_ctx *t)
+{
+	return t->key_path;
 }
 
 void tls_set_acme_alpn_hook(struct tls_ctx *t, tls_acme_alpn_fn fn, void *arg)

@@ -31,7 +31,7 @@ struct tls_ctx;
 struct tls_opts {
 	const char *hostname;	   /* -hostname: DNS name or IP literal */
 	const char *certdir;	   /* -certdir */
-	int certmode;		   /* enum config_certmode; only MANUAL is implemented */
+	int certmode;		   /* enum config_certmode: MANUAL or LETSENCRYPT (GCP refused) */
 	const uint8_t *server_pub; /* 32-byte DERP server public key (for the meta cert) */
 };
 
@@ -46,9 +46,12 @@ struct tls_opts {
  */
 typedef bool (*tls_acme_alpn_fn)(SSL *ssl, const char *sni, void *arg);
 
-/* Build the TLS context: load (or, for an IP hostname with no files,
- * generate) <certdir>/<keyname>.crt/.key, create the meta cert, build the
- * SSL_CTX. Returns NULL with errno set and a message in err on error.
+/* Build the TLS context: load (or, for an IP hostname with no files in
+ * manual mode, generate) <certdir>/<keyname>.crt/.key, create the meta
+ * cert, build the SSL_CTX. In letsencrypt mode missing files are not an
+ * error: the context starts without a certificate (ordinary handshakes
+ * fail with a log line; tls-alpn-01 still works) until the ACME client
+ * writes them and calls tls_ctx_reload. Returns NULL with errno set and a message in err on error.
  * The opts strings are copied. Main thread, before workers start. */
 struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen);
 
@@ -76,6 +79,11 @@ bool tls_files_changed(struct tls_ctx *t);
  * hostname. Owned by t; valid until the next reload or tls_ctx_free.
  * Control thread. */
 const char *tls_derpmap_node_json(struct tls_ctx *t);
+
+/* The certificate chain and key files the context reads (<certdir>/
+ * <keyname>.crt/.key); owned by t, fixed at tls_ctx_new. Any thread. */
+const char *tls_crt_path(const struct tls_ctx *t);
+const char *tls_key_path(const struct tls_ctx *t);
 
 /* Install the tls-alpn-01 hook (see tls_acme_alpn_fn); fn NULL removes it.
  * Before the first tls_ssl_new. */

@@ -29,6 +29,7 @@ struct tls_file_id {
 struct tls_ctx {
 	char *hostname;
 	bool is_ip;
+	bool acme; /* certmode letsencrypt: files may be missing at start */
 	char *crt_path;
 	char *key_path;
 	X509 *meta_cert; /* Ed25519 "derpkey<hex>" cert, appended to every chain */

@@ -61,13 +61,20 @@ out=$("$DERPER_BIN" -config "$ini" -verify-clients --check-config 2>&1)
 grep -qF 'flag -verify-clients: not supported yet by this derper' <<<"$out" ||
 	fail "no not-supported error: $out"
 
-# Go derper TLS rule: letsencrypt is harmless on a plain-HTTP port, refused
-# (until the ACME client exists) where TLS would be served.
+# Go derper TLS rule: letsencrypt on a plain-HTTP port serves no TLS (and
+# needs no ACME); on :443 the ACME client's needs are checked.
 out=$("$DERPER_BIN" -config "$ini" -certmode letsencrypt --check-config 2>&1)
 [ $? -eq 0 ] || fail "letsencrypt on plain-HTTP 127.0.0.1:8443 refused: $out"
 out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt --check-config 2>&1)
-[ $? -eq 1 ] || fail "letsencrypt on :443 accepted: $out"
-grep -qF 'certmode letsencrypt: not yet implemented' <<<"$out" || fail "no certmode error: $out"
+[ $? -eq 0 ] || fail "letsencrypt on :443 refused: $out"
+out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt -hostname 192.0.2.1 \
+	--check-config 2>&1)
+[ $? -eq 1 ] || fail "letsencrypt for an IP hostname without -acme-ip-certs accepted: $out"
+grep -qF -- '--hostname is an IP address' <<<"$out" || fail "no IP hostname error: $out"
+out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt -http-port -1 \
+	--check-config 2>&1)
+[ $? -eq 1 ] || fail "http-01 without a plain-HTTP port accepted: $out"
+grep -qF 'http-01 needs the plain-HTTP port' <<<"$out" || fail "no http-port error: $out"
 # -dev needs no file and no key.
 out=$("$DERPER_BIN" -dev --check-config 2>&1)
 [ $? -eq 0 ] || fail "-dev --check-config failed: $out"

@@ -291,7 +291,7 @@ static void test_all_errors_reported(void **state)
 				  "enable = maybe\n"		    /* 13 */
 				  "[tls]\n"			    /* 14 */
 				  "certmode = selfsigned\n"	    /* 15 */
-				  "acme_email = ops@example.edu\n"  /* 16 */
+				  "acme_ip_certs = maybe\n"	    /* 16 */
 				  "[derp]\n"			    /* 17 */
 				  "handshake_timeout = 10\n"	    /* 18 */
 				  "queue_depth = 0\n"		    /* 19 */
@@ -337,7 +337,9 @@ static void test_all_errors_reported(void **state)
 	expect_line_err(&e, p, 15,
 			"[tls] certmode: unsupported cert mode \"selfsigned\" (want letsencrypt, "
 			"manual or gcp)");
-	expect_line_err(&e, p, 16, "[tls] acme_email: not supported yet by this derper");
+	expect_line_err(&e, p, 16,
+			"[tls] acme_ip_certs: \"maybe\" is not a boolean (use yes/no, true/false, "
+			"on/off or 1/0)");
 	expect_line_err(&e, p, 18,
 			"[derp] handshake_timeout: \"10\" is not a duration (e.g. \"10s\", "
 			"\"1m30s\", \"500ms\", \"2h\", \"0\")");
@@ -691,10 +693,6 @@ static void test_flag_errors(void **state)
 		"bad flag syntax: ---a",
 		"flag -verify-clients: not supported yet by this derper",
 		"flag -verify-client-url: not supported yet by this derper",
-		"flag -acme-eab-kid: not supported yet by this derper",
-		"flag -acme-eab-key: not supported yet by this derper",
-		"flag -acme-email: not supported yet by this derper",
-		"flag -acme-ip-certs: not supported yet by this derper",
 		"flag -mesh-psk-file: not supported yet by this derper",
 		"flag -mesh-with: not supported yet by this derper",
 		"flag -secrets-url: not supported yet by this derper",
@@ -728,7 +726,9 @@ static void test_flag_errors(void **state)
 	assert_false(errs_has_sub(&e, "c2VjcmV0"));
 	/* Unsupported values are not kept. */
 	assert_false(c.verify_clients);
-	assert_string_equal(c.acme_eab_key, "");
+	/* The ACME flags are supported: their values are kept. */
+	assert_string_equal(c.acme_eab_key, "c2VjcmV0");
+	assert_true(c.acme_ip_certs);
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -872,15 +872,21 @@ static void test_finish_rules(void **state)
 		config_free(&c);
 	}
 
-	/* letsencrypt / gcp on :443 are refused until the ACME client exists. */
+	/* letsencrypt on :443 (the default) is the ACME client's: an IP
+	 * hostname needs -acme-ip-certs, http-01 needs the port-80 listener. */
 	assert_int_equal(config_defaults(&c), 0);
 	free(c.private_key_file);
 	c.private_key_file = strdup("");
+	free(c.hostname);
+	c.hostname = strdup("192.0.2.1");
+	c.http_port = -1;
 	assert_int_equal(config_finish(&c, &e), -EINVAL);
-	assert_true(errs_has(&e, "certmode letsencrypt: not yet implemented (ACME client lands in "
-				 "a later release); use -certmode manual"));
+	assert_true(errs_has(&e, "--hostname is an IP address; use --certmode=manual for a "
+				 "self-signed cert, or set --acme-ip-certs"));
+	assert_true(
+		errs_has(&e, "[acme] challenge http-01 needs the plain-HTTP port (-http-port)"));
 	assert_true(errs_has(&e, "-c <config path> not specified ([server] private_key_file)"));
-	assert_int_equal(e.n, 2);
+	assert_int_equal(e.n, 3);
 	config_free(&c);
 	config_errors_free(&e);
 

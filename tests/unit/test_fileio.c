@@ -272,9 +272,35 @@ static void test_relative(void **state)
 	assert_int_equal(chdir(cwd), 0);
 }
 
+static void test_read_all(void **state)
+{
+	char dir[] = "/tmp/derper-test-readall-XXXXXX", path[64], *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	assert_int_equal(fileio_read_all(path, 100, &buf, &len), -ENOENT);
+	assert_int_equal(fileio_write_atomic(path, "hello", 5, 0600), 0);
+	assert_int_equal(fileio_read_all(path, 5, &buf, &len), 0);
+	assert_int_equal(len, 5);
+	assert_string_equal(buf, "hello"); /* NUL-terminated */
+	free(buf);
+	assert_int_equal(fileio_read_all(path, 4, &buf, &len), -EFBIG);
+	assert_int_equal(fileio_read_all(dir, 100, &buf, &len), -EISDIR);
+	assert_int_equal(fileio_write_atomic(path, "", 0, 0600), 0);
+	assert_int_equal(fileio_read_all(path, 4, &buf, &len), 0);
+	assert_int_equal(len, 0);
+	assert_string_equal(buf, "");
+	free(buf);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read_all),
 		cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_modes_and_replace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_large, setup, teardown),
