@@ -106,8 +106,8 @@ void conn_free(struct conn *c)
 			}
 		}
 	}
-	conn_pktq_free(&c->high, w->srv->queue_depth, &w->metrics);
-	conn_pktq_free(&c->low, w->srv->queue_depth, &w->metrics);
+	conn_pktq_free(c, &c->high);
+	conn_pktq_free(c, &c->low);
 	wmsg_list_free(&c->ctrl);
 	if (c->ssl) {
 		/* Best effort close_notify, never waiting for the peer's; not

@@ -115,7 +115,8 @@ struct conn {
 	struct wmsg_list ctrl;
 	uint32_t nctrl;
 	struct pktq high, low;
-	uint8_t *wbuf; /* unwritten tail of the last flush; NULL when drained */
+	uint32_t qbytes; /* bytes of the packets in high and low */
+	uint8_t *wbuf;	 /* unwritten tail of the last flush; NULL when drained */
 	uint32_t wlen, woff;
 	int64_t stall_since_ms; /* when wbuf got stuck; 0 = not stuck */
 

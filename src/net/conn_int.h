@@ -20,7 +20,7 @@ struct pktq;
 long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write);
 /* Free a queue's packets, counting them as dropped (their receiver is
  * gone), and its ring. */
-void conn_pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt);
+void conn_pktq_free(struct conn *c, struct pktq *q);
 /* Try to write buf; keep what is left in c->wbuf and arm EPOLLOUT.
  * 0, or -errno when c was closed. */
 int conn_write_keep(struct conn *c, const uint8_t *buf, size_t len);

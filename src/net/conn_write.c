@@ -29,15 +29,35 @@
 #define CONN_WS_RESERVE (4 * (WORKER_SCRATCH / CONN_WS_MESSAGE + 1))
 /* Control messages queued per connection before we stop queueing more. */
 #define CONN_MAX_CTRL 64
+/* Packet bytes one connection may have queued (its two rings), and all of
+ * a worker's connections together (srv->queued_max_bytes overrides): a
+ * receiver that reads just fast enough to dodge the write timeout pins at
+ * most this plus its unwritten tail, not queue_depth * 64 KiB twice. */
+#define CONN_MAX_QUEUED_BYTES	(256u << 10)
+#define WORKER_MAX_QUEUED_BYTES (64u << 20)
 
 /* Free a queue's packets (counted as dropped: their receiver is gone). */
-void conn_pktq_free(struct pktq *q, uint32_t depth, struct metrics *mt)
+static struct wmsg *pktq_pop(struct conn *c, struct pktq *q, uint32_t depth)
 {
-	while (q->len) {
-		free(q->ring[q->head]);
-		q->head = (q->head + 1) % depth;
-		q->len--;
-		metrics_add(mt, METRIC_DROP_GONE_DISCONNECTED, 1);
+	struct wmsg *m;
+
+	if (!q->len)
+		return NULL;
+	m = q->ring[q->head];
+	q->head = (q->head + 1) % depth;
+	q->len--;
+	c->qbytes -= m->len;
+	c->w->qbytes -= m->len;
+	return m;
+}
+
+void conn_pktq_free(struct conn *c, struct pktq *q)
+{
+	struct wmsg *m;
+
+	while ((m = pktq_pop(c, q, c->w->srv->queue_depth))) {
+		free(m);
+		metrics_add(&c->w->metrics, METRIC_DROP_GONE_DISCONNECTED, 1);
 	}
 	free(q->ring);
 	q->ring = NULL;
@@ -85,7 +105,10 @@ void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio)
 			return;
 		}
 	}
-	if (q->len == depth && !c->wbuf) {
+	size_t wmax = w->srv->queued_max_bytes ? w->srv->queued_max_bytes : WORKER_MAX_QUEUED_BYTES;
+	bool full = q->len == depth || c->qbytes + m->len > CONN_MAX_QUEUED_BYTES;
+
+	if (full && !c->wbuf) {
 		/* Full, but the socket is taking data: push the queue out now
 		 * instead of dropping (bursts from another worker arrive in one
 		 * batch). Only a socket that is stuck makes us drop. */
@@ -96,28 +119,29 @@ void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio)
 			return;
 		}
 	}
-	if (q->len == depth) {
-		/* Full: the oldest packet is the least useful one. */
-		free(q->ring[q->head]);
-		q->head = (q->head + 1) % depth;
-		q->len--;
+	/* Full (in packets or bytes): the oldest packets are the least
+	 * useful ones; this queue's first, then the other one's. */
+	while (q->len == depth || c->qbytes + m->len > CONN_MAX_QUEUED_BYTES) {
+		struct wmsg *old = pktq_pop(c, q, depth);
+
+		if (!old)
+			old = pktq_pop(c, q == &c->high ? &c->low : &c->high, depth);
+		if (!old)
+			break; /* nothing queued: one packet always fits */
+		free(old);
 		metrics_add(&w->metrics, METRIC_DROP_QUEUE_HEAD, 1);
+	}
+	/* All of the worker's receivers together are behind: refuse more. */
+	if (w->qbytes + m->len > wmax) {
+		free(m);
+		metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
+		return;
 	}
 	q->ring[(q->head + q->len) % depth] = m;
 	q->len++;
+	c->qbytes += m->len;
+	w->qbytes += m->len;
 	worker_mark_dirty(w, c);
-}
-
-static struct wmsg *pktq_pop(struct pktq *q, uint32_t depth)
-{
-	struct wmsg *m;
-
-	if (!q->len)
-		return NULL;
-	m = q->ring[q->head];
-	q->head = (q->head + 1) % depth;
-	q->len--;
-	return m;
 }
 
 /* Try to write buf; keep what is left in c->wbuf. 0 or -errno (closed). */
@@ -225,9 +249,9 @@ void conn_flush(struct conn *c)
 				continue;
 			}
 		} else {
-			m = pktq_pop(&c->high, depth);
+			m = pktq_pop(c, &c->high, depth);
 			if (!m)
-				m = pktq_pop(&c->low, depth);
+				m = pktq_pop(c, &c->low, depth);
 			npkts++;
 		}
 		if (len + m->len > WORKER_SCRATCH) {

@@ -53,6 +53,10 @@ struct server {
 	/* Bytes of messages a worker may have waiting from the others; past
 	 * it, senders drop packets (counted queue_tail). 0 = default. */
 	size_t inbox_max_bytes;
+	/* Bytes of packets a worker may hold queued for its receivers, all
+	 * of them together (each conn holds at most CONN_MAX_QUEUED_BYTES);
+	 * past it, new packets are dropped (queue_tail). 0 = default. */
+	size_t queued_max_bytes;
 
 	struct worker **workers;
 	size_t nworkers;

@@ -137,6 +137,7 @@ struct worker {
 	int64_t next_tick_ms; /* next once-a-second timer run */
 
 	void *udp_state;  /* the UDP handler's, malloc'd by it; freed with w */
+	size_t qbytes;	  /* bytes of packets queued on all of its conns */
 	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
 	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */
 };

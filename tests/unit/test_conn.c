@@ -572,6 +572,7 @@ static void test_handshake_cap(void **state)
 /* Another client of the same worker, for tests with several peers. */
 struct hpeer {
 	int fd;
+	struct conn *c; /* the server's end */
 	uint8_t priv[32], pub[32];
 	uint8_t out[65536];
 	size_t olen;
@@ -611,7 +612,8 @@ static void hp_open_on(struct harness *h, struct worker *w, struct hpeer *p)
 	derp_key_public(p->pub, p->priv);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	p->fd = sv[1];
-	assert_non_null(worker_adopt(w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false));
+	p->c = worker_adopt(w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false);
+	assert_non_null(p->c);
 	bl = derp_box_seal(box, sizeof(box), (const uint8_t *)json, strlen(json), h->ds.pub,
 			   p->priv);
 	assert_true(bl > 0);
@@ -759,6 +761,64 @@ static void test_inbox_bounded(void **state)
 	h_run_both(h);
 }
 
+/* p sends a packet of len bytes (<= 65536) to dst; false if the socket
+ * is full. */
+static bool hp_send_big(struct harness *h, struct hpeer *p, const uint8_t dst[32], uint32_t len)
+{
+	static uint8_t f[DERP_FRAME_HEADER_LEN + 32 + 65536];
+	size_t n = DERP_FRAME_HEADER_LEN + 32 + len;
+
+	derp_frame_header_put(f, DERP_FRAME_SEND_PACKET, 32 + len);
+	memcpy(f + DERP_FRAME_HEADER_LEN, dst, 32);
+	memset(f + DERP_FRAME_HEADER_LEN + 32, 0x5c, len);
+	if (write(p->fd, f, n) != (ssize_t)n)
+		return false;
+	for (int i = 0; i < 3; i++)
+		assert_true(worker_turn(h->w, 0));
+	return true;
+}
+
+/* A receiver that does not read holds a bounded number of packet bytes,
+ * and all of a worker's receivers together too; the rest is dropped and
+ * counted (issue 7, item 13). */
+static void test_slow_readers_bounded(void **state)
+{
+	struct harness *h = *state;
+	struct hpeer s, r1, r2;
+	int small = 8192;
+
+	hp_open(h, &s);
+	hp_open(h, &r1);
+	hp_open(h, &r2);
+	assert_int_equal(setsockopt(r1.c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	assert_int_equal(setsockopt(r2.c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	/* One receiver: held to its own bound, the oldest dropped. */
+	for (int i = 0; i < 30; i++) {
+		if (!hp_send_big(h, &s, r1.pub, 60000))
+			h_run(h); /* the sender's socket is full: let the worker read */
+		assert_true(r1.c->qbytes <= 256 * 1024);
+	}
+	assert_true(r1.c->qbytes > 128 * 1024);
+	assert_true(h->w->metrics.v[METRIC_DROP_QUEUE_HEAD] > 0);
+	assert_int_equal(h->w->metrics.v[METRIC_DROP_QUEUE_TAIL], 0);
+	/* A second one while the worker's total is capped lower: refused. */
+	h->srv.queued_max_bytes = r1.c->qbytes + 100 * 1024;
+	for (int i = 0; i < 30; i++) {
+		if (!hp_send_big(h, &s, r2.pub, 60000))
+			h_run(h);
+		assert_true(h->w->qbytes <= h->srv.queued_max_bytes);
+	}
+	assert_true(r2.c->qbytes > 0);
+	assert_true(h->w->metrics.v[METRIC_DROP_QUEUE_TAIL] > 0);
+	assert_int_equal(h->w->qbytes, r1.c->qbytes + r2.c->qbytes);
+	close(r1.fd);
+	close(r2.fd);
+	close(s.fd);
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(h->w->qbytes, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -773,6 +833,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_gone_directed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_readers_bounded, setup, teardown),
 	};
 
 	(void)H;
