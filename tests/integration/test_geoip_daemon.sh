@@ -301,7 +301,7 @@ n=$(count_log "$LOG" "$RE_OK")
 loop_start
 cp "$DATA/GeoIP2-Country-Test.mmdb" "$WORK/db/.tmp-update" && mv "$WORK/db/.tmp-update" "$DB" ||
 	fail "renaming the database"
-wait_log "$LOG" "$RE_OK" $((n + 1)) 5
+wait_log "$LOG" "$RE_OK" $((n + 1)) 20
 loop_stop "database rename"
 S nft list table inet derper >"$WORK/table2" || fail "nft list"
 cmp -s "$WORK/table" "$WORK/table2" || fail "the same database, renamed in, changed the table"
@@ -315,7 +315,7 @@ bad_db() {
 	local n
 	n=$(count_log "$LOG" "$RE_BAD")
 	cp "$1" "$WORK/db/.tmp-update" && mv "$WORK/db/.tmp-update" "$DB" || fail "renaming $1"
-	wait_log "$LOG" "$RE_BAD" $((n + 1)) 5
+	wait_log "$LOG" "$RE_BAD" $((n + 1)) 20
 	S nft list table inet derper >"$WORK/table2" || fail "nft list after $2"
 	cmp -s "$WORK/table" "$WORK/table2" || {
 		diff "$WORK/table" "$WORK/table2" >&2
@@ -341,14 +341,14 @@ write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32, 
 RE_HUPBAD="geoip: reload: .*$DB.*; keeping the allowlist and \\[geoip\\] settings in force"
 n=$(count_log "$LOG" "$RE_HUPBAD")
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_HUPBAD" $((n + 1)) 5
+wait_log "$LOG" "$RE_HUPBAD" $((n + 1)) 20
 S nft list table inet derper >"$WORK/table2" || fail "nft list after SIGHUP"
 cmp -s "$WORK/table" "$WORK/table2" || fail "SIGHUP with a corrupt database changed the table"
 only_two_allowed "after SIGHUP with a corrupt database"
 pass "SIGHUP with the corrupt database: '$(grep -E "$RE_HUPBAD" "$LOG" | tail -1 | sed 's/.*geoip: //' | cut -c1-160)'; table unchanged"
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_HUPBAD" $((n + 2)) 5
+wait_log "$LOG" "$RE_HUPBAD" $((n + 2)) 20
 bad_db "$WORK/half.mmdb" "truncated Country database"
 bad_db "$DATA/MaxMind-DB-test-broken-search-tree-24.mmdb" "MaxMind-DB-test-broken-search-tree-24"
 bad_db "$DATA/GeoLite2-ASN-Test.mmdb" "wrong-type (ASN) database"
@@ -357,7 +357,7 @@ bad_db "$DATA/GeoLite2-ASN-Test.mmdb" "wrong-type (ASN) database"
 n=$(count_log "$LOG" "$RE_OK")
 cp "$DATA/GeoIP2-Country-Test.mmdb" "$WORK/db/.tmp-update" && mv "$WORK/db/.tmp-update" "$DB" ||
 	fail "renaming the database"
-wait_log "$LOG" "$RE_OK" $((n + 1)) 5
+wait_log "$LOG" "$RE_OK" $((n + 1)) 20
 S nft list table inet derper >"$WORK/table2" || fail "nft list"
 cmp -s "$WORK/table" "$WORK/table2" || fail "the good database back: the table differs"
 pass "the good database renamed back in: picked up"
@@ -369,19 +369,19 @@ RE_SHRINK='geoip: reload: .*: new allowlist shrinks IPv4 from 75 to 1 addresses 
 n=$(count_log "$LOG" "$RE_SHRINK")
 COUNTRIES=JP write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_SHRINK" $((n + 1)) 5
+wait_log "$LOG" "$RE_SHRINK" $((n + 1)) 20
 S nft list table inet derper >"$WORK/table2" || fail "nft list"
 cmp -s "$WORK/table" "$WORK/table2" || fail "a refused shrink changed the table"
 n=$(count_log "$LOG" "$RE_HUP")
 COUNTRIES=JP write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128" "force = yes"
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_HUP" $((n + 1)) 5
+wait_log "$LOG" "$RE_HUP" $((n + 1)) 20
 S nft list table inet derper >"$WORK/table2" || fail "nft list"
 grep -q '2001:218::/32' "$WORK/table2" && ! grep -q '81\.2\.69' "$WORK/table2" ||
 	fail "force = yes: expected JP's 2001:218::/32 and no GB range: $(cat "$WORK/table2")"
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_HUP" $((n + 2)) 5
+wait_log "$LOG" "$RE_HUP" $((n + 2)) 20
 S nft list table inet derper >"$WORK/table2" || fail "nft list"
 cmp -s "$WORK/table" "$WORK/table2" || fail "back to GB: not the first table"
 pass "shrink guard: '$(grep -E "$RE_SHRINK" "$LOG" | tail -1 | sed 's/.*geoip: //' | cut -c1-100)...' kept the table; force = yes applied it"
@@ -391,7 +391,7 @@ n=$(count_log "$LOG" "$RE_HUP")
 loop_start
 write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32, fd00:201::3/128"
 kill -HUP "$DPID"
-wait_log "$LOG" "$RE_HUP" $((n + 1)) 5
+wait_log "$LOG" "$RE_HUP" $((n + 1)) 20
 loop_stop "SIGHUP reload"
 S nft list table inet derper >"$WORK/table3" || fail "nft list"
 # .2 and .3 merge into one range each: 10.201.0.2/31, fd00:201::2/127
@@ -465,7 +465,7 @@ RE_HUP2='geoip: reload: allowlist from .* mode enforce \(in-process filter only\
 n=$(count_log "$LOG2" "$RE_HUP2")
 write_ini "$INI2" "$P2" "$Q2" open "10.201.0.2/32, fd00:201::2/128, 10.201.0.3/32"
 kill -HUP "$DPID"
-wait_log "$LOG2" "$RE_HUP2" $((n + 1)) 5
+wait_log "$LOG2" "$RE_HUP2" $((n + 1)) 20
 check 2 tls,10.201.0.3,open stun,10.201.0.3,open tls,fd00:201::3,closed stun,fd00:201::3,silent \
 	tls,10.201.0.2,open || fail "in-process filter after SIGHUP allowing .3"
 [ -z "$(S nft list ruleset)" ] || fail "a ruleset exists although the daemon has no CAP_NET_ADMIN"
