@@ -326,6 +326,10 @@ static int run(struct config *cfg, int argc, char **argv)
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0)
 		log_fatal("main", "signalfd: %s", strerror(errno));
+	/* From here on log lines go through the writer thread (it inherits
+	 * the signal mask): a stalled journald never blocks a worker. */
+	if (log_start() < 0)
+		log_warn("main", "cannot start the log writer: logging synchronously");
 
 	r = notify_init();
 	if (r < 0)
@@ -500,6 +504,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	registry_deinit();
 	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));
+	log_stop();
 	return ret;
 }
 

@@ -1,14 +1,20 @@
 /*
  * log.c - leveled logging.
  *
- * Lines go to stderr with one write(2) each so threads never interleave
- * inside a line. Under systemd (JOURNAL_STREAM set and matching stderr) a
- * "<N>" priority prefix replaces the timestamp, which journald parses.
- * Level is an atomic so SIGHUP can change it while workers log.
+ * Lines go to stderr whole, so threads never interleave inside a line.
+ * Under systemd (JOURNAL_STREAM set and matching stderr) a "<N>" priority
+ * prefix replaces the timestamp, which journald parses. Level is an
+ * atomic so SIGHUP can change it while workers log.
+ *
+ * Once log_start has run, a line is copied into a bounded buffer (under a
+ * mutex held only for the copy) and a writer thread does the write(2)s:
+ * a stalled journald blocks that thread, never a worker. A line that does
+ * not fit is dropped and counted; the writer then logs how many were.
  */
 #include "core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +28,140 @@
 
 static _Atomic int log_min = LOG_LVL_INFO;
 static bool log_journal;
+
+/* The asynchronous path (log_start .. log_stop). */
+#define LOG_BUF_BYTES (256 * 1024)
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t log_cond = PTHREAD_COND_INITIALIZER;
+static char *log_buf, *log_spare; /* filled by callers / written by the thread */
+static size_t log_len;
+static uint64_t log_pending_drops; /* not yet reported (under log_lock) */
+static bool log_async, log_quit;   /* under log_lock */
+static pthread_t log_thread;
+static _Atomic uint64_t log_drops_total;
+
+static void log_write_all(const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere to report it */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void *log_writer(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&log_lock);
+	for (;;) {
+		char *out;
+		size_t n;
+		uint64_t drops;
+
+		while (!log_len && !log_pending_drops && !log_quit)
+			pthread_cond_wait(&log_cond, &log_lock);
+		if (!log_len && !log_pending_drops && log_quit)
+			break;
+		out = log_buf;
+		n = log_len;
+		drops = log_pending_drops;
+		log_buf = log_spare;
+		log_spare = out;
+		log_len = 0;
+		log_pending_drops = 0;
+		pthread_mutex_unlock(&log_lock);
+		log_write_all(out, n);
+		if (drops) {
+			char line[128];
+			int l = snprintf(
+				line, sizeof(line),
+				"%slog: %llu lines dropped: the log sink was not keeping up\n",
+				log_journal ? "<4>" : "", (unsigned long long)drops);
+
+			log_write_all(line, (size_t)l);
+		}
+		pthread_mutex_lock(&log_lock);
+		log_spare = out;
+	}
+	pthread_mutex_unlock(&log_lock);
+	return NULL;
+}
+
+int log_start(void)
+{
+	int r;
+
+	pthread_mutex_lock(&log_lock);
+	if (log_async) {
+		pthread_mutex_unlock(&log_lock);
+		return 0;
+	}
+	log_buf = malloc(LOG_BUF_BYTES);
+	log_spare = malloc(LOG_BUF_BYTES);
+	if (!log_buf || !log_spare) {
+		free(log_buf);
+		free(log_spare);
+		log_buf = log_spare = NULL;
+		pthread_mutex_unlock(&log_lock);
+		return -ENOMEM;
+	}
+	log_len = 0;
+	log_quit = false;
+	r = pthread_create(&log_thread, NULL, log_writer, NULL);
+	if (r == 0)
+		log_async = true;
+	pthread_mutex_unlock(&log_lock);
+	return -r;
+}
+
+void log_stop(void)
+{
+	pthread_mutex_lock(&log_lock);
+	if (!log_async) {
+		pthread_mutex_unlock(&log_lock);
+		return;
+	}
+	log_quit = true;
+	pthread_cond_signal(&log_cond);
+	pthread_mutex_unlock(&log_lock);
+	pthread_join(log_thread, NULL);
+	pthread_mutex_lock(&log_lock);
+	log_async = false;
+	free(log_buf);
+	free(log_spare);
+	log_buf = log_spare = NULL;
+	pthread_mutex_unlock(&log_lock);
+}
+
+uint64_t log_dropped(void)
+{
+	return atomic_load(&log_drops_total);
+}
+
+/* Hand one whole line to the writer thread, or write it now. */
+static void log_emit(const char *line, size_t n)
+{
+	pthread_mutex_lock(&log_lock);
+	if (!log_async) {
+		pthread_mutex_unlock(&log_lock);
+		log_write_all(line, n);
+		return;
+	}
+	if (log_len + n <= LOG_BUF_BYTES) {
+		memcpy(log_buf + log_len, line, n);
+		log_len += n;
+	} else {
+		log_pending_drops++;
+		atomic_fetch_add(&log_drops_total, 1);
+	}
+	pthread_cond_signal(&log_cond);
+	pthread_mutex_unlock(&log_lock);
+}
 
 static bool stderr_is_journal(void)
 {
@@ -117,8 +257,7 @@ __attribute__((format(printf, 3, 0))) static void log_vwrite(enum log_level leve
 			line[i] = ' ';
 	}
 	line[n++] = '\n';
-	while (write(STDERR_FILENO, line, n) < 0 && errno == EINTR)
-		;
+	log_emit(line, n);
 }
 
 void log_msg(enum log_level level, const char *sub, const char *fmt, ...)
@@ -136,6 +275,7 @@ void log_fatal(const char *sub, const char *fmt, ...)
 {
 	va_list ap;
 
+	log_stop(); /* what is buffered first, then this line, synchronously */
 	va_start(ap, fmt);
 	log_vwrite(LOG_LVL_ERR, sub, fmt, ap);
 	va_end(ap);
@@ -145,16 +285,15 @@ void log_fatal(const char *sub, const char *fmt, ...)
 bool log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst)
 {
 	int64_t now = clock_mono_ms();
+	int64_t start = atomic_load_explicit(&rl->window_start_ms, memory_order_relaxed);
 
-	/* Races between threads only cost an extra or a missing line. */
-	if (now - rl->window_start_ms >= 1000) {
-		rl->window_start_ms = now;
-		rl->count = 0;
-	}
-	if (rl->count < burst) {
-		rl->count++;
+	/* One thread wins the new window and resets the count; a thread that
+	 * counted in between may cost one extra line, never a data race. */
+	if (now - start >= 1000 &&
+	    atomic_compare_exchange_strong(&rl->window_start_ms, &start, now))
+		atomic_store_explicit(&rl->count, 0, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&rl->count, 1, memory_order_relaxed) < burst)
 		return true;
-	}
-	rl->suppressed++;
+	atomic_fetch_add_explicit(&rl->suppressed, 1, memory_order_relaxed);
 	return false;
 }

@@ -2,6 +2,7 @@
 #ifndef DERPER_LOG_H
 #define DERPER_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -22,16 +23,28 @@ int log_level_parse(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level level);
 bool log_enabled(enum log_level level);
 
-/* Log a line tagged with subsystem "sub". Any thread; one write(2) per line. */
+/* Log a line tagged with subsystem "sub". Any thread. Before log_start
+ * (and after log_stop) one write(2) per line; in between the line goes to
+ * a bounded buffer that a writer thread empties, so a stalled log sink
+ * (journald) never blocks the caller: lines that do not fit are dropped
+ * and counted (log_dropped), and the writer says how many. */
 void log_msg(enum log_level level, const char *sub, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Rate-limited variant for anything a peer can trigger: at most `burst`
- * lines per second per call site (the state lives in the caller's static). */
+/* Start / stop the writer thread (main, before and after the other
+ * threads). log_stop writes out what is buffered first. 0 or -errno. */
+int log_start(void);
+void log_stop(void);
+/* Lines dropped because the buffer was full, since start. Any thread. */
+uint64_t log_dropped(void);
+
+/* Rate-limited variant for anything a peer can trigger: at most about
+ * `burst` lines per second per call site (the state lives in the caller's
+ * static and is shared by every thread: atomics, no lock). */
 struct log_ratelimit {
-	int64_t window_start_ms;
-	uint32_t count;
-	uint32_t suppressed;
+	_Atomic int64_t window_start_ms;
+	_Atomic uint32_t count;
+	_Atomic uint32_t suppressed;
 };
 bool log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst);
 

@@ -1,5 +1,10 @@
 /* test_log.c - journald priority prefixes, line sanitising, rate limits. */
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 /* Point stderr at a temp file; returns the saved stderr fd. */
@@ -114,6 +120,93 @@ static void test_ratelimit(void **state)
 	assert_true(log_ratelimit_allow(&rl, 10));
 }
 
+/* A log sink that does not read (a stalled journald): logging returns at
+ * once, the excess is dropped and counted, and once the sink reads again
+ * the writer reports how many lines were lost. */
+static void test_stalled_sink_never_blocks(void **state)
+{
+	int p[2], saved = dup(STDERR_FILENO);
+	char buf[65536];
+	bool seen = false;
+	int64_t deadline;
+
+	(void)state;
+	log_init(LOG_LVL_INFO);
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	/* The writer's end blocks (as a journal stream does); ours does not. */
+	assert_int_equal(fcntl(p[1], F_SETFL, 0), 0);
+	dup2(p[1], STDERR_FILENO);
+	close(p[1]);
+	assert_int_equal(log_start(), 0);
+	for (int i = 0; i < 20000; i++)
+		log_info("test", "line %d of a flood the sink cannot take: %0150d", i, 0);
+	assert_true(log_dropped() > 0);
+	/* The sink reads again: the drop notice comes through. */
+	deadline = clock_mono_ms() + 10000;
+	while (!seen && clock_mono_ms() < deadline) {
+		ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+
+		if (n > 0) {
+			buf[n] = 0;
+			seen = strstr(buf, "lines dropped: the log sink was not keeping up") !=
+			       NULL;
+		} else {
+			struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+
+			poll(&pfd, 1, 100); /* until the writer thread writes more */
+		}
+	}
+	assert_true(seen);
+	/* Whatever is still buffered: the sink goes away (EPIPE), and the
+	 * writer must still stop. */
+	signal(SIGPIPE, SIG_IGN);
+	close(p[0]);
+	log_stop();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+}
+
+struct rl_arg {
+	struct log_ratelimit *rl;
+	int allowed;
+};
+
+static void *rl_thread(void *v)
+{
+	struct rl_arg *a = v;
+
+	for (int i = 0; i < 20000; i++)
+		a->allowed += log_ratelimit_allow(a->rl, 10);
+	return NULL;
+}
+
+/* One limiter shared by threads (as log_peer's static is, across workers):
+ * no data race, and about burst lines per second in total. */
+static void test_ratelimit_threads(void **state)
+{
+	static struct log_ratelimit rl;
+	struct rl_arg a[4];
+	pthread_t t[4];
+	int64_t t0 = clock_mono_ms(), secs;
+	int allowed = 0;
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct rl_arg){ &rl, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, rl_thread, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		allowed += a[i].allowed;
+	}
+	secs = (clock_mono_ms() - t0) / 1000 + 1;
+	assert_true(allowed >= 10);
+	/* Each window: the burst, plus at most one line per thread that raced
+	 * the window reset. */
+	assert_true(allowed <= (int)((secs + 1) * (10 + 4)));
+	assert_int_equal((int)rl.suppressed + allowed, 4 * 20000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -121,6 +214,8 @@ int main(void)
 		cmocka_unit_test(test_plain_format_and_levels),
 		cmocka_unit_test(test_level_parse),
 		cmocka_unit_test(test_ratelimit),
+		cmocka_unit_test(test_stalled_sink_never_blocks),
+		cmocka_unit_test(test_ratelimit_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
