@@ -42,6 +42,7 @@
 #include "geoip/geoip_mgr.h"
 #include "metrics/metrics_page.h"
 #include "net/server.h"
+#include "ops/ops.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "stun/stun_server.h"
@@ -559,18 +560,26 @@ int main(int argc, char **argv)
 	struct config_errors errs = { 0 };
 	int nflags = argc - 1, ret;
 	char **flags = argv + 1;
-	int geoip_at = -1;
+	int geoip_at = -1, derpmap_at = -1, doctor_at = -1;
 
 	log_init(LOG_LVL_INFO);
 	/* "derper [flags] geoip <command> ...": flags before, command after. */
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "geoip") == 0) {
-			geoip_at = i;
+		int *at = strcmp(argv[i], "geoip") == 0	    ? &geoip_at
+			  : strcmp(argv[i], "derpmap") == 0 ? &derpmap_at
+			  : strcmp(argv[i], "doctor") == 0  ? &doctor_at
+							    : NULL;
+
+		if (at) {
+			*at = i;
 			nflags = i - 1;
 			break;
 		}
 	}
 	if (config_load(&cfg, nflags, flags, &errs) < 0) {
+		if (doctor_at > 0)
+			printf("FAIL  %-12s %zu error%s\n      fix: correct the lines below\n",
+			       "config", errs.n, errs.n == 1 ? "" : "s");
 		print_errors(&errs);
 		if (!cfg.action_check_config)
 			fprintf(stderr, "derper: configuration has %zu error%s\n", errs.n,
@@ -596,6 +605,12 @@ int main(int argc, char **argv)
 	} else if (geoip_at > 0) {
 		log_set_level((enum log_level)cfg.log_level);
 		ret = geoip_cli_main(&cfg, argc - geoip_at - 1, argv + geoip_at + 1);
+	} else if (derpmap_at > 0) {
+		log_set_level(LOG_LVL_WARN); /* the TLS layer's info lines are noise here */
+		ret = ops_derpmap_main(&cfg, argc - derpmap_at - 1, argv + derpmap_at + 1);
+	} else if (doctor_at > 0) {
+		log_set_level(LOG_LVL_WARN);
+		ret = ops_doctor_main(&cfg, argc - doctor_at - 1, argv + doctor_at + 1);
 	} else {
 		log_set_level((enum log_level)cfg.log_level);
 		ret = run(&cfg, nflags, flags);
