@@ -4,8 +4,10 @@
 # fix) while nothing listens, passes (exit 0) once derper runs, and reports
 # a broken config as a FAIL line; derpmap prints JSON (checked with
 # python3's json module) whose node has the hostname, the ports, the IPv4 and
-# the CertName pin equal to the SHA-256 of the served self-signed leaf.
-# Needs: DERPER_BIN (ctest sets it), python3, openssl (scripts/deps.sh --test).
+# the CertName pin equal to the SHA-256 of the served self-signed leaf; and
+# every metric packaging/grafana/derper.json queries is served by /metrics.
+# Needs: DERPER_BIN, DERPER_SRC (ctest sets them), python3, openssl, curl
+# (scripts/deps.sh --test).
 set -u
 
 fail() {
@@ -17,6 +19,10 @@ fail() {
 [ -x "${DERPER_BIN:-}" ] || fail "DERPER_BIN is not an executable (run through ctest)"
 command -v python3 >/dev/null || fail "python3 is missing (scripts/deps.sh --test)"
 command -v openssl >/dev/null || fail "openssl is missing (scripts/deps.sh --test)"
+command -v curl >/dev/null || fail "curl is missing (scripts/deps.sh --test)"
+[ -n "${DERPER_SRC:-}" ] || fail "DERPER_SRC is not set (run through ctest)"
+dash=$DERPER_SRC/packaging/grafana/derper.json
+[ -r "$dash" ] || fail "$dash missing"
 
 tmp=$(mktemp -d /tmp/derper-test-ops.XXXXXX) || fail "mktemp"
 pid=
@@ -81,15 +87,39 @@ assert n["CertName"] == "sha256-raw:" + sys.argv[4], (n["CertName"], sys.argv[4]
 assert "InsecureForTests" not in n, n
 PY
 
-# 4. Daemon gone again: doctor fails on the port and STUN lines.
+# 4. The Grafana dashboard queries only metrics that /metrics serves (TLS,
+# so the certificate gauge is there too).
+curl -skf "https://127.0.0.1:$tcp/metrics" -o "$tmp/metrics" || fail "no /metrics from the daemon"
+python3 - "$dash" "$tmp/metrics" <<'PY' || fail "dashboard check"
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+served = set()
+for line in open(sys.argv[2]):
+    if line.startswith('#') or not line.strip():
+        continue
+    served.add(re.split(r'[{ ]', line, 1)[0])
+exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+exprs += [v["query"] for v in d["templating"]["list"] if v["type"] == "query"]
+used = set()
+for e in exprs:
+    used |= set(re.findall(r'\b((?:derp|derper|stun|process|uptime)_[a-z0-9_]+)\b', e))
+if len(used) < 10:
+    sys.exit("FAIL: the dashboard names only %d metrics: %s" % (len(used), sorted(used)))
+missing = sorted(used - served)
+if missing:
+    sys.exit("FAIL: the dashboard queries metrics /metrics does not serve: %s" % missing)
+print("grafana: %d metrics in the dashboard, all served by /metrics" % len(used))
+PY
+
+# 5. Daemon gone again: doctor fails on the port and STUN lines.
 kill "$pid" && wait "$pid" 2>/dev/null
 pid=
 "$DERPER_BIN" -config "$tmp/derper.ini" doctor >"$tmp/doc3" 2>&1 && fail "doctor passed with the daemon stopped"
 grep -q '^FAIL  stun ' "$tmp/doc3" || fail "doctor: STUN did not fail with the daemon stopped"
 
-# 5. A broken config is a failed check, with the errors listed.
+# 6. A broken config is a failed check, with the errors listed.
 printf '[server]\nnosuchkey = 1\n' >"$tmp/bad.ini"
 "$DERPER_BIN" -config "$tmp/bad.ini" doctor >"$tmp/doc4" 2>&1 && fail "doctor passed a broken config"
 grep -q '^FAIL  config ' "$tmp/doc4" || fail "doctor: no FAIL config line: $(cat "$tmp/doc4")"
 grep -q 'nosuchkey' "$tmp/doc4" || fail "doctor: the config error is not shown"
-echo "ops: doctor fails and passes as it should; derpmap JSON pins the served certificate"
+echo "ops: doctor fails and passes as it should; derpmap JSON pins the served certificate; the dashboard matches /metrics"
