@@ -40,7 +40,9 @@
 #include "geoip/access.h"
 #include "geoip/geoip_cli.h"
 #include "geoip/geoip_mgr.h"
+#include "metrics/metrics_page.h"
 #include "net/server.h"
+#include "ops/ops.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "stun/stun_server.h"
@@ -253,6 +255,52 @@ static void site_init(struct http_site *site, const struct config *cfg, const ch
 	site->bootstrap_dns_json = bootstrap;
 }
 
+/* Gauges only main can read (it is the one that knows DERP). */
+static double gauge_connections(void *arg)
+{
+	return (double)atomic_load(&((struct derp_server *)arg)->nclients);
+}
+
+/* Connections beyond the first of their key (the registry counts keys). */
+static double gauge_dup_conns(void *arg)
+{
+	double n = gauge_connections(arg) - (double)registry_count();
+
+	return n > 0 ? n : 0;
+}
+
+/* The exporter: its own listener if [metrics] listen is set, else the
+ * main listener's routes (a page protocol in front of DERP). */
+static void start_metrics(struct server *srv, struct derp_server *ds)
+{
+	static const struct metrics_gauge gauges[2] = {
+		{ "derp_current_connections", "DERP clients connected", gauge_connections, NULL },
+		{ "derp_current_dup_client_conns",
+		  "connections beyond the first of their key (duplicate keys)", gauge_dup_conns,
+		  NULL },
+	};
+	struct metrics_gauge g[2];
+	struct metrics_page_opts mo = {
+		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 2, .listen_fd = -1
+	};
+	char err[512];
+
+	memcpy(g, gauges, sizeof(g));
+	g[0].arg = g[1].arg = ds;
+	if (srv->cfg->metrics_host) {
+		mo.listen_fd = open_socket(srv->cfg->metrics_host, srv->cfg->metrics_port,
+					   SOCK_STREAM, 0, err, sizeof(err));
+		if (mo.listen_fd < 0)
+			log_fatal("metrics", "[metrics] listen: %s", err);
+	}
+	if (metrics_page_start(&mo, err, sizeof(err)) < 0)
+		log_fatal("metrics", "%s", err);
+	if (metrics_page_on_main()) {
+		srv->site.metrics_pages = true;
+		srv->proto = metrics_page_proto(srv->proto);
+	}
+}
+
 /* SIGHUP: re-read everything; apply what can change without a restart. */
 static void reload(struct server *srv, int argc, char **argv)
 {
@@ -383,6 +431,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT)
 		srv.site80.acme_http01 = acme_http01_lookup; /* before the workers start */
 
+	start_metrics(&srv, &ds);
+
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (geoip_mgr_start(cfg, err, sizeof(err)) < 0)
 			log_fatal("geoip", "%s", err);
@@ -491,6 +541,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
 	worker_stop_all(&srv);
+	metrics_page_stop(); /* after the workers: they copy its snapshots */
 	ret = 0;
 	if (geoip_started)
 		geoip_mgr_stop();
@@ -514,18 +565,26 @@ int main(int argc, char **argv)
 	struct config_errors errs = { 0 };
 	int nflags = argc - 1, ret;
 	char **flags = argv + 1;
-	int geoip_at = -1;
+	int geoip_at = -1, derpmap_at = -1, doctor_at = -1;
 
 	log_init(LOG_LVL_INFO);
 	/* "derper [flags] geoip <command> ...": flags before, command after. */
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "geoip") == 0) {
-			geoip_at = i;
+		int *at = strcmp(argv[i], "geoip") == 0	    ? &geoip_at
+			  : strcmp(argv[i], "derpmap") == 0 ? &derpmap_at
+			  : strcmp(argv[i], "doctor") == 0  ? &doctor_at
+							    : NULL;
+
+		if (at) {
+			*at = i;
 			nflags = i - 1;
 			break;
 		}
 	}
 	if (config_load(&cfg, nflags, flags, &errs) < 0) {
+		if (doctor_at > 0)
+			printf("FAIL  %-12s %zu error%s\n      fix: correct the lines below\n",
+			       "config", errs.n, errs.n == 1 ? "" : "s");
 		print_errors(&errs);
 		if (!cfg.action_check_config)
 			fprintf(stderr, "derper: configuration has %zu error%s\n", errs.n,
@@ -551,6 +610,12 @@ int main(int argc, char **argv)
 	} else if (geoip_at > 0) {
 		log_set_level((enum log_level)cfg.log_level);
 		ret = geoip_cli_main(&cfg, argc - geoip_at - 1, argv + geoip_at + 1);
+	} else if (derpmap_at > 0) {
+		log_set_level(LOG_LVL_WARN); /* the TLS layer's info lines are noise here */
+		ret = ops_derpmap_main(&cfg, argc - derpmap_at - 1, argv + derpmap_at + 1);
+	} else if (doctor_at > 0) {
+		log_set_level(LOG_LVL_WARN);
+		ret = ops_doctor_main(&cfg, argc - doctor_at - 1, argv + doctor_at + 1);
 	} else {
 		log_set_level((enum log_level)cfg.log_level);
 		ret = run(&cfg, nflags, flags);

@@ -176,6 +176,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < config_nrows; i++)
 		config_row_free(cfg, &config_rows[i]);
 	free(cfg->listen_host);
+	free(cfg->metrics_host);
 	free(cfg->config_path);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -282,6 +283,18 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 		if (cfg->geoip_n_allow_asns > 0 &&
 		    (!cfg->geoip_asn_database || !*cfg->geoip_asn_database))
 			config_err(errs, "[geoip] allow_asns needs [geoip] asn_database");
+	}
+	free(cfg->metrics_host);
+	cfg->metrics_host = NULL;
+	cfg->metrics_port = 0;
+	if (cfg->metrics_listen && *cfg->metrics_listen) {
+		if (config_listen_split(cfg->metrics_listen, host, sizeof(host), &port, msg,
+					sizeof(msg)) < 0)
+			config_err(errs, "[metrics] listen: %s", msg);
+		else if (!(cfg->metrics_host = strdup(host)))
+			return -ENOMEM;
+		else
+			cfg->metrics_port = port;
 	}
 	return errs->n > nerr ? -EINVAL : 0;
 }

@@ -102,6 +102,12 @@ struct config {
 	int geoip_max_shrink_percent; /* default 50 */
 	char *geoip_table;	      /* nftables table name in family inet; default "derper" */
 
+	/* [metrics] */
+	struct config_strlist metrics_allow; /* CIDRs allowed to read /metrics, /debug/varz */
+	char *metrics_listen;  /* "host:port" of a listener of their own; "" = the main one */
+	char *metrics_host;    /* derived: host part of metrics_listen; NULL when unset */
+	uint16_t metrics_port; /* derived: its port */
+
 	/* Where values came from, for error messages and --dump-config. */
 	char *config_path; /* NULL when no file was read */
 

@@ -124,14 +124,18 @@ const struct config_row config_rows[] = {
 	  false, 0, 100, NULL },
 	{ "geoip", "table", T(nft_name), OFF(geoip_table), "derper", false, true, false, 0, 0,
 	  NULL },
+
+	{ "metrics", "allow", T(cidrs), OFF(metrics_allow), "127.0.0.0/8, ::1/128", false, true,
+	  false, 0, 0, NULL },
+	{ "metrics", "listen", T(str), OFF(metrics_listen), "", false, true, false, 0, 0, NULL },
 };
 
 const size_t config_nrows = sizeof(config_rows) / sizeof(config_rows[0]);
 _Static_assert(sizeof(config_rows) / sizeof(config_rows[0]) <= CONFIG_ROWS_MAX,
 	       "more rows than CONFIG_ROWS_MAX: raise it (config_ini.c sizes an array by it)");
 
-static const char *const config_sections[] = { "server", "tls", "acme", "stun",
-					       "derp",	 "log", "geoip" };
+static const char *const config_sections[] = { "server", "tls", "acme",	 "stun",
+					       "derp",	 "log", "geoip", "metrics" };
 
 bool config_section_known(const char *name)
 {

@@ -627,6 +627,18 @@ static int route_acme_http01(const struct http_request *req, const struct http_s
 	return hb_finish(&b, req, res, keyauth, (size_t)n);
 }
 
+/* /metrics, /debug/varz: handed to the listener's protocol, which checks
+ * the peer before it answers (struct http_result). */
+static int route_page(const struct http_request *req, enum http_page page, struct http_result *res)
+{
+	if (!method_is(req, "GET") && !method_is(req, "HEAD"))
+		return http_error(req, res, 405, "method not allowed");
+	res->action = HTTP_ACTION_UPGRADE;
+	res->page = page;
+	res->page_head = method_is(req, "HEAD");
+	return 0;
+}
+
 int http_route(const struct http_request *req, const struct http_site *site,
 	       struct http_result *res)
 {
@@ -685,6 +697,10 @@ int http_route(const struct http_request *req, const struct http_site *site,
 		return route_bootstrap_dns(req, site, res);
 	if (path_is(tgt, plen, "/robots.txt"))
 		return route_robots(req, res);
+	if (site->metrics_pages && path_is(tgt, plen, "/metrics"))
+		return route_page(req, HTTP_PAGE_METRICS, res);
+	if (site->metrics_pages && path_is(tgt, plen, "/debug/varz"))
+		return route_page(req, HTTP_PAGE_VARZ, res);
 	return route_home(req, site, res);
 }
 

@@ -89,6 +89,17 @@ struct http_site {
 	 * Set: GET/HEAD of a challenge path answers 200 with the key
 	 * authorization (text/plain) or 404. Set before workers start. */
 	http_acme_http01_fn acme_http01;
+	/* /metrics and /debug/varz: GET/HEAD is handed over as a page (see
+	 * struct http_result); routing does not see the peer address the
+	 * access check needs. False: those paths are the home page. */
+	bool metrics_pages;
+};
+
+/* A page answered by whoever holds the connection, not by routing. */
+enum http_page {
+	HTTP_PAGE_NONE,
+	HTTP_PAGE_METRICS, /* /metrics */
+	HTTP_PAGE_VARZ,	   /* /debug/varz */
 };
 
 enum http_action {
@@ -110,6 +121,11 @@ struct http_result {
 	char *resp;
 	size_t resp_len;
 	bool close_after; /* close once resp is written (true for RESPOND) */
+	/* Set with HTTP_ACTION_UPGRADE (resp NULL) for a page request: the
+	 * listener's protocol (main wires metrics_page_proto in front of DERP)
+	 * answers it, knowing the peer. head: the request was HEAD. */
+	enum http_page page;
+	bool page_head;
 };
 
 /* Decide what to do with req on site and build the response. Returns 0

@@ -342,6 +342,11 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 	return 0;
 }
 
+int64_t tls_leaf_not_after(const struct tls_ctx *t)
+{
+	return t ? atomic_load(&((struct tls_ctx *)t)->leaf_not_after) : 0;
+}
+
 struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 {
 	struct tls_ctx *t = NULL;

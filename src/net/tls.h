@@ -85,6 +85,11 @@ const char *tls_derpmap_node_json(struct tls_ctx *t);
 const char *tls_crt_path(const struct tls_ctx *t);
 const char *tls_key_path(const struct tls_ctx *t);
 
+/* notAfter of the leaf certificate in force, in Unix seconds; 0 while
+ * there is none (letsencrypt mode before the first issue). Lock-free: any
+ * thread, e.g. the metrics exporter. */
+int64_t tls_leaf_not_after(const struct tls_ctx *t);
+
 /* Install the tls-alpn-01 hook (see tls_acme_alpn_fn); fn NULL removes it.
  * Before the first tls_ssl_new. */
 void tls_set_acme_alpn_hook(struct tls_ctx *t, tls_acme_alpn_fn fn, void *arg);

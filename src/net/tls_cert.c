@@ -442,8 +442,11 @@ void tls_describe(struct tls_ctx *t, const struct tls_material *m)
 	unsigned char *der = NULL;
 	unsigned char md[32];
 	char hex[65];
+	struct tm tm;
 	int n;
 
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(m->leaf), &tm) == 1)
+		atomic_store(&t->leaf_not_after, (int64_t)timegm(&tm));
 	if (X509_cmp_current_time(X509_get0_notAfter(m->leaf)) < 0)
 		log_warn("tls", "certificate %s has expired", t->crt_path);
 	t->node_json[0] = '\0';

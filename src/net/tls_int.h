@@ -7,6 +7,7 @@
 #define DERPER_TLS_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,9 @@ struct tls_ctx {
 	pthread_mutex_t reload_mu;
 	struct tls_file_id crt_id, key_id; /* under reload_mu: what the last load read */
 	char node_json[256];		   /* under reload_mu; "" for DNS hostnames */
+	/* notAfter of the leaf in force (Unix seconds; 0 = none yet). Written
+	 * under reload_mu, read by anyone (tls_leaf_not_after). */
+	_Atomic int64_t leaf_not_after;
 };
 
 /* What a load of the two files produced. */

@@ -184,6 +184,7 @@ type daemonOpts struct {
 	extra     []string // more flags, appended last
 	plainHTTP bool     // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
+	ini string // more INI text for our daemon (sections of its own)
 }
 
 type daemon struct {
@@ -305,7 +306,7 @@ func (d *daemon) args() []string {
 		// a short handshake timeout and two workers so that clients land on
 		// different threads and packets cross between them.
 		ini := filepath.Join(d.t.TempDir(), "derper.ini")
-		conf := "[derp]\nhandshake_timeout = 2s\n\n[log]\nlevel = debug\n"
+		conf := "[derp]\nhandshake_timeout = 2s\n\n[log]\nlevel = debug\n\n" + d.opts.ini
 		if err := os.WriteFile(ini, []byte(conf), 0644); err != nil {
 			d.t.Fatal(err)
 		}

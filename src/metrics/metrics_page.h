@@ -1,0 +1,68 @@
+/*
+ * metrics_page.h - the exporter: /metrics and /debug/varz served to
+ * loopback and [metrics] allow, on the main listener or on a listener of
+ * their own ([metrics] listen).
+ *
+ * Threads: one exporter thread (metrics_page_start .. metrics_page_stop)
+ * sums the per-worker counter blocks (metrics_sum: relaxed loads, never a
+ * worker's lock), reads the gauges and renders the pages. For the main
+ * listener it refreshes a snapshot of both pages every second, which
+ * workers copy under a mutex held only for that copy or the pointer swap;
+ * a listener of its own is served by the thread itself, built per request.
+ * The main listener reaches the pages through metrics_page_proto, a
+ * struct conn_proto that main puts in front of DERP: routing hands GET
+ * /metrics and /debug/varz over as a "page" upgrade, because only the
+ * connection knows the peer address the access check needs.
+ */
+#ifndef DERPER_METRICS_PAGE_H
+#define DERPER_METRICS_PAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct config;
+struct conn_proto;
+struct tls_ctx;
+
+/* A gauge main supplies (DERP connections, ...): read() runs on the
+ * exporter thread and must not block. */
+struct metrics_gauge {
+	const char *name; /* Go-style name, labels allowed */
+	const char *help;
+	double (*read)(void *arg);
+	void *arg;
+};
+
+struct metrics_page_opts {
+	const struct config *cfg;	    /* metrics_allow, metrics_listen; read at start only */
+	struct tls_ctx *tls;		    /* NULL without TLS: no certificate gauge */
+	const struct metrics_gauge *gauges; /* copied */
+	size_t ngauges;
+	/* A bound, listening TCP socket for [metrics] listen (the exporter
+	 * owns it from here on), or -1: the main listener serves the pages. */
+	int listen_fd;
+};
+
+/* Parse the allow list, bind [metrics] listen if set, start the exporter
+ * thread. Returns 0, or -errno with a message in err. Main thread, before
+ * the workers start. */
+int metrics_page_start(const struct metrics_page_opts *o, char *err, size_t errlen);
+/* Stop and join the thread, close its listener, free the snapshots. Main,
+ * after the workers have stopped. Safe without a start. */
+void metrics_page_stop(void);
+/* True when the main listener serves the pages (no listener of their own).
+ * After metrics_page_start. */
+bool metrics_page_on_main(void);
+
+/* The protocol for the main listener: answers page upgrades (403 for a
+ * peer outside the allow list) and hands every other upgrade to inner,
+ * which then owns the connection (c->proto becomes inner). The returned
+ * struct is static; one inner per process. Main, before workers start. */
+const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
+
+/* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
+ * checked as IPv4). Any thread, after metrics_page_start. */
+bool metrics_page_allowed(const struct sockaddr *sa, socklen_t len);
+
+#endif
