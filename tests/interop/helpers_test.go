@@ -182,6 +182,7 @@ type daemonOpts struct {
 	keyFile   string   // -c; default a fresh path in the test's temp dir
 	httpPort  int      // -http-port; 0 means -1 (off)
 	extra     []string // more flags, appended last
+	ini       string   // more INI lines (our daemon only), appended to its config
 	plainHTTP bool     // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
 }
@@ -305,7 +306,7 @@ func (d *daemon) args() []string {
 		// a short handshake timeout and two workers so that clients land on
 		// different threads and packets cross between them.
 		ini := filepath.Join(d.t.TempDir(), "derper.ini")
-		conf := "[derp]\nhandshake_timeout = 2s\n\n[log]\nlevel = debug\n"
+		conf := "[derp]\nhandshake_timeout = 2s\n" + d.opts.ini + "\n[log]\nlevel = debug\n"
 		if err := os.WriteFile(ini, []byte(conf), 0644); err != nil {
 			d.t.Fatal(err)
 		}
