@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -222,5 +224,46 @@ func TestAdmissionRevoked(t *testing.T) {
 		if rerr := d.connectRefused(t, "bob-again", bob); rerr != nil {
 			t.Fatal(rerr)
 		}
+	}
+}
+
+// -verify-clients against a stand-in for tailscaled's LocalAPI on a unix
+// socket (-socket): a known node key is admitted, a foreign one refused, and
+// the request is the reference's (whois?addr=nodekey:..., Tailscale-Cap).
+func TestAdmissionVerifyClientsLocalAPI(t *testing.T) {
+	t.Parallel()
+	known, foreign := key.NewNode(), key.NewNode()
+	sock := filepath.Join(t.TempDir(), "tailscaled.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := r.URL.Query().Get("addr")
+		mu.Lock()
+		seen = append(seen, r.URL.Path+" "+addr+" cap="+r.Header.Get("Tailscale-Cap"))
+		mu.Unlock()
+		if r.URL.Path != "/localapi/v0/whois" || addr != known.Public().String() {
+			http.Error(w, "no match for IP:port", 404)
+			return
+		}
+		fmt.Fprint(w, `{"Node":{"ID":1},"UserProfile":{"ID":1}}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	d := startDaemon(t, daemonOpts{extra: []string{"-verify-clients", "-socket", sock},
+		ini: "verify_client_timeout = 1s\n"})
+	d.connectHTTP(t, "known", known)
+	if err := d.connectRefused(t, "foreign", foreign); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := "/localapi/v0/whois " + known.Public().String() + " cap="
+	if len(seen) != 2 || !strings.HasPrefix(seen[0], want) || strings.HasSuffix(seen[0], "cap=") {
+		t.Errorf("LocalAPI saw %q, want first %q<capver>", seen, want)
 	}
 }
