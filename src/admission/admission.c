@@ -183,6 +183,17 @@ static int adm_track(struct admission *a, const struct adm_conn_id *id, const st
 	return 0;
 }
 
+/* Append req to the queue. Under the lock. */
+static void adm_enqueue(struct admission *a, struct adm_req *req)
+{
+	if (a->qtail)
+		a->qtail->next = req;
+	else
+		a->qhead = req;
+	a->qtail = req;
+	a->nqueued++;
+}
+
 int admission_check(void *arg, struct worker *w, uint64_t conn_id, const uint8_t key[32],
 		    const char *addr, wmsg_fn fn)
 {
@@ -238,12 +249,7 @@ int admission_check(void *arg, struct worker *w, uint64_t conn_id, const uint8_t
 	req->k = k;
 	req->id = id;
 	req->fn = fn;
-	if (a->qtail)
-		a->qtail->next = req;
-	else
-		a->qhead = req;
-	a->qtail = req;
-	a->nqueued++;
+	adm_enqueue(a, req);
 out:
 	pthread_mutex_unlock(&a->lock);
 	if (r == 0)
@@ -546,12 +552,7 @@ static void adm_queue_rechecks(struct admission *a)
 			break;
 		req->k = l->k;
 		req->recheck = true;
-		if (a->qtail)
-			a->qtail->next = req;
-		else
-			a->qhead = req;
-		a->qtail = req;
-		a->nqueued++;
+		adm_enqueue(a, req);
 	}
 	pthread_mutex_unlock(&a->lock);
 	hashtab_deinit(&seen);
