@@ -28,6 +28,7 @@
 
 #include "acme/acme_client.h"
 #include "acme/acme_http01.h"
+#include "admission/admission.h"
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -347,6 +348,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	int sfd = -1, ret = 1, r;
 	bool geoip_started = false;
 	struct acme_client *acme = NULL;
+	struct admission *adm = NULL;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	memset(&srv, 0, sizeof(srv));
@@ -439,6 +441,27 @@ static int run(struct config *cfg, int argc, char **argv)
 		geoip_started = true;
 	}
 
+	if (cfg->verify_clients || *cfg->verify_client_url) {
+		/* Before the workers: they call it from their first handshake. */
+		struct admission_opts ao = { .url = cfg->verify_client_url,
+					     .fail_open = cfg->verify_client_url_fail_open,
+					     .verify_clients = cfg->verify_clients,
+					     .socket = cfg->tailscaled_socket,
+					     .timeout_ms = cfg->verify_client_timeout_ms,
+					     .cache_ttl_ms = cfg->verify_cache_ttl_ms,
+					     .recheck_ms = cfg->verify_recheck_ms,
+					     .srv = &srv };
+
+		adm = admission_start(&ao, err, sizeof(err));
+		if (!adm)
+			log_fatal("admission", "%s", err);
+		ds.admit = admission_check;
+		ds.forget = admission_forget;
+		ds.admit_arg = adm;
+		log_info("admission", "verifying clients:%s%s%s",
+			 cfg->verify_clients ? " tailscaled" : "",
+			 *cfg->verify_client_url ? " webhook " : "", cfg->verify_client_url);
+	}
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
@@ -540,8 +563,10 @@ static int run(struct config *cfg, int argc, char **argv)
 		break;
 	}
 	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
+	admission_stop(adm);	/* posts to workers: stop before they are freed */
 	worker_stop_all(&srv);
 	metrics_page_stop(); /* after the workers: they copy its snapshots */
+	admission_free(adm); /* workers called into it until they were joined */
 	ret = 0;
 	if (geoip_started)
 		geoip_mgr_stop();

@@ -271,6 +271,17 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 	if (!cfg->dev && (!cfg->private_key_file || !*cfg->private_key_file))
 		config_err(errs, "-c <config path> not specified ([server] private_key_file)");
 
+	if ((cfg->verify_clients || (cfg->verify_client_url && *cfg->verify_client_url)) &&
+	    cfg->verify_client_timeout_ms >= cfg->handshake_timeout_ms)
+		config_err(errs,
+			   "[derp] verify_client_timeout must be shorter than handshake_timeout "
+			   "(a client waits for its admission within the handshake deadline)");
+	if (cfg->verify_client_url && *cfg->verify_client_url &&
+	    strncmp(cfg->verify_client_url, "http://", 7) != 0 &&
+	    strncmp(cfg->verify_client_url, "https://", 8) != 0)
+		config_err(errs, "-verify-client-url: \"%s\" is not an http or https URL",
+			   cfg->verify_client_url);
+
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (!cfg->geoip_database || !*cfg->geoip_database)
 			config_err(errs, "[geoip] mode %s needs [geoip] database",

@@ -75,9 +75,13 @@ struct config {
 	int queue_depth;	      /* per-client queue depth, each of disco/data; default 32 */
 	int64_t handshake_timeout_ms; /* default 10s */
 	int max_clients;	      /* 0 = unlimited */
-	bool verify_clients;	      /* -verify-clients (admission issue) */
-	char *verify_client_url;      /* -verify-client-url (admission issue) */
+	bool verify_clients;	      /* -verify-clients: tailscaled's whois */
+	char *verify_client_url;      /* -verify-client-url: admission webhook */
 	bool verify_client_url_fail_open; /* default true */
+	char *tailscaled_socket;	  /* -socket; "" = the default path */
+	int64_t verify_client_timeout_ms; /* per check, default 5s */
+	int64_t verify_cache_ttl_ms;	  /* verdict cache, default 1m; 0 = off */
+	int64_t verify_recheck_ms;	  /* re-verify connected clients, default 5m; 0 = off */
 	char *mesh_psk_file;		  /* -mesh-psk-file (mesh issue) */
 	char *mesh_with;		  /* -mesh-with (mesh issue) */
 

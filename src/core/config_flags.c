@@ -55,7 +55,6 @@ static const struct config_flag config_extra_flags[] = {
 	{ "secrets-path-prefix", FLAG_UNSUPPORTED, 's', "prod/derp", NULL },
 	{ "secrets-cache-dir", FLAG_UNSUPPORTED, 's', NULL /* $HOME/.cache/derper-secrets */,
 	  NULL },
-	{ "socket", FLAG_UNSUPPORTED, 's', "", NULL },
 	{ "accept-connection-limit", FLAG_UNSUPPORTED, 'f', "+Inf", NULL },
 	{ "accept-connection-burst", FLAG_UNSUPPORTED, 'i', "9223372036854775807", NULL },
 	{ "rate-config", FLAG_UNSUPPORTED, 's', "", NULL },

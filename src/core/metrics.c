@@ -77,6 +77,11 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_STUN_RATE_LIMITED] = "stun_requests{disposition=\"rate_limited\"}",
 	[METRIC_STUN_IPV4] = "stun_addrfamily{family=\"ipv4\"}",
 	[METRIC_STUN_IPV6] = "stun_addrfamily{family=\"ipv6\"}",
+	[METRIC_ADMISSION_ALLOWED] = "derp_admission{verdict=\"allowed\"}",
+	[METRIC_ADMISSION_DENIED] = "derp_admission{verdict=\"denied\"}",
+	[METRIC_ADMISSION_ERRORS] = "derp_admission_errors",
+	[METRIC_ADMISSION_CACHE_HITS] = "derp_admission_cache_hits",
+	[METRIC_ADMISSION_REVOKED] = "derp_admission_revoked",
 };
 
 const char *metrics_name(enum metric m)

@@ -192,14 +192,13 @@ static int derp_start(struct conn *c, const struct http_result *res)
 	return 0;
 }
 
-/* ClientInfo: key, nonce, box(JSON). Registers the client. */
-static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
+/* Registration, once ClientInfo was accepted and admitted: the registry,
+ * ServerInfo, the duplicate-key check. 0 or -errno (close). */
+static int derp_register(struct conn *c)
 {
 	struct worker *w = c->w;
 	struct derp_server *ds = derp_of(c);
 	struct derp_conn *dc = dc_of(c);
-	uint8_t *plain = NULL;
-	struct derp_client_info ci;
 	uint8_t info[DERP_FRAME_HEADER_LEN + DERP_BOX_OVERHEAD + 64];
 	char json[64];
 	size_t jlen;
@@ -207,6 +206,85 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	struct registry_conn self = { .worker = w->idx, .client_id = c->id };
 	struct registry_conn others[REGISTRY_MAX_DUPS];
 	size_t nothers = 0;
+	int r;
+
+	r = registry_add(dc->key, &self, others, &nothers);
+	if (r < 0)
+		return r;
+	dc->registered = true;
+	conn_established(c);
+	dc->next_keepalive_ms = w->now_ms + ds->keepalive_ms + (int64_t)(random() % 5000);
+	dc->nothere_tokens = 3;
+	dc->nothere_ts_ms = w->now_ms;
+
+	/* ServerInfo goes out after registration, before any packet. */
+	jlen = derp_server_info_json(json, sizeof(json));
+	n = derp_box_seal(info + DERP_FRAME_HEADER_LEN, sizeof(info) - DERP_FRAME_HEADER_LEN,
+			  (const uint8_t *)json, jlen, dc->key, ds->priv);
+	if (n < 0)
+		return (int)n;
+	derp_frame_header_put(info, DERP_FRAME_SERVER_INFO, (uint32_t)n);
+	derp_queue_frame(c, info, DERP_FRAME_HEADER_LEN + (size_t)n);
+
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char hex[65];
+
+		derp_key_hex(hex, dc->key);
+		log_debug("derp", "%016llx %s: registered nodekey:%.16s%s%s",
+			  (unsigned long long)c->id, c->addr, hex, dc->is_prober ? " (prober)" : "",
+			  r > 1 ? " (duplicate key)" : "");
+	}
+	if (r > 1) {
+		derp_dup_update(c, false);
+		for (size_t i = 0; i < nothers; i++)
+			derp_send_dup(w, others[i].worker, others[i].client_id, true);
+	}
+	return 0;
+}
+
+/* On c's worker: an admission verdict (m->data[0]: 1 allow, 0 deny) for a
+ * connection being verified, or a revocation of a registered one. */
+static void derp_admit_msg(struct worker *w, struct wmsg *m)
+{
+	struct conn *c = derp_find(w, m->conn_id);
+	bool allow = m->data[0] != 0;
+	struct derp_conn *dc;
+
+	free(m);
+	if (!c || c->state != CONN_PROTO)
+		return;
+	dc = dc_of(c);
+	if (dc->verifying) {
+		dc->verifying = false;
+		if (!allow) {
+			metrics_add(&w->metrics, METRIC_HANDSHAKE_ERRORS, 1);
+			log_peer("derp", "%016llx %s: refused: not admitted",
+				 (unsigned long long)c->id, c->addr);
+			conn_close(c, "not admitted");
+			return;
+		}
+		if (derp_register(c) < 0) {
+			conn_close(c, "registration failed");
+			return;
+		}
+		conn_resume_reads(c);
+	} else if (dc->registered && !allow) {
+		log_info("derp", "%016llx %s: admission revoked: closing",
+			 (unsigned long long)c->id, c->addr);
+		conn_close(c, "admission revoked");
+	}
+}
+
+/* ClientInfo: key, nonce, box(JSON). Takes a slot, asks admission (if
+ * any), and registers the client now or when the verdict arrives. */
+static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
+{
+	struct worker *w = c->w;
+	struct derp_server *ds = derp_of(c);
+	struct derp_conn *dc = dc_of(c);
+	uint8_t *plain = NULL;
+	struct derp_client_info ci;
+	ssize_t n;
 	int r;
 
 	if (plen < DERP_CLIENT_INFO_MIN) {
@@ -238,50 +316,34 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 			  (unsigned long long)c->id, c->addr);
 	}
 	/* Take a slot first, so workers racing for the last one can't both
-	 * get it. */
+	 * get it. A client being verified holds its slot. */
 	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
 		atomic_fetch_sub(&ds->nclients, 1);
 		log_peer("derp", "%016llx %s: refused: server full (%d clients)",
 			 (unsigned long long)c->id, c->addr, ds->max_clients);
 		return -EBUSY;
 	}
+	dc->slot = true;
 	memcpy(dc->key, p, DERP_KEY_LEN);
 	dc->can_ack_pings = ci.can_ack_pings;
 	dc->is_prober = ci.is_prober;
-	r = registry_add(dc->key, &self, others, &nothers);
-	if (r < 0) {
-		atomic_fetch_sub(&ds->nclients, 1);
-		return r;
+	if (ds->admit) {
+		r = ds->admit(ds->admit_arg, w, c->id, dc->key, c->addr, derp_admit_msg);
+		if (r < 0) {
+			log_peer("derp", "%016llx %s: refused: not admitted (%s)",
+				 (unsigned long long)c->id, c->addr, strerror(-r));
+			return r;
+		}
+		dc->admitting = true;
+		if (r == 0) {
+			/* Nothing more is read until the verdict: the
+			 * frames after ClientInfo wait in the connection. */
+			dc->verifying = true;
+			conn_pause_reads(c);
+			return 0;
+		}
 	}
-	dc->registered = true;
-	conn_established(c);
-	dc->next_keepalive_ms = w->now_ms + ds->keepalive_ms + (int64_t)(random() % 5000);
-	dc->nothere_tokens = 3;
-	dc->nothere_ts_ms = w->now_ms;
-
-	/* ServerInfo goes out after registration, before any packet. */
-	jlen = derp_server_info_json(json, sizeof(json));
-	n = derp_box_seal(info + DERP_FRAME_HEADER_LEN, sizeof(info) - DERP_FRAME_HEADER_LEN,
-			  (const uint8_t *)json, jlen, dc->key, ds->priv);
-	if (n < 0)
-		return (int)n;
-	derp_frame_header_put(info, DERP_FRAME_SERVER_INFO, (uint32_t)n);
-	derp_queue_frame(c, info, DERP_FRAME_HEADER_LEN + (size_t)n);
-
-	if (log_enabled(LOG_LVL_DEBUG)) {
-		char hex[65];
-
-		derp_key_hex(hex, dc->key);
-		log_debug("derp", "%016llx %s: registered nodekey:%.16s%s%s",
-			  (unsigned long long)c->id, c->addr, hex, ci.is_prober ? " (prober)" : "",
-			  r > 1 ? " (duplicate key)" : "");
-	}
-	if (r > 1) {
-		derp_dup_update(c, false);
-		for (size_t i = 0; i < nothers; i++)
-			derp_send_dup(w, others[i].worker, others[i].client_id, true);
-	}
-	return 0;
+	return derp_register(c);
 }
 
 /* The connection is being freed: unregister and notify peers. */
@@ -296,8 +358,11 @@ static void derp_release(struct conn *c)
 	int left;
 
 	c->proto_state = NULL;
-	if (dc->registered) {
+	if (dc->slot)
 		atomic_fetch_sub(&derp_of(c)->nclients, 1);
+	if (dc->admitting)
+		derp_of(c)->forget(derp_of(c)->admit_arg, w->idx, c->id);
+	if (dc->registered) {
 		/* No longer a watcher of the keys it received from. */
 		while ((src = keyset_next(&dc->saw, &pos)))
 			registry_unwatch(src, c->id);
@@ -493,7 +558,7 @@ static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 	struct derp_conn *dc = dc_of(c);
 	size_t off = 0;
 
-	while (c->state == CONN_PROTO) {
+	while (c->state == CONN_PROTO && !dc->verifying) {
 		uint8_t type;
 		uint32_t plen;
 		uint32_t max = dc->registered ? DERP_MAX_FRAME : DERP_MAX_INFO_LEN;

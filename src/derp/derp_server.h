@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "derp/keyset.h"
+#include "net/worker.h"
 
 struct conn_proto;
 
@@ -29,13 +30,30 @@ struct derp_server {
 	char pub_hex[65];
 	int64_t keepalive_ms; /* 60 s; a jitter is added per client */
 	int max_clients;      /* 0 = no limit */
-	_Atomic int nclients; /* registered, all workers */
+	_Atomic int nclients; /* registered or being verified, all workers */
+
+	/*
+	 * Client admission (admission/, plugged in by main; NULL = everyone).
+	 * admit runs on the worker after ClientInfo and must not block: 1 =
+	 * admitted now (cached), 0 = asked (the verdict arrives later as a
+	 * wmsg running fn on this worker, m->conn_id = conn_id, m->data[0] =
+	 * 1 allow / 0 deny; a deny may also come later for a registered
+	 * client, whose admission was revoked), -errno = refused. Once admit
+	 * returned >= 0, forget is called when the connection goes.
+	 */
+	int (*admit)(void *arg, struct worker *w, uint64_t conn_id, const uint8_t key[32],
+		     const char *addr, wmsg_fn fn);
+	void (*forget)(void *arg, uint32_t worker, uint64_t conn_id);
+	void *admit_arg;
 };
 
 /* Per-connection DERP state (conn->proto_state). */
 struct derp_conn {
 	uint8_t key[32];  /* the client's public key, once registered */
 	bool registered;  /* ClientInfo accepted, in the registry */
+	bool slot;	  /* counted in nclients (verifying or registered) */
+	bool verifying;	  /* waiting for admission, reads paused */
+	bool admitting;	  /* admit() took it: forget() on release */
 	bool dup;	  /* key has other connections here */
 	bool health_sent; /* a duplicate-key Health problem is showing */
 	bool can_ack_pings;

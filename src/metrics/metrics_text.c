@@ -46,6 +46,10 @@ static const struct {
 	{ "derp_ctrl_queue_overflow_closes",
 	  "clients closed because their control queue overflowed" },
 	{ "derp_accept_pauses", "times a worker stopped accepting, by reason" },
+	{ "derp_admission", "client admission verdicts (webhook or tailscaled), by verdict" },
+	{ "derp_admission_errors", "admission checks that failed (timeout, transport, bad answer)" },
+	{ "derp_admission_cache_hits", "admission verdicts answered from the cache" },
+	{ "derp_admission_revoked", "connected clients closed because a re-check denied them" },
 	{ "stun_requests", "STUN datagrams, by disposition" },
 	{ "stun_addrfamily", "STUN binding requests answered, by address family" },
 };

@@ -338,7 +338,9 @@ static int conn_keep_input(struct conn *c, const uint8_t *buf, size_t len)
 		c->rlen = c->rcap = 0;
 		return 0;
 	}
-	if (len > c->proto->max_pending) {
+	/* While paused, what followed the unit that paused c is kept whole:
+	 * at most one read, as reading stops at once. */
+	if (len > c->proto->max_pending && !c->reads_paused) {
 		conn_close(c, "input too large");
 		return -1;
 	}
@@ -396,6 +398,24 @@ static int conn_process(struct conn *c, uint8_t *buf, size_t len)
 	return conn_keep_input(c, buf + used, len - (size_t)used);
 }
 
+/* Paused with input pending: append buf[0..len) to it, unprocessed. */
+static void conn_keep_paused(struct conn *c, const uint8_t *buf, size_t len)
+{
+	uint8_t *nb;
+
+	if (c->rcap < c->rlen + len) {
+		nb = realloc(c->rbuf, c->rlen + len);
+		if (!nb) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		c->rbuf = nb;
+		c->rcap = c->rlen + (uint32_t)len;
+	}
+	memcpy(c->rbuf + c->rlen, buf, len);
+	c->rlen += (uint32_t)len;
+}
+
 /* Process newly read bytes data[0..len) (in the worker scratch). Only
  * what completes a pending frame is copied into rbuf; everything else is
  * consumed where it lies, and only a new partial frame is kept. */
@@ -414,7 +434,7 @@ static void conn_input(struct conn *c, uint8_t *data, size_t len)
 			return;
 		blen = (size_t)d;
 	}
-	while (c->rlen && blen) {
+	while (c->rlen && blen && !c->reads_paused) {
 		size_t take = conn_pending_need(c, blen);
 
 		if (take > blen)
@@ -440,7 +460,9 @@ static void conn_input(struct conn *c, uint8_t *data, size_t len)
 		if (conn_process(c, c->rbuf, c->rlen) < 0)
 			return;
 	}
-	if (blen)
+	if (blen && c->reads_paused)
+		conn_keep_paused(c, buf, blen);
+	else if (blen)
 		conn_process(c, buf, blen);
 }
 
@@ -538,6 +560,13 @@ void conn_on_event(struct conn *c, uint32_t events)
 			return;
 		worker_epoll_update(w, c);
 	}
+	if (c->reads_paused) {
+		/* Not reading: a hang-up (both ways) still ends it, or
+		 * level-triggered epoll would report it forever. */
+		if (events & (EPOLLHUP | EPOLLERR))
+			conn_close(c, "hang-up");
+		return;
+	}
 	if (c->read_eof) {
 		/* Half-closed, finishing a response: only a hang-up matters. */
 		if (events & (EPOLLHUP | EPOLLERR))
@@ -574,6 +603,8 @@ void conn_on_event(struct conn *c, uint32_t events)
 		if (c->ws)
 			c->ws->stash_len = 0;
 		conn_input(c, w->scratch, pre + (size_t)n);
+		if (c->reads_paused)
+			return;
 	}
 	/* Level-triggered epoll reports kernel data again, but not records
 	 * OpenSSL already holds: revisit those without sleeping. Only the
@@ -606,6 +637,33 @@ void conn_tick(struct conn *c, int64_t now_ms)
 	}
 	if (c->state == CONN_PROTO && c->proto->tick)
 		c->proto->tick(c, now_ms);
+}
+
+void conn_pause_reads(struct conn *c)
+{
+	if (c->state == CONN_CLOSED || c->reads_paused)
+		return;
+	c->reads_paused = true;
+	worker_epoll_update(c->w, c);
+}
+
+void conn_resume_reads(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CONN_CLOSED || !c->reads_paused)
+		return;
+	c->reads_paused = false;
+	worker_epoll_update(w, c);
+	if (c->rlen && conn_process(c, c->rbuf, c->rlen) < 0)
+		return;
+	/* Records OpenSSL already holds raise no epoll event: revisit. */
+	if (c->state != CONN_CLOSED && !c->reads_paused && !c->on_again && c->ssl &&
+	    SSL_has_pending(c->ssl)) {
+		c->on_again = true;
+		c->again_next = w->again;
+		w->again = c;
+	}
 }
 
 void conn_established(struct conn *c)

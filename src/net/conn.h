@@ -104,6 +104,7 @@ struct conn {
 	bool input_done;   /* a final response is queued: discard input */
 	bool on_again;	   /* on the read-again list */
 	bool in_handshake; /* counted in the worker's handshakes until established */
+	bool reads_paused; /* conn_pause_reads: out of EPOLLIN, input kept in rbuf */
 	char addr[64];	   /* "ip:port" for logs */
 
 	/* Input: bytes not yet consumed (a partial frame or request). */
@@ -149,6 +150,14 @@ void conn_queue_packet(struct conn *c, struct wmsg *m, enum conn_prio prio);
 /* The protocol's handshake is done (DERP: registered): clear the
  * deadline and stop counting c against the worker's handshake cap. */
 void conn_established(struct conn *c);
+/* Stop reading c until conn_resume_reads: it leaves EPOLLIN interest and
+ * input already read but not consumed stays in rbuf (at most one read's
+ * worth). For a protocol waiting on an answer from elsewhere (admission);
+ * a hang-up still closes c. May be called from proto->input. */
+void conn_pause_reads(struct conn *c);
+/* Read again: hand the input kept while paused to the protocol first,
+ * then wait for the socket. No-op unless paused; may close c. */
+void conn_resume_reads(struct conn *c);
 /* Periodic checks: handshake deadline, write stall, then proto->tick. */
 void conn_tick(struct conn *c, int64_t now_ms);
 /* Graceful shutdown: proto->shutdown after an upgrade, else close. */

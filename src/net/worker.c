@@ -139,7 +139,7 @@ void worker_epoll_update(struct worker *w, struct conn *c)
 
 	if (c->state == CONN_CLOSED)
 		return;
-	if (!c->read_eof)
+	if (!c->read_eof && !c->reads_paused)
 		want |= EPOLLIN | EPOLLRDHUP;
 	if (c->wbuf || c->hs_want_write)
 		want |= EPOLLOUT;

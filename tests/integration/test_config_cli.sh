@@ -56,9 +56,9 @@ rc=$?
 [ "$rc" -eq 1 ] || fail "bad flags: exit $rc (want 1): $out"
 grep -qF 'flag -stun-port: 0 is out of range 1..65535' <<<"$out" || fail "no flag error: $out"
 grep -qF 'unknown flag -nosuchflag' <<<"$out" || fail "no unknown-flag error: $out"
-out=$("$DERPER_BIN" -config "$ini" -verify-clients --check-config 2>&1)
-[ $? -eq 1 ] || fail "-verify-clients accepted: $out"
-grep -qF 'flag -verify-clients: not supported yet by this derper' <<<"$out" ||
+out=$("$DERPER_BIN" -config "$ini" -mesh-with a,b --check-config 2>&1)
+[ $? -eq 1 ] || fail "-mesh-with accepted: $out"
+grep -qF 'flag -mesh-with: not supported yet by this derper' <<<"$out" ||
 	fail "no not-supported error: $out"
 
 # Go derper TLS rule: letsencrypt on a plain-HTTP port serves no TLS (and

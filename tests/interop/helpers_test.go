@@ -182,9 +182,10 @@ type daemonOpts struct {
 	keyFile   string   // -c; default a fresh path in the test's temp dir
 	httpPort  int      // -http-port; 0 means -1 (off)
 	extra     []string // more flags, appended last
-	plainHTTP bool     // no -certmode manual: on a port other than 443 the
+	ini       string   // more INI text (our daemon only), right after its [derp] lines:
+	// bare lines extend [derp], a "[section]" line starts another
+	plainHTTP bool // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
-	ini string // more INI text for our daemon (sections of its own)
 }
 
 type daemon struct {
@@ -306,7 +307,7 @@ func (d *daemon) args() []string {
 		// a short handshake timeout and two workers so that clients land on
 		// different threads and packets cross between them.
 		ini := filepath.Join(d.t.TempDir(), "derper.ini")
-		conf := "[derp]\nhandshake_timeout = 2s\n\n[log]\nlevel = debug\n\n" + d.opts.ini
+		conf := "[derp]\nhandshake_timeout = 2s\n" + d.opts.ini + "\n[log]\nlevel = debug\n"
 		if err := os.WriteFile(ini, []byte(conf), 0644); err != nil {
 			d.t.Fatal(err)
 		}

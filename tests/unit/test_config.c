@@ -691,16 +691,12 @@ static void test_flag_errors(void **state)
 		"http(s) URL)",
 		"flag -a: \"::1:443\" is not host:port (IPv6 addresses need brackets: [::1]:443)",
 		"bad flag syntax: ---a",
-		"flag -verify-clients: not supported yet by this derper",
-		"flag -verify-client-url: not supported yet by this derper",
 		"flag -mesh-psk-file: not supported yet by this derper",
 		"flag -mesh-with: not supported yet by this derper",
 		"flag -secrets-url: not supported yet by this derper",
 		"flag -secrets-path-prefix: not supported yet by this derper",
 		"flag -secrets-cache-dir: not supported yet by this derper",
 		"flag -unpublished-bootstrap-dns-names: not supported yet by this derper",
-		"flag -verify-client-url-fail-open: not supported yet by this derper",
-		"flag -socket: not supported yet by this derper",
 		"flag -accept-connection-limit: not supported yet by this derper",
 		"flag -accept-connection-burst: not supported yet by this derper",
 		"flag -accept-connection-limit: invalid value \"ten\"",
@@ -724,8 +720,9 @@ static void test_flag_errors(void **state)
 	assert_int_equal(e.n, sizeof(want) / sizeof(want[0]));
 	/* Secrets given on the command line are never echoed back. */
 	assert_false(errs_has_sub(&e, "c2VjcmV0"));
-	/* Unsupported values are not kept. */
-	assert_false(c.verify_clients);
+	/* Supported since the admission issue: kept. */
+	assert_true(c.verify_clients);
+	assert_string_equal(c.tailscaled_socket, "/run/ts.sock");
 	/* The ACME flags are supported: their values are kept. */
 	assert_string_equal(c.acme_eab_key, "c2VjcmV0");
 	assert_true(c.acme_ip_certs);

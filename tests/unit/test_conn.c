@@ -264,15 +264,12 @@ static size_t build_session(struct harness *h, uint8_t *out, size_t cap, bool we
 	return n;
 }
 
-/* The server's side of build_session, after the HTTP head. */
-static void check_derp_answers(struct harness *h)
+/* The server's side of build_session, after ServerKey. */
+static void check_derp_registered(struct harness *h)
 {
 	uint8_t p[2048];
 	uint32_t plen;
 
-	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_KEY);
-	assert_int_equal(plen, DERP_MAGIC_LEN + 32);
-	assert_memory_equal(p + DERP_MAGIC_LEN, h->ds.pub, 32);
 	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_INFO);
 	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
 	assert_int_equal(plen, 8);
@@ -283,6 +280,18 @@ static void check_derp_answers(struct harness *h)
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(p[32 + i], (uint8_t)(i * 7));
 	assert_int_equal(h->olen, 0);
+}
+
+/* The server's side of build_session, after the HTTP head. */
+static void check_derp_answers(struct harness *h)
+{
+	uint8_t p[2048];
+	uint32_t plen;
+
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_KEY);
+	assert_int_equal(plen, DERP_MAGIC_LEN + 32);
+	assert_memory_equal(p + DERP_MAGIC_LEN, h->ds.pub, 32);
+	check_derp_registered(h);
 }
 
 /* The same session in many random splits gives the same answers. */
@@ -819,6 +828,188 @@ static void test_slow_readers_bounded(void **state)
 	assert_int_equal(h->w->qbytes, 0);
 }
 
+/* ---- admission: a connection waits, reads paused, for its verdict ---- */
+
+struct admit_stub {
+	int ret; /* what admit returns */
+	int calls, forgets;
+	uint64_t conn_id; /* of the last call */
+	wmsg_fn fn;
+	uint8_t key[32];
+	char addr[64];
+};
+
+static struct admit_stub AS;
+
+static int stub_admit(void *arg, struct worker *w, uint64_t conn_id, const uint8_t key[32],
+		      const char *addr, wmsg_fn fn)
+{
+	(void)arg;
+	(void)w;
+	AS.calls++;
+	AS.conn_id = conn_id;
+	AS.fn = fn;
+	memcpy(AS.key, key, 32);
+	snprintf(AS.addr, sizeof(AS.addr), "%s", addr);
+	return AS.ret;
+}
+
+static void stub_forget(void *arg, uint32_t worker, uint64_t conn_id)
+{
+	(void)arg;
+	(void)worker;
+	if (conn_id == AS.conn_id)
+		AS.forgets++;
+}
+
+static void h_admission(struct harness *h, int ret)
+{
+	memset(&AS, 0, sizeof(AS));
+	AS.ret = ret;
+	h->ds.admit = stub_admit;
+	h->ds.forget = stub_forget;
+}
+
+/* The verdict, posted as the admission thread does. */
+static void h_verdict(struct harness *h, bool allow)
+{
+	struct wmsg *m = wmsg_new(AS.fn, AS.conn_id, 1);
+
+	assert_non_null(m);
+	m->data[0] = allow;
+	worker_post(h->w, m);
+	h_run(h);
+}
+
+/* Everything after ClientInfo arrives while the connection is being
+ * verified, in random splits: nothing of it is answered (or read) until
+ * the verdict; then it is, in order, as without admission. */
+static void test_admission_pending_splits(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+	uint8_t p[128];
+	uint32_t plen;
+
+	h_admission(h, 0);
+	for (unsigned seed = 1; seed <= 30; seed++) {
+		unsigned s = seed;
+
+		AS.calls = AS.forgets = 0;
+		h_connect(h);
+		h_write_split(h, sess, n, &s);
+		h_run(h);
+		assert_int_equal(h_take_http(h), 101);
+		assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_KEY);
+		assert_int_equal(h->olen, 0); /* no ServerInfo, no Pong yet */
+		assert_int_equal(AS.calls, 1);
+		assert_memory_equal(AS.key, h->cpub, 32);
+		assert_string_equal(AS.addr, "127.0.0.1:40000");
+		assert_true(h->c->reads_paused);
+		assert_int_equal(registry_count(), 0);
+		assert_int_equal(atomic_load(&h->ds.nclients), 1); /* its slot is held */
+		h_verdict(h, true);
+		check_derp_registered(h);
+		assert_false(h->c->reads_paused);
+		close(h->peer);
+		h->peer = -1;
+		h_run(h);
+		assert_int_equal(h->w->nconns, 0);
+		assert_int_equal(AS.forgets, 1);
+		assert_int_equal(atomic_load(&h->ds.nclients), 0);
+		assert_int_equal(registry_count(), 0);
+	}
+}
+
+/* Denied: closed without ServerInfo, slot released; a revocation closes a
+ * registered client; a cached verdict needs no wait. */
+static void test_admission_deny_revoke_cached(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+	uint8_t p[128];
+	uint32_t plen;
+
+	h_admission(h, 0);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_int_equal(AS.calls, 1);
+	h_verdict(h, false);
+	assert_true(h->eof);
+	assert_int_equal(h_take_http(h), 101);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_SERVER_KEY);
+	assert_int_equal(h->olen, 0);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(AS.forgets, 1);
+	assert_int_equal(atomic_load(&h->ds.nclients), 0);
+	close(h->peer);
+
+	/* Allowed, then revoked. */
+	AS.forgets = 0;
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	h_verdict(h, true);
+	assert_int_equal(registry_count(), 1);
+	h_verdict(h, true); /* a re-check that allows changes nothing */
+	assert_int_equal(h->w->nconns, 1);
+	h_verdict(h, false);
+	assert_true(h->eof);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(registry_count(), 0);
+	assert_int_equal(AS.forgets, 1);
+	close(h->peer);
+
+	/* Cached allow: answered at once. */
+	h_admission(h, 1);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_int_equal(h_take_http(h), 101);
+	check_derp_answers(h);
+	close(h->peer);
+	h->peer = -1;
+	h_run(h);
+	assert_int_equal(AS.forgets, 1);
+
+	/* Cached deny: closed at once, never forgotten (never taken). */
+	h_admission(h, -EPERM);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_true(h->eof);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(AS.forgets, 0);
+	assert_int_equal(atomic_load(&h->ds.nclients), 0);
+	close(h->peer);
+	h->peer = -1;
+}
+
+/* A client that hangs up while being verified is closed (and its slot
+ * freed) at once, though nothing is read from it. */
+static void test_admission_hangup(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+
+	h_admission(h, 0);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_true(h->c->reads_paused);
+	close(h->peer);
+	h->peer = -1;
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(atomic_load(&h->ds.nclients), 0);
+	assert_int_equal(AS.forgets, 1);
+	h_verdict(h, true); /* for a connection that is gone: dropped */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +1025,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_peer_gone_directed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_readers_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admission_pending_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admission_deny_revoke_cached, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_admission_hangup, setup, teardown),
 	};
 
 	(void)H;
