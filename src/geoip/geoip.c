@@ -151,6 +151,8 @@ const char *geoip_rule_name(enum geoip_rule r)
 		return "subdivision";
 	case GEOIP_RULE_ASN:
 		return "asn";
+	case GEOIP_RULE_IPV4_ALIAS:
+		return "ipv4_alias";
 	case GEOIP_RULE_UNKNOWN:
 		return "unknown";
 	}
@@ -527,6 +529,11 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		}
 	}
 
+	/* 6to4 and Teredo: the database maps them onto IPv4 records, which
+	 * geoip_build does not put in the IPv6 set (see geoip_walk.c). */
+	res->ipv4_alias = !v4 && ((a6[0] == 0x20 && a6[1] == 0x02) ||
+				  (a6[0] == 0x20 && a6[1] == 0x01 && a6[2] == 0 && a6[3] == 0));
+
 	/* Same precedence as geoip_build: loopback, deny, then the allows. */
 	if (v4 ? (a4 >> 24) == 127 : memcmp(a6, (const uint8_t[16]){ [15] = 1 }, 16) == 0)
 		res->rule = GEOIP_RULE_LOOPBACK;
@@ -534,6 +541,8 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		res->rule = GEOIP_RULE_DENY_CIDR;
 	else if (v4 ? iprange_contains4(&allow, a4) : iprange_contains6(&allow, a6))
 		res->rule = GEOIP_RULE_ALLOW_CIDR;
+	else if (res->ipv4_alias)
+		res->rule = GEOIP_RULE_IPV4_ALIAS;
 	else if (cls == GEOIP_CLS_COUNTRY)
 		res->rule = GEOIP_RULE_COUNTRY;
 	else if (cls == GEOIP_CLS_SUBDIVISION)
@@ -544,7 +553,8 @@ int geoip_lookup(const struct geoip_policy *p, const char *ip, struct geoip_look
 		res->rule = GEOIP_RULE_UNKNOWN;
 	else
 		res->rule = GEOIP_RULE_NONE;
-	res->allowed = res->rule != GEOIP_RULE_NONE && res->rule != GEOIP_RULE_DENY_CIDR;
+	res->allowed = res->rule != GEOIP_RULE_NONE && res->rule != GEOIP_RULE_DENY_CIDR &&
+		       res->rule != GEOIP_RULE_IPV4_ALIAS;
 out:
 	if (db_open)
 		MMDB_close(&db);

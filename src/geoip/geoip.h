@@ -92,6 +92,12 @@ enum geoip_rule {
 	GEOIP_RULE_SUBDIVISION, /* allowed: subdivision in allow_subdivisions */
 	GEOIP_RULE_ASN,		/* allowed: ASN in allow_asns */
 	GEOIP_RULE_UNKNOWN,	/* allowed: no country and unknown = allow */
+	/* refused: a 6to4 (2002::/16) or Teredo (2001::/32) address. The
+	 * database answers for the IPv4 address inside it, but the installed
+	 * sets hold native IPv6 only (the walk reports IPv4 space once, as
+	 * IPv4), so lookup refuses it too: lookup and the set agree. An
+	 * allow_cidrs entry covering it still allows it, in both. */
+	GEOIP_RULE_IPV4_ALIAS,
 };
 const char *geoip_rule_name(enum geoip_rule r); /* "allow_cidrs", "country", ... */
 
@@ -99,6 +105,7 @@ struct geoip_lookup_result {
 	bool allowed;
 	enum geoip_rule rule;
 	bool found;		    /* the address has a record in database */
+	bool ipv4_alias;	    /* 6to4/Teredo: the record is its IPv4 one */
 	char network[64];	    /* the database network holding it, "" if none */
 	char country[8];	    /* country.iso_code, "" if absent */
 	char registered_country[8]; /* registered_country.iso_code, "" if absent */

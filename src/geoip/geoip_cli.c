@@ -96,7 +96,10 @@ static int cmd_lookup(const struct config *cfg, int argc, char **argv)
 		}
 		printf("allowed: %s (%s)\n", r.allowed ? "yes" : "no",
 		       r.rule == GEOIP_RULE_NONE ? "no allow rule matches"
-						 : geoip_rule_name(r.rule));
+		       : r.rule == GEOIP_RULE_IPV4_ALIAS
+			       ? "ipv4_alias: a 6to4/Teredo address; the record above is its IPv4 "
+				 "address's, and the installed sets hold native IPv6 only"
+			       : geoip_rule_name(r.rule));
 	}
 	return ret;
 }

@@ -745,6 +745,33 @@ static void test_lookup(void **state)
 	assert_int_equal(geoip_lookup(&p, "2a02:d500::1", &r, err, sizeof(err)), 0);
 	assert_int_equal(r.rule, GEOIP_RULE_UNKNOWN);
 	assert_int_equal(geoip_lookup(&p, "not-an-ip", &r, err, sizeof(err)), -EINVAL);
+	/* 6to4 and Teredo forms of an allowed IPv4 address: the database
+	 * answers CN for them, but the set built from the same policy does
+	 * not hold them, so lookup refuses them too (issue 7, item 10). */
+	{
+		static const char *const aliases[] = { "2002:6feb:a005::1", "2001:0:6feb:a005::1" };
+		struct iprange_set set = { 0 };
+		uint8_t a6[16];
+
+		p.allow_unknown = false;
+		assert_int_equal(geoip_build(&p, &set, NULL, err, sizeof(err)), 0);
+		for (size_t i = 0; i < 2; i++) {
+			assert_int_equal(geoip_lookup(&p, aliases[i], &r, err, sizeof(err)), 0);
+			assert_true(r.found);
+			assert_true(r.ipv4_alias);
+			assert_string_equal(r.country, "CN");
+			assert_false(r.allowed);
+			assert_int_equal(r.rule, GEOIP_RULE_IPV4_ALIAS);
+			assert_int_equal(inet_pton(AF_INET6, aliases[i], a6), 1);
+			assert_false(iprange_contains6(&set, a6));
+		}
+		/* Not every 2001:: address is Teredo. */
+		assert_int_equal(geoip_lookup(&p, "2001:252::1", &r, err, sizeof(err)), 0);
+		assert_false(r.ipv4_alias);
+		assert_true(r.allowed);
+		iprange_set_clear(&set);
+		p.allow_unknown = true;
+	}
 	/* City: subdivisions reported and used. */
 	p.database = CITY;
 	p.subdivisions = subs;
