@@ -33,6 +33,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/memtrim.h"
 #include "core/notify.h"
 #include "derp/derp_key.h"
 #include "derp/derp_server.h"
@@ -48,7 +49,9 @@
 #include "net/worker.h"
 #include "stun/stun_server.h"
 
-#define MAIN_CERT_CHECK_MS    5000
+#define MAIN_CERT_CHECK_MS 5000
+/* Free heap bytes that make the 5 s check call malloc_trim. */
+#define MAIN_TRIM_FREE_BYTES  (8u << 20)
 #define MAIN_BOOTSTRAP_DNS_MS (10 * 60 * 1000)
 
 static void print_errors(const struct config_errors *errs)
@@ -524,6 +527,11 @@ static int run(struct config *cfg, int argc, char **argv)
 		 * many signals arrive in between. */
 		if (clock_mono_ms() >= next_check) {
 			next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
+			/* After a burst (a reconnect storm, a wave of half-open
+			 * handshakes) give the freed heap back: RSS after the load
+			 * is gone ~ RSS before it. */
+			if (memtrim_maybe(MAIN_TRIM_FREE_BYTES))
+				log_debug("main", "returned freed heap to the kernel");
 			if (srv.tls && tls_files_changed(srv.tls)) {
 				if (tls_ctx_reload(srv.tls, err, sizeof(err)) < 0)
 					log_err("tls",
