@@ -165,20 +165,24 @@ X509 *acme_cert_load(const char *path)
 
 char *acme_ari_id(X509 *x)
 {
-	const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
+	/* Decoded here rather than through X509_get0_authority_key_id, which
+	 * gives nothing when any other extension fails OpenSSL's checks. */
+	AUTHORITY_KEYID *akid = X509_get_ext_d2i(x, NID_authority_key_identifier, NULL, NULL);
 	unsigned char *der = NULL;
 	char *a = NULL, *s = NULL, *id = NULL;
 	int n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
 
 	/* RFC 9773 4.1: the INTEGER's content octets, without tag and length
 	 * (a serial has at most 20 octets: one length octet). */
-	if (!aki || n < 3 || n > 2 + 21 || der[1] != n - 2)
+	if (!akid || !akid->keyid || n < 3 || n > 2 + 21 || der[1] != n - 2)
 		goto out;
-	a = acme_b64url_encode(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki));
+	a = acme_b64url_encode(ASN1_STRING_get0_data(akid->keyid),
+			       (size_t)ASN1_STRING_length(akid->keyid));
 	s = acme_b64url_encode(der + 2, (size_t)n - 2);
 	if (a && s && asprintf(&id, "%s.%s", a, s) < 0)
 		id = NULL;
 out:
+	AUTHORITY_KEYID_free(akid);
 	OPENSSL_free(der);
 	free(a);
 	free(s);
