@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acme/acme_cli.h"
 #include "acme/acme_client.h"
 #include "acme/acme_http01.h"
 #include "admission/admission.h"
@@ -352,6 +353,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	bool geoip_started = false;
 	struct acme_client *acme = NULL;
 	struct admission *adm = NULL;
+	enum acme_chal_kind challenge = ACME_CHAL_AUTO;
+	const char *challenge_why = "";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	memset(&srv, 0, sizeof(srv));
@@ -433,8 +436,23 @@ static int run(struct config *cfg, int argc, char **argv)
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
 	site_init(&srv.site, cfg, dns_json, false);
 	site_init(&srv.site80, cfg, dns_json, true);
-	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT)
-		srv.site80.acme_http01 = acme_http01_lookup; /* before the workers start */
+	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
+		enum acme_chal_kind want = ACME_CHAL_AUTO;
+
+		(void)acme_chal_from_name(cfg->acme_challenge, &want); /* checked by config */
+		challenge = acme_chal_pick(want, cfg->listen_port, cfg->http_port,
+					   cfg->acme_dns_hook, &challenge_why);
+		/* Both before the workers start. */
+		srv.site80.acme_http01 = acme_http01_lookup;
+		if (challenge == ACME_CHAL_TLSALPN01) {
+			tls_set_acme_alpn_hook(srv.tls, acme_tlsalpn_hook, NULL);
+			if (cfg->listen_port != 443)
+				log_warn("acme",
+					 "tls-alpn-01 with DERP on port %d: a CA validates on "
+					 "443 only, so 443 must be forwarded here",
+					 cfg->listen_port);
+		}
+	}
 
 	start_metrics(&srv, &ds);
 
@@ -469,24 +487,31 @@ static int run(struct config *cfg, int argc, char **argv)
 		log_fatal("main", "cannot start workers");
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
 		/* After the workers: http-01 needs the port-80 listener up. */
-		struct acme_client_opts ao = { .directory_url =
-						       acme_directory_url(cfg->acme_directory),
-					       .ca_bundle = cfg->acme_ca_bundle,
-					       .certdir = cfg->certdir,
-					       .hostname = cfg->hostname,
-					       .crt_path = tls_crt_path(srv.tls),
-					       .key_path = tls_key_path(srv.tls),
-					       .email = cfg->acme_email,
-					       .eab_kid = cfg->acme_eab_kid,
-					       .eab_key = cfg->acme_eab_key,
-					       .profile = cfg->acme_profile,
-					       .tls = srv.tls };
+		struct acme_client_opts ao = {
+			.directory_url = acme_directory_url(cfg->acme_directory),
+			.ca_bundle = cfg->acme_ca_bundle,
+			.certdir = cfg->certdir,
+			.hostname = cfg->hostname,
+			.crt_path = tls_crt_path(srv.tls),
+			.key_path = tls_key_path(srv.tls),
+			.email = cfg->acme_email,
+			.eab_kid = cfg->acme_eab_kid,
+			.eab_key = cfg->acme_eab_key,
+			.profile = cfg->acme_profile,
+			.challenge = challenge,
+			.dns_hook = cfg->acme_dns_hook,
+			.dns_resolver = cfg->acme_dns_resolver,
+			.dns_hook_timeout_s = (int)(cfg->acme_dns_hook_timeout_ms / 1000),
+			.dns_propagation_timeout_s =
+				(int)(cfg->acme_dns_propagation_timeout_ms / 1000),
+			.tls = srv.tls
+		};
 
 		acme = acme_client_start(&ao, err, sizeof(err));
 		if (!acme)
 			log_fatal("acme", "%s", err);
-		log_info("acme", "ACME client started: %s, http-01 on port %d", ao.directory_url,
-			 cfg->http_port);
+		log_info("acme", "ACME client started: %s, challenge %s (%s)", ao.directory_url,
+			 acme_chal_name(challenge), challenge_why);
 	}
 	{
 		char stun[300] = "off";
@@ -598,14 +623,15 @@ int main(int argc, char **argv)
 	struct config_errors errs = { 0 };
 	int nflags = argc - 1, ret;
 	char **flags = argv + 1;
-	int geoip_at = -1, derpmap_at = -1, doctor_at = -1;
+	int geoip_at = -1, derpmap_at = -1, doctor_at = -1, cert_at = -1;
 
 	log_init(LOG_LVL_INFO);
-	/* "derper [flags] geoip <command> ...": flags before, command after. */
+	/* "derper [flags] geoip|cert|derpmap|doctor ...": flags before, the rest after. */
 	for (int i = 1; i < argc; i++) {
 		int *at = strcmp(argv[i], "geoip") == 0	    ? &geoip_at
 			  : strcmp(argv[i], "derpmap") == 0 ? &derpmap_at
 			  : strcmp(argv[i], "doctor") == 0  ? &doctor_at
+			  : strcmp(argv[i], "cert") == 0    ? &cert_at
 							    : NULL;
 
 		if (at) {
@@ -649,6 +675,8 @@ int main(int argc, char **argv)
 	} else if (doctor_at > 0) {
 		log_set_level(LOG_LVL_WARN);
 		ret = ops_doctor_main(&cfg, argc - doctor_at - 1, argv + doctor_at + 1);
+	} else if (cert_at > 0) {
+		ret = acme_cli_main(&cfg, argc - cert_at - 1, argv + cert_at + 1);
 	} else {
 		log_set_level((enum log_level)cfg.log_level);
 		ret = run(&cfg, nflags, flags);

@@ -158,6 +158,7 @@ int config_defaults(struct config *cfg)
 		if (row->def && row->type->parse(cfg, row, row->def, msg, sizeof(msg)) < 0)
 			goto fail;
 	}
+	cfg->certmode_set = false; /* the default above does not count */
 	/* The Go derper only has a default key path for root. */
 	cfg->private_key_file = strdup(geteuid() == 0 ? "/var/lib/derper/derper.key" : "");
 	cfg->certdir = config_default_certdir();
@@ -188,11 +189,16 @@ bool config_serve_tls(const struct config *cfg)
 	uint16_t port;
 	char msg[128];
 
-	/* The Go derper: tsweb.IsProd443(addr) || certmode == "manual". */
+	/* The Go derper: tsweb.IsProd443(addr) || certmode == "manual". Here
+	 * also an explicit letsencrypt (issue 8: ACME off :443); only the
+	 * default certmode keeps plain HTTP on other ports, the setup behind a
+	 * TLS-terminating front. */
 	if (cfg->certmode == CONFIG_CERTMODE_MANUAL)
 		return true;
 	if (cfg->dev || !cfg->listen)
 		return false;
+	if (cfg->certmode_set && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT)
+		return true;
 	if (config_listen_split(cfg->listen, NULL, 256, &port, msg, sizeof(msg)) < 0)
 		return false;
 	return port == 443;
@@ -202,6 +208,8 @@ bool config_serve_tls(const struct config *cfg)
 static void config_finish_acme(const struct config *cfg, struct config_errors *errs)
 {
 	const char *d = cfg->acme_directory ? cfg->acme_directory : "";
+	const char *ch = cfg->acme_challenge ? cfg->acme_challenge : "";
+	const char *hook = cfg->acme_dns_hook ? cfg->acme_dns_hook : "";
 	struct in6_addr a6;
 	struct in_addr a4;
 	bool ip = cfg->hostname && (inet_pton(AF_INET, cfg->hostname, &a4) == 1 ||
@@ -216,10 +224,24 @@ static void config_finish_acme(const struct config *cfg, struct config_errors *e
 			   "[acme] directory: \"%s\" is neither letsencrypt, "
 			   "letsencrypt-staging nor an https URL",
 			   d);
-	if (!cfg->acme_challenge || strcmp(cfg->acme_challenge, "http-01") != 0)
-		config_err(errs, "[acme] challenge: only http-01 is supported yet");
-	else if (cfg->http_port <= 0)
-		config_err(errs, "[acme] challenge http-01 needs the plain-HTTP port (-http-port)");
+	if (strcmp(ch, "auto") == 0) {
+		if (cfg->listen_port != 443 && cfg->http_port <= 0 && !*hook)
+			config_err(errs, "[acme] challenge auto: nothing to answer a CA with: DERP "
+					 "is not on :443 (tls-alpn-01), -http-port is off "
+					 "(http-01) and [acme] dns_hook is empty (dns-01)");
+	} else if (strcmp(ch, "http-01") == 0) {
+		if (cfg->http_port <= 0)
+			config_err(errs, "[acme] challenge http-01 needs the plain-HTTP port "
+					 "(-http-port)");
+	} else if (strcmp(ch, "dns-01") == 0) {
+		if (!*hook)
+			config_err(errs, "[acme] challenge dns-01 needs [acme] dns_hook");
+	} else if (strcmp(ch, "tls-alpn-01") != 0) {
+		config_err(errs,
+			   "[acme] challenge: \"%s\" is none of auto, tls-alpn-01, http-01, "
+			   "dns-01",
+			   ch);
+	}
 	if ((cfg->acme_eab_kid && *cfg->acme_eab_kid) != (cfg->acme_eab_key && *cfg->acme_eab_key))
 		config_err(errs, "-acme-eab-kid and -acme-eab-key go together");
 }

@@ -52,6 +52,7 @@ struct config {
 
 	/* [tls] */
 	enum config_certmode certmode; /* -certmode */
+	bool certmode_set;	       /* certmode given in the file or a flag (not the default) */
 	char *certdir;		       /* -certdir */
 	char *acme_email;	       /* -acme-email (ACME issue) */
 	char *acme_eab_kid;	       /* -acme-eab-kid (secret-ish: redacted in dumps) */
@@ -59,11 +60,14 @@ struct config {
 	bool acme_ip_certs;	       /* -acme-ip-certs */
 
 	/* [acme] */
-	char *acme_directory; /* "letsencrypt", "letsencrypt-staging" or an https URL */
-	char *acme_ca_bundle; /* PEM file trusted for the CA's API; "" = system store */
-	char *acme_challenge; /* "http-01" (tls-alpn-01, dns-01: not yet) */
-	char *acme_profile;   /* "" = CA default (shortlived for IP hostnames) */
-	char *acme_dns_hook;  /* dns-01 hook command (not supported yet) */
+	char *acme_directory;		  /* "letsencrypt", "letsencrypt-staging" or an https URL */
+	char *acme_ca_bundle;		  /* PEM file trusted for the CA's API; "" = system store */
+	char *acme_challenge;		  /* "auto", "tls-alpn-01", "http-01" or "dns-01" */
+	char *acme_profile;		  /* "" = CA default (shortlived for IP hostnames) */
+	char *acme_dns_hook;		  /* dns-01: command run with add|remove <name> <value> */
+	char *acme_dns_resolver;	  /* "ip[:port]" for the propagation check; "" system */
+	int64_t acme_dns_hook_timeout_ms; /* one hook run, default 60s */
+	int64_t acme_dns_propagation_timeout_ms; /* TXT visible, default 2m; 0 = no check */
 
 	/* [stun] */
 	bool stun_enable;  /* -stun, default true */

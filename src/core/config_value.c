@@ -439,7 +439,21 @@ static int enum_lookup(const char *const *names, size_t n, const char *val, cons
 	const struct config_type config_type_##tname = { parse_##tname, format_##tname, NULL,      \
 							 false, false };
 
-ENUM_TYPE(certmode, enum config_certmode, config_certmode_names, "cert mode")
+ENUM_TYPE(certmode_enum, enum config_certmode, config_certmode_names, "cert mode")
+
+/* certmode also remembers that it was set: an explicit letsencrypt serves
+ * TLS on any port, the default only on :443 (as the Go derper does). */
+static int parse_certmode(struct config *cfg, const struct config_row *row, const char *val,
+			  char *msg, size_t msglen)
+{
+	int r = parse_certmode_enum(cfg, row, val, msg, msglen);
+
+	if (r == 0)
+		cfg->certmode_set = true;
+	return r;
+}
+const struct config_type config_type_certmode = { parse_certmode, format_certmode_enum, NULL, false,
+						  false };
 ENUM_TYPE(geoip_mode, enum config_geoip_mode, config_geoip_mode_names, "geoip mode")
 ENUM_TYPE(geoip_field, enum config_geoip_field, geoip_field_names, "country field")
 ENUM_TYPE(unknown_policy, bool, unknown_names, "unknown policy")

@@ -77,8 +77,7 @@ static bool tls_is_ip(const char *s)
 	return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1;
 }
 
-/* Go derper's keyname: the hostname without characters outside [a-zA-Z0-9-.]. */
-static char *tls_keyname(const char *hostname)
+char *tls_keyname(const char *hostname)
 {
 	size_t n = strlen(hostname), j = 0;
 	char *k = malloc(n + 1);

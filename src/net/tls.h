@@ -36,7 +36,7 @@ struct tls_opts {
 };
 
 /*
- * Hook for ACME tls-alpn-01 (RFC 8737), not used yet. When set, and a
+ * Hook for ACME tls-alpn-01 (RFC 8737; acme_tlsalpn_hook). When set, and a
  * ClientHello offers the ALPN protocol "acme-tls/1", the client-hello
  * callback calls it instead of applying the SNI policy. The hook must put
  * the challenge certificate on ssl (e.g. SSL_use_cert_and_key) and return
@@ -89,6 +89,11 @@ const char *tls_key_path(const struct tls_ctx *t);
  * there is none (letsencrypt mode before the first issue). Lock-free: any
  * thread, e.g. the metrics exporter. */
 int64_t tls_leaf_not_after(const struct tls_ctx *t);
+
+/* The Go derper's keyname (the file name stem under certdir): hostname
+ * without the characters outside [a-zA-Z0-9-.]. malloc'd; NULL on ENOMEM.
+ * Any thread. */
+char *tls_keyname(const char *hostname);
 
 /* Install the tls-alpn-01 hook (see tls_acme_alpn_fn); fn NULL removes it.
  * Before the first tls_ssl_new. */

@@ -5,14 +5,25 @@
 # with pebble-challtestsrv as its DNS server.
 #
 # Runs in a network namespace of its own (loopback only) so the daemon can
-# listen on :443 (TLS is served in letsencrypt mode only there, as in the Go
-# derper) and :80 (http-01) without touching the host. pebble rejects 25% of
+# listen on :443 and :80 without touching the host. pebble rejects 25% of
 # nonces at random (PEBBLE_WFE_NONCEREJECT): issuance must still succeed
-# through the badNonce retries. Checks: the listener starts without a
-# certificate and says so; http-01 answers 404 for unknown tokens; a
-# certificate is issued, written under certdir (key 0600) and served; it
-# verifies against pebble's root with openssl s_client; a restart reuses
-# the account key and the certificate (no new order).
+# through the badNonce retries. Scenarios, each with its own certdir:
+#   alpn  DERP on :443, no port 80: challenge auto picks tls-alpn-01 (pebble's
+#         tlsPort is 443); the listener starts without a certificate and says
+#         so; key 0600; the chain verifies with s_client; a restart reuses the
+#         account and the certificate (no new order).
+#   http  -certmode letsencrypt on :8443 (issue 8: ACME off :443): auto picks
+#         http-01 on port 80 (404 for unknown tokens); TLS served on 8443;
+#         `derper cert status` reports names, issuer, account, next renewal.
+#   dns   DERP on :8444, no port 80: auto picks dns-01; the hook sets the TXT
+#         record through challtestsrv's HTTP API, pebble resolves it there,
+#         the client sees it through dns_resolver before asking the CA.
+#   eab   pebble requires External Account Binding; an IP certificate for
+#         127.0.0.1 (-acme-ip-certs, shortlived profile) with the EAB key.
+#   ari   20-second certificates: the client follows renewalInfo and renews
+#         inside the window with "replaces"; then pebble is stopped: the old
+#         certificate stays served, the failure is logged with a retry
+#         time, and `cert status` shows the error.
 #
 # Env: DERPER_BIN, DERPER_SRC (set by ctest). Needs Go >= 1.26, unshare,
 # ip, openssl, curl; fails (never skips) when one is missing.
@@ -56,109 +67,227 @@ pebsrc=$(cd "$moddir" && go list -m -f '{{.Dir}}' github.com/letsencrypt/pebble/
 
 tmp=$(mktemp -d)
 pids=()
+pebble_pid=
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+ca="$pebsrc/test/certs/pebble.minica.pem"
 
-cat >"$tmp/pebble.json" <<EOF
+"$bin/pebble-challtestsrv" -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dnsserver 127.0.0.1:8053 \
+	-http01 "" -https01 "" -tlsalpn01 "" -doh "" -management 127.0.0.1:8055 \
+	>"$tmp/challtestsrv.log" 2>&1 &
+pids+=($!)
+
+stop_pebble() {
+	if [ -n "$pebble_pid" ]; then
+		kill "$pebble_pid" 2>/dev/null || true
+		wait "$pebble_pid" 2>/dev/null || true
+		pebble_pid=
+	fi
+}
+# start_pebble EXTRA_JSON VALIDITY_SECONDS: (re)start pebble.
+start_pebble() {
+	stop_pebble
+	cat >"$tmp/pebble.json" <<EOF
 { "pebble": {
     "listenAddress": "127.0.0.1:14000",
     "managementListenAddress": "127.0.0.1:15000",
     "certificate": "$pebsrc/test/certs/localhost/cert.pem",
     "privateKey": "$pebsrc/test/certs/localhost/key.pem",
     "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
-    "externalAccountBindingRequired": false,
     "retryAfter": { "authz": 1, "order": 1 },
-    "keyAlgorithm": "ecdsa",
+    "keyAlgorithm": "ecdsa", $1
     "profiles": {
-      "default": { "description": "default", "validityPeriod": 7776000 },
-      "shortlived": { "description": "short", "validityPeriod": 518400 } } } }
+      "default": { "description": "default", "validityPeriod": $2 },
+      "shortlived": { "description": "short", "validityPeriod": $2 } } } }
 EOF
-"$bin/pebble-challtestsrv" -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dnsserver 127.0.0.1:8053 \
-	-http01 "" -https01 "" -tlsalpn01 "" -doh "" -management 127.0.0.1:8055 \
-	>"$tmp/challtestsrv.log" 2>&1 &
-pids+=($!)
-PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=25 "$bin/pebble" -config "$tmp/pebble.json" \
-	-dnsserver 127.0.0.1:8053 >"$tmp/pebble.log" 2>&1 &
-pids+=($!)
-ca="$pebsrc/test/certs/pebble.minica.pem"
-for _ in $(seq 100); do
-	curl -sf --cacert "$ca" https://localhost:14000/dir >/dev/null 2>&1 && break
-	sleep 0.1
-done
-curl -sf --cacert "$ca" https://localhost:14000/dir >/dev/null ||
-	fail "pebble did not come up: $(cat "$tmp/pebble.log")"
+	PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=25 "$bin/pebble" -config "$tmp/pebble.json" \
+		-dnsserver 127.0.0.1:8053 >>"$tmp/pebble.log" 2>&1 &
+	pebble_pid=$!
+	pids+=("$pebble_pid")
+	for _ in $(seq 100); do
+		curl -sf --cacert "$ca" https://localhost:14000/dir >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	curl -sf --cacert "$ca" https://localhost:14000/dir >/dev/null ||
+		fail "pebble did not come up: $(cat "$tmp/pebble.log")"
+	curl -sf --cacert "$ca" https://localhost:15000/roots/0 >"$tmp/root.pem" ||
+		fail "no pebble root"
+}
 
-# ---- the daemon
-cat >"$tmp/derper.ini" <<EOF
+# write_ini NAME LISTEN HOSTNAME HTTP_PORT EXTRA_TLS EXTRA_ACME
+write_ini() {
+	mkdir -p "$tmp/$1"
+	cat >"$tmp/$1/derper.ini" <<EOF
 [server]
-listen = 127.0.0.1:443
-hostname = derp.test
-private_key_file = $tmp/derper.key
-http_port = 80
+listen = $2
+hostname = $3
+private_key_file = $tmp/$1/derper.key
+http_port = $4
 workers = 2
 [tls]
 certmode = letsencrypt
-certdir = $tmp/certs
+certdir = $tmp/$1/certs
 acme_email = ops@derp.test
+$5
 [acme]
 directory = https://localhost:14000/dir
 ca_bundle = $ca
+$6
 [stun]
 enable = no
 [log]
 level = debug
 EOF
-start_daemon() {
-	"$DERPER_BIN" -config "$tmp/derper.ini" >>"$tmp/derper.log" 2>&1 &
+}
+start_daemon() { # NAME
+	"$DERPER_BIN" -config "$tmp/$1/derper.ini" >>"$tmp/$1/derper.log" 2>&1 &
 	dpid=$!
 	pids+=("$dpid")
 }
-start_daemon
-for _ in $(seq 50); do
-	curl -s -o /dev/null http://127.0.0.1:80/generate_204 && break
-	sleep 0.1
-done
-grep -q "waiting for the ACME client" "$tmp/derper.log" ||
-	fail "no 'waiting for the ACME client' line: $(cat "$tmp/derper.log")"
-code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/.well-known/acme-challenge/unknownToken)
-[ "$code" = 404 ] || fail "unknown http-01 token answered $code, want 404"
+stop_daemon() {
+	kill "$dpid"
+	wait "$dpid" 2>/dev/null || true
+}
+# wait_log NAME PATTERN SECONDS
+wait_log() {
+	for _ in $(seq $(($3 * 10))); do
+		grep -q -- "$2" "$tmp/$1/derper.log" && return 0
+		kill -0 "$dpid" 2>/dev/null || fail "$1: daemon exited: $(tail -30 "$tmp/$1/derper.log")"
+		sleep 0.1
+	done
+	fail "$1: no '$2' after $3 s: $(tail -30 "$tmp/$1/derper.log")"
+}
+# verify NAME PORT SERVERNAME [S_CLIENT ARGS...]: the served chain verifies.
+verify() {
+	local n=$1 port=$2 sn=$3 out
+	shift 3
+	out=$(openssl s_client -connect "127.0.0.1:$port" -servername "$sn" -CAfile "$tmp/root.pem" \
+		-verify_return_error "$@" </dev/null 2>&1) || fail "$n: s_client failed: $out"
+	grep -q "Verify return code: 0 (ok)" <<<"$out" || fail "$n: chain does not verify: $out"
+}
+served_fp() { # PORT SERVERNAME: SHA-256 fingerprint of the served leaf
+	openssl s_client -connect "127.0.0.1:$1" -servername "$2" </dev/null 2>/dev/null |
+		openssl x509 -noout -fingerprint -sha256
+}
+ninstalled() { # NAME HOST
+	grep -c "new certificate for $2 installed" "$tmp/$1/derper.log" || true
+}
 
-crt="$tmp/certs/derp.test.crt"
-for _ in $(seq 600); do
-	[ -s "$crt" ] && grep -q "new certificate for derp.test installed" "$tmp/derper.log" && break
-	kill -0 "$dpid" 2>/dev/null || fail "daemon exited: $(cat "$tmp/derper.log")"
-	sleep 0.1
-done
-[ -s "$crt" ] || fail "no certificate after 60 s: $(tail -30 "$tmp/derper.log")"
-[ "$(stat -c %a "$tmp/certs/derp.test.key")" = 600 ] || fail "certificate key is not 0600"
-[ "$(stat -c %a "$tmp/certs/acme-account.key")" = 600 ] || fail "account key is not 0600"
-grep -q "badNonce" "$tmp/derper.log" || echo "note: pebble rejected no nonce this run" >&2
+start_pebble '"externalAccountBindingRequired": false,' 7776000
 
-# The served chain verifies against pebble's root.
-curl -sf --cacert "$ca" https://localhost:15000/roots/0 >"$tmp/root.pem" || fail "no pebble root"
-out=$(openssl s_client -connect 127.0.0.1:443 -servername derp.test -CAfile "$tmp/root.pem" \
-	-verify_return_error -verify_hostname derp.test </dev/null 2>&1) ||
-	fail "s_client failed: $out"
-grep -q "Verify return code: 0 (ok)" <<<"$out" || fail "chain does not verify: $out"
-
-# Restart: account and certificate are reused, nothing is ordered.
-kill "$dpid"
-wait "$dpid" 2>/dev/null || true
-: >"$tmp/derper.log"
-start_daemon
+# ---- alpn: :443, no port 80 -> tls-alpn-01
+write_ini alpn 127.0.0.1:443 derp.test -1 "" ""
+start_daemon alpn
+wait_log alpn "challenge tls-alpn-01 (auto: DERP listens on :443" 5
+grep -q "waiting for the ACME client" "$tmp/alpn/derper.log" ||
+	fail "alpn: no 'waiting for the ACME client' line: $(cat "$tmp/alpn/derper.log")"
+wait_log alpn "new certificate for derp.test installed" 60
+[ "$(stat -c %a "$tmp/alpn/certs/derp.test.key")" = 600 ] || fail "certificate key is not 0600"
+[ "$(stat -c %a "$tmp/alpn/certs/acme-account.key")" = 600 ] || fail "account key is not 0600"
+grep -q "badNonce" "$tmp/alpn/derper.log" || echo "note: pebble rejected no nonce this run" >&2
+verify alpn 443 derp.test -verify_hostname derp.test
+# An acme-tls/1 handshake with no challenge pending is refused.
+openssl s_client -connect 127.0.0.1:443 -servername derp.test -alpn acme-tls/1 </dev/null \
+	>/dev/null 2>&1 && fail "alpn: acme-tls/1 handshake accepted with no challenge pending"
+stop_daemon
+: >"$tmp/alpn/derper.log"
+start_daemon alpn
 for _ in $(seq 50); do
 	openssl s_client -connect 127.0.0.1:443 -servername derp.test -CAfile "$tmp/root.pem" \
 		-verify_return_error </dev/null >/dev/null 2>&1 && break
 	sleep 0.1
 done
 sleep 1
-grep -q "ordering a certificate" "$tmp/derper.log" &&
-	fail "restart ordered a new certificate: $(cat "$tmp/derper.log")"
-grep -q "certificate files changed\|waiting for the ACME client" "$tmp/derper.log" &&
-	fail "restart did not load the issued certificate: $(cat "$tmp/derper.log")"
+grep -q "ordering a certificate" "$tmp/alpn/derper.log" &&
+	fail "restart ordered a new certificate: $(cat "$tmp/alpn/derper.log")"
+grep -q "certificate files changed\|waiting for the ACME client" "$tmp/alpn/derper.log" &&
+	fail "restart did not load the issued certificate: $(cat "$tmp/alpn/derper.log")"
+stop_daemon
+
+# ---- http: -certmode letsencrypt off :443 -> TLS on 8443, http-01 on 80
+write_ini http 127.0.0.1:8443 derp.test 80 "" ""
+start_daemon http
+wait_log http "challenge http-01 (auto: DERP is not on :443" 5
+for _ in $(seq 50); do
+	curl -s -o /dev/null http://127.0.0.1:80/generate_204 && break
+	sleep 0.1
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/.well-known/acme-challenge/unknownToken)
+[ "$code" = 404 ] || fail "unknown http-01 token answered $code, want 404"
+wait_log http "new certificate for derp.test installed" 60
+verify http 8443 derp.test -verify_hostname derp.test
+wait_log http "next renewal .* (ARI suggested window" 10
+stop_daemon
+st=$("$DERPER_BIN" -config "$tmp/http/derper.ini" cert status 2>&1) || fail "cert status: $st"
+for want in "names: *derp.test" "issuer: .*Pebble" "account: *https://localhost:14000/" \
+	"next renewal: *20.* (ARI suggested window" "challenge: *http-01" "last error: *none"; do
+	grep -q "$want" <<<"$st" || fail "cert status lacks '$want': $st"
+done
+
+# ---- dns: no :443, no port 80 -> dns-01 through the hook
+cat >"$tmp/hook.sh" <<'EOF'
+#!/bin/sh
+# dns-01 hook for the test: challtestsrv's management API.
+echo "$1 $2" >>"${0%/*}/hook.calls"
+case "$1" in
+add) curl -sf -d "{\"host\":\"$2.\",\"value\":\"$3\"}" http://127.0.0.1:8055/set-txt ;;
+remove) curl -sf -d "{\"host\":\"$2.\"}" http://127.0.0.1:8055/clear-txt ;;
+*) exit 2 ;;
+esac
+EOF
+chmod +x "$tmp/hook.sh"
+write_ini dns 127.0.0.1:8444 derp.test -1 "" "dns_hook = $tmp/hook.sh
+dns_resolver = 127.0.0.1:8053
+dns_propagation_timeout = 10s"
+start_daemon dns
+wait_log dns "challenge dns-01 (auto: neither :443 nor a plain-HTTP port" 5
+wait_log dns "dns-01: TXT _acme-challenge.derp.test is visible" 30
+wait_log dns "new certificate for derp.test installed" 60
+verify dns 8444 derp.test -verify_hostname derp.test
+grep -qx "add _acme-challenge.derp.test" "$tmp/hook.calls" || fail "dns: hook not run with add"
+grep -qx "remove _acme-challenge.derp.test" "$tmp/hook.calls" || fail "dns: hook not run with remove"
+stop_daemon
+
+# ---- eab + IP certificate
+eab_key=zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W
+start_pebble "\"externalAccountBindingRequired\": true,
+    \"externalAccountMACKeys\": { \"kid-derper\": \"$eab_key\" }," 518400
+write_ini eab 127.0.0.1:8445 127.0.0.1 80 "acme_ip_certs = yes
+acme_eab_kid = kid-derper
+acme_eab_key = $eab_key" ""
+start_daemon eab
+wait_log eab "created account" 30
+wait_log eab "new certificate for 127.0.0.1 installed" 60
+verify eab 8445 127.0.0.1 -verify_ip 127.0.0.1
+openssl x509 -in "$tmp/eab/certs/127.0.0.1.crt" -noout -ext subjectAltName |
+	grep -q "IP Address:127.0.0.1" || fail "eab: no IP SAN in the certificate"
+stop_daemon
+
+# ---- ari: 20 s certificates, renewal with replaces, then the CA goes away
+start_pebble '"externalAccountBindingRequired": false,' 20
+write_ini ari 127.0.0.1:8446 derp.test 80 "" ""
+start_daemon ari
+wait_log ari "new certificate for derp.test installed" 30
+wait_log ari "next renewal .* (ARI suggested window" 10
+wait_log ari "ordering a certificate for derp.test .*, replaces " 30
+for _ in $(seq 300); do
+	[ "$(ninstalled ari derp.test)" -ge 2 ] && break
+	sleep 0.1
+done
+[ "$(ninstalled ari derp.test)" -ge 2 ] || fail "ari: no renewal: $(tail -30 "$tmp/ari/derper.log")"
+stop_pebble
+fp=$(openssl x509 -in "$tmp/ari/certs/derp.test.crt" -noout -fingerprint -sha256)
+wait_log ari "retrying in [0-9]* s (the current certificate, if any, stays in use)" 40
+grep -q "next renewal .* (retry 1 after a failure" "$tmp/ari/derper.log" ||
+	fail "ari: retry not logged as a decision: $(tail -20 "$tmp/ari/derper.log")"
+[ "$(served_fp 8446 derp.test)" = "$fp" ] || fail "ari: the old certificate is not served any more"
+st=$("$DERPER_BIN" -config "$tmp/ari/derper.ini" cert status 2>&1) || fail "cert status: $st"
+grep -q "last error: .*(1 failed attempt in a row)" <<<"$st" || fail "ari: cert status: $st"
+grep -q "last success: .*, replaced " <<<"$st" || fail "ari: cert status lacks replaced: $st"
+stop_daemon
 
 echo "PASS: test_acme_pebble"

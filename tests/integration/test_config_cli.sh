@@ -61,10 +61,12 @@ out=$("$DERPER_BIN" -config "$ini" -mesh-with a,b --check-config 2>&1)
 grep -qF 'flag -mesh-with: not supported yet by this derper' <<<"$out" ||
 	fail "no not-supported error: $out"
 
-# Go derper TLS rule: letsencrypt on a plain-HTTP port serves no TLS (and
-# needs no ACME); on :443 the ACME client's needs are checked.
+# TLS rule: the default certmode on a port other than 443 serves plain
+# HTTP (Go derper); an explicit letsencrypt serves TLS there too (issue 8)
+# and the ACME client's needs are checked: challenge auto needs :443
+# (tls-alpn-01), the plain-HTTP port (http-01) or a dns_hook (dns-01).
 out=$("$DERPER_BIN" -config "$ini" -certmode letsencrypt --check-config 2>&1)
-[ $? -eq 0 ] || fail "letsencrypt on plain-HTTP 127.0.0.1:8443 refused: $out"
+[ $? -eq 0 ] || fail "letsencrypt on 127.0.0.1:8443 with http-01 refused: $out"
 out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt --check-config 2>&1)
 [ $? -eq 0 ] || fail "letsencrypt on :443 refused: $out"
 out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt -hostname 192.0.2.1 \
@@ -73,8 +75,10 @@ out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt -hostn
 grep -qF -- '--hostname is an IP address' <<<"$out" || fail "no IP hostname error: $out"
 out=$("$DERPER_BIN" -config "$ini" -a 127.0.0.1:443 -certmode=letsencrypt -http-port -1 \
 	--check-config 2>&1)
-[ $? -eq 1 ] || fail "http-01 without a plain-HTTP port accepted: $out"
-grep -qF 'http-01 needs the plain-HTTP port' <<<"$out" || fail "no http-port error: $out"
+[ $? -eq 0 ] || fail "tls-alpn-01 on :443 without a plain-HTTP port refused: $out"
+out=$("$DERPER_BIN" -config "$ini" -certmode=letsencrypt -http-port -1 --check-config 2>&1)
+[ $? -eq 1 ] || fail "letsencrypt off :443 with no challenge possible accepted: $out"
+grep -qF 'challenge auto: nothing to answer a CA with' <<<"$out" || fail "no challenge error: $out"
 # -dev needs no file and no key.
 out=$("$DERPER_BIN" -dev --check-config 2>&1)
 [ $? -eq 0 ] || fail "-dev --check-config failed: $out"

@@ -880,12 +880,51 @@ static void test_finish_rules(void **state)
 	assert_int_equal(config_finish(&c, &e), -EINVAL);
 	assert_true(errs_has(&e, "--hostname is an IP address; use --certmode=manual for a "
 				 "self-signed cert, or set --acme-ip-certs"));
-	assert_true(
-		errs_has(&e, "[acme] challenge http-01 needs the plain-HTTP port (-http-port)"));
 	assert_true(errs_has(&e, "-c <config path> not specified ([server] private_key_file)"));
-	assert_int_equal(e.n, 3);
+	assert_int_equal(e.n, 2); /* challenge auto on :443: tls-alpn-01, no port 80 needed */
 	config_free(&c);
 	config_errors_free(&e);
+
+	/* An explicit challenge needs what it answers through. */
+	assert_int_equal(config_defaults(&c), 0);
+	c.http_port = -1;
+	free(c.acme_challenge);
+	c.acme_challenge = strdup("http-01");
+	assert_int_equal(config_finish(&c, &e), -EINVAL);
+	assert_true(
+		errs_has(&e, "[acme] challenge http-01 needs the plain-HTTP port (-http-port)"));
+	config_free(&c);
+	config_errors_free(&e);
+	assert_int_equal(config_defaults(&c), 0);
+	free(c.acme_challenge);
+	c.acme_challenge = strdup("dns-01");
+	assert_int_equal(config_finish(&c, &e), -EINVAL);
+	assert_true(errs_has(&e, "[acme] challenge dns-01 needs [acme] dns_hook"));
+	config_free(&c);
+	config_errors_free(&e);
+
+	/* Issue 8: an explicit -certmode letsencrypt serves TLS on any port;
+	 * auto picks http-01 there, and with no port 80 and no hook refuses. */
+	{
+		char *argv[] = { "-a", "127.0.0.1:8443", "-certmode", "letsencrypt", "-c", "/k" };
+		char *argv2[] = { "-a", "127.0.0.1:8443", "-c", "/k" };
+
+		assert_int_equal(config_defaults(&c), 0);
+		assert_int_equal(config_apply_flags(&c, 6, argv, &e), 0);
+		assert_true(c.certmode_set);
+		assert_true(config_serve_tls(&c));
+		c.http_port = -1;
+		assert_int_equal(config_finish(&c, &e), -EINVAL);
+		assert_true(errs_has_sub(&e, "[acme] challenge auto: nothing to answer a CA with"));
+		config_free(&c);
+		config_errors_free(&e);
+		assert_int_equal(config_defaults(&c), 0);
+		assert_int_equal(config_apply_flags(&c, 4, argv2, &e), 0);
+		assert_false(c.certmode_set); /* the default: plain HTTP off :443 (Go derper) */
+		assert_false(config_serve_tls(&c));
+		config_free(&c);
+		config_errors_free(&e);
+	}
 
 	assert_int_equal(config_defaults(&c), 0);
 	c.certmode = CONFIG_CERTMODE_GCP;
