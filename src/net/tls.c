@@ -309,8 +309,18 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 	int r;
 
 	r = tls_load_files(t, &m, err, errlen);
-	t->crt_id = m.crt_id;
-	t->key_id = m.key_id;
+	/* The identity of what is in force is recorded only once it is in
+	 * force (below). A failure is remembered so a broken file is reported
+	 * once, unless the cause is on our side (out of descriptors or
+	 * memory, an I/O error): then the next poll retries the same files. */
+	if (r < 0) {
+		bool transient = r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EIO ||
+				 r == -EAGAIN || r == -EINTR;
+
+		t->bad_valid = !transient;
+		t->bad_crt_id = m.crt_id;
+		t->bad_key_id = m.key_id;
+	}
 	if (r == -ENOENT && t->acme && !t->cur) {
 		/* First start in letsencrypt mode: serve without a certificate
 		 * until the ACME client has written one. */
@@ -328,6 +338,9 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 		return r;
 	ctx = tls_build_ctx(t, &m, err, errlen);
 	if (!ctx) {
+		t->bad_valid = true;
+		t->bad_crt_id = m.crt_id;
+		t->bad_key_id = m.key_id;
 		tls_material_clear(&m);
 		return -EINVAL;
 	}
@@ -335,6 +348,9 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 	old = t->cur;
 	t->cur = ctx;
 	pthread_mutex_unlock(&t->cur_mu);
+	t->crt_id = m.crt_id;
+	t->key_id = m.key_id;
+	t->bad_valid = false;
 	SSL_CTX_free(old); /* live SSLs hold their own references */
 	tls_describe(t, &m);
 	tls_material_clear(&m);
@@ -449,6 +465,11 @@ bool tls_files_changed(struct tls_ctx *t)
 	tls_file_id_of_path(&key, t->key_path);
 	pthread_mutex_lock(&t->reload_mu);
 	changed = !tls_file_id_eq(&crt, &t->crt_id) || !tls_file_id_eq(&key, &t->key_id);
+	/* Files that already failed to load for a reason of their own are
+	 * not tried (and reported) again until they change. */
+	if (changed && t->bad_valid && tls_file_id_eq(&crt, &t->bad_crt_id) &&
+	    tls_file_id_eq(&key, &t->bad_key_id))
+		changed = false;
 	pthread_mutex_unlock(&t->reload_mu);
 	return changed;
 }

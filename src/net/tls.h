@@ -67,9 +67,11 @@ SSL *tls_ssl_new(struct tls_ctx *t);
 int tls_ctx_reload(struct tls_ctx *t, char *err, size_t errlen);
 
 /* True when the .crt or .key file's inode/size/mtime (or existence) differs
- * from what the last load or reload attempt read: a cheap pair of stat(2)s.
- * A failed reload also records what it read, so a broken file is reported
- * once, not on every poll. Control thread. */
+ * from those of the context in force: a cheap pair of stat(2)s. Files that
+ * failed to load for a reason of their own (not valid, wrong name...) are
+ * not reported again until they change; files whose load failed for a
+ * reason on our side (out of descriptors or memory, an I/O error) are, so
+ * a renewal that lands at the fd limit is retried. Control thread. */
 bool tls_files_changed(struct tls_ctx *t);
 
 /* For an IP hostname, the DERPMap node JSON to configure clients with, e.g.

@@ -43,8 +43,13 @@ struct tls_ctx {
 	SSL_CTX *cur; /* under cur_mu */
 
 	pthread_mutex_t reload_mu;
-	struct tls_file_id crt_id, key_id; /* under reload_mu: what the last load read */
-	char node_json[256];		   /* under reload_mu; "" for DNS hostnames */
+	struct tls_file_id crt_id,
+		key_id; /* under reload_mu: what the context in force came from */
+	/* under reload_mu: files whose last load failed for a reason in the
+	 * files themselves (not retried until they change) */
+	struct tls_file_id bad_crt_id, bad_key_id;
+	bool bad_valid;
+	char node_json[256]; /* under reload_mu; "" for DNS hostnames */
 	/* notAfter of the leaf in force (Unix seconds; 0 = none yet). Written
 	 * under reload_mu, read by anyone (tls_leaf_not_after). */
 	_Atomic int64_t leaf_not_after;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -806,6 +807,48 @@ static void test_files_changed_rename(void **state)
 	tls_ctx_free(t);
 }
 
+/* A renewal that lands while the process is out of descriptors is retried
+ * at the next check, not lost until SIGHUP; a broken file is reported once
+ * (issue 7, item 12). */
+static void test_files_changed_retries_transient(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", crt[256], *data;
+	X509 *a = write_host_cert(f, "DNS:" HOST), *b;
+	struct tls_ctx *t = new_ctx(f, HOST, err, sizeof(err));
+	struct rlimit old, low;
+	int fds[64], nfds = 0;
+
+	assert_non_null_msg(t, err);
+	b = write_host_cert(f, "DNS:" HOST); /* the renewal */
+	assert_true(tls_files_changed(t));
+	/* Use up every descriptor: the reload cannot open the files. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 64;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	for (int fd; nfds < 64 && (fd = open("/dev/null", O_RDONLY)) >= 0;)
+		fds[nfds++] = fd;
+	assert_true(tls_ctx_reload(t, err, sizeof(err)) < 0);
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Still a change: the next check retries, and it loads. */
+	assert_true(tls_files_changed(t));
+	assert_int_equal(tls_ctx_reload(t, err, sizeof(err)), 0);
+	assert_false(tls_files_changed(t));
+	/* A broken file fails once and is not reported again until it changes. */
+	path_of(crt, sizeof(crt), f, HOST ".crt");
+	data = "not a certificate";
+	write_file(crt, data, strlen(data), 0644);
+	assert_true(tls_files_changed(t));
+	assert_true(tls_ctx_reload(t, err, sizeof(err)) < 0);
+	assert_false(tls_files_changed(t));
+	X509_free(a);
+	X509_free(b);
+	tls_ctx_free(t);
+}
+
 struct hook_state {
 	int calls;
 	char sni[256];
@@ -919,6 +962,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_certs_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_files_changed_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_files_changed_retries_transient, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_acme_alpn_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_concurrent, setup, teardown),
 	};
