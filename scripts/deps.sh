@@ -12,6 +12,7 @@ if [ "${1:-}" = "--test" ]; then
 	pkgs+=(libcmocka-dev nftables iproute2 pebble python3 python3-maxminddb
 		clang-format curl openssl util-linux procps
 		clang-14 libclang-rt-14-dev # clang + libFuzzer runtime: fuzz/ smoke stage
+		libtsan2 # ThreadSanitizer runtime: the tsan build
 		mandoc # man page lint (tests/integration/test_manpages.sh)
 		systemd man-db # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
 		dpkg-dev debhelper lintian # tests/package/test_deb.sh: dpkg-buildpackage, lint

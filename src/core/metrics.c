@@ -1,10 +1,12 @@
 /*
  * metrics.c - registration and summing of per-worker counter blocks.
- * Blocks are registered before the workers start and never removed, so
- * the list needs no lock after startup.
+ * The list of blocks is under a mutex: the exporter thread may sum while
+ * main registers the workers' blocks. Workers never take it (they write
+ * their own block with relaxed atomics).
  */
 #include "core/metrics.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -12,31 +14,38 @@
 
 static struct metrics *metrics_blocks[METRICS_MAX_BLOCKS];
 static size_t metrics_nblocks;
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void metrics_register(struct metrics *mt)
 {
+	pthread_mutex_lock(&metrics_lock);
 	if (metrics_nblocks < METRICS_MAX_BLOCKS)
 		metrics_blocks[metrics_nblocks++] = mt;
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 void metrics_unregister(struct metrics *mt)
 {
+	pthread_mutex_lock(&metrics_lock);
 	for (size_t b = 0; b < metrics_nblocks; b++) {
 		if (metrics_blocks[b] == mt) {
 			metrics_blocks[b] = metrics_blocks[--metrics_nblocks];
-			return;
+			break;
 		}
 	}
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 void metrics_sum(uint64_t out[METRIC__COUNT])
 {
 	memset(out, 0, sizeof(uint64_t) * METRIC__COUNT);
+	pthread_mutex_lock(&metrics_lock);
 	for (size_t b = 0; b < metrics_nblocks; b++) {
 		for (size_t i = 0; i < METRIC__COUNT; i++)
 			out[i] += atomic_load_explicit(&metrics_blocks[b]->v[i],
 						       memory_order_relaxed);
 	}
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 static const char *const metrics_names[METRIC__COUNT] = {

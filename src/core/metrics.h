@@ -68,7 +68,7 @@ static inline void metrics_add(struct metrics *mt, enum metric m, uint64_t n)
 	atomic_fetch_add_explicit(&mt->v[m], n, memory_order_relaxed);
 }
 
-/* Register a block so metrics_sum sees it; main thread, before workers. */
+/* Register a block so metrics_sum sees it; any thread (main, as workers are made). */
 void metrics_register(struct metrics *mt);
 /* Forget a block before it is freed; main thread, workers stopped. */
 void metrics_unregister(struct metrics *mt);
