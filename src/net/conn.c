@@ -515,7 +515,13 @@ long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 			return (long)n;
 		switch (SSL_get_error(c->ssl, 0)) {
 		case SSL_ERROR_WANT_READ:
+			return -EAGAIN;
 		case SSL_ERROR_WANT_WRITE:
+			/* A read that must write first (TLS 1.3 KeyUpdate answered
+			 * into a full send buffer): wait for EPOLLOUT, then read
+			 * again (conn_on_event), instead of spinning or stalling. */
+			if (!write)
+				c->rd_want_write = true;
 			return -EAGAIN;
 		case SSL_ERROR_ZERO_RETURN:
 			if (!write)
@@ -573,8 +579,16 @@ void conn_on_event(struct conn *c, uint32_t events)
 			conn_close(c, "hang-up");
 		return;
 	}
-	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+	/* A read that had to write first is retried once the socket takes
+	 * writes again. */
+	bool retry_read = (events & EPOLLOUT) && c->rd_want_write;
+
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && !retry_read)
 		return;
+	if (c->rd_want_write) {
+		c->rd_want_write = false;
+		worker_epoll_update(w, c);
+	}
 	for (int i = 0; i < CONN_READS_PER_EVENT && c->state != CONN_CLOSED; i++) {
 		size_t pre = c->ws ? c->ws->stash_len : 0;
 		long n;
@@ -582,8 +596,11 @@ void conn_on_event(struct conn *c, uint32_t events)
 		if (pre)
 			memcpy(w->scratch, c->ws->stash, pre);
 		n = conn_io(c, w->scratch + pre, WORKER_SCRATCH - pre, false);
-		if (n == -EAGAIN)
+		if (n == -EAGAIN) {
+			if (c->rd_want_write)
+				worker_epoll_update(w, c); /* arm EPOLLOUT */
 			return;
+		}
 		if (n == 0) {
 			if (c->input_done && (conn_has_output(c) || c->wbuf)) {
 				/* A request and its FIN in one segment: the

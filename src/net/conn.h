@@ -98,6 +98,7 @@ struct conn {
 	bool dirty;	       /* on the to-flush list */
 	uint32_t epoll_events; /* interest currently registered */
 	bool hs_want_write;    /* the TLS handshake is waiting to write */
+	bool rd_want_write;    /* SSL_read must write first (a KeyUpdate answer) */
 	bool read_eof;	       /* peer sent FIN; stop reading, finish writing */
 	bool tls_fatal;	       /* OpenSSL reported a fatal error: no close_notify */
 	bool close_after_flush;

@@ -141,7 +141,7 @@ void worker_epoll_update(struct worker *w, struct conn *c)
 		return;
 	if (!c->read_eof && !c->reads_paused)
 		want |= EPOLLIN | EPOLLRDHUP;
-	if (c->wbuf || c->hs_want_write)
+	if (c->wbuf || c->hs_want_write || c->rd_want_write)
 		want |= EPOLLOUT;
 	if (want == c->epoll_events)
 		return;
