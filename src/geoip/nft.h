@@ -21,9 +21,11 @@
  * "filter - 10") runs before a default "filter" (0) chain so the order
  * against the operator's tables is fixed. Established and related flows are
  * accepted before the allowlist is consulted: a source removed from the list
- * keeps the connections it already has until they end (nothing in derper
- * closes them today; whether it should is a policy decision still to be
- * made), and ICMP errors for allowed flows pass.
+ * keeps the connections it already has until they end, and only new ones
+ * are refused. That is derper's policy (the in-process table is likewise
+ * asked only at accept): a shrink never cuts a running session, and an
+ * operator who wants one gone restarts derper or bans the key. ICMP errors
+ * for allowed flows pass. tests/integration/test_geoip_daemon.sh checks it.
  *
  * All functions do blocking netlink I/O with their own socket: call them from
  * the geoip manager thread or the CLI, never from a worker loop. They are

@@ -401,6 +401,40 @@ check 3 tls,10.201.0.3,open stun,10.201.0.3,open tls,fd00:201::3,open stun,fd00:
 	tls,10.201.0.2,open stun,fd00:201::2,open || fail "after the SIGHUP allowing .3"
 pass "SIGHUP adding .3/::3: zero failures from .2 during the reload, .3/::3 served afterwards"
 
+# ---- 4b. established connections outlive a shrink (the policy) ------------------------------
+# derper's policy: a source removed from the allowlist keeps the
+# connections it already has until they end (nft: ct state established
+# accept; the in-process table is only asked at accept); only new ones are
+# refused. .3 opens TLS, sends half a request, .3 is removed by SIGHUP,
+# then it sends the rest: the answer comes; a new connection does not.
+cat >"$WORK/held.py" <<'EOF'
+import socket, ssl, sys
+s = socket.create_connection(("10.201.0.1", int(sys.argv[1])), timeout=5,
+                             source_address=("10.201.0.3", 0))
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s)
+t.sendall(b"GET /generate_204 HTTP/1.1\r\nHost: x\r\n")
+print("half", flush=True)
+sys.stdin.readline()                  # the test removes .3 meanwhile
+t.sendall(b"\r\n")
+print(t.recv(64).split(b"\r\n")[0].decode(), flush=True)
+EOF
+coproc HELD { C /usr/bin/python3 "$WORK/held.py" "$P" 2>&1; }
+read -r -t 10 line <&"${HELD[0]}" || fail "held connection from .3: no TLS connection"
+[ "$line" = half ] || fail "held connection from .3: $line"
+n=$(count_log "$LOG" "$RE_HUP")
+write_ini "$INI" "$P" "$Q" open "10.201.0.2/32, fd00:201::2/128"
+kill -HUP "$DPID"
+wait_log "$LOG" "$RE_HUP" $((n + 1)) 20
+check 3 tls,10.201.0.3,silent || fail "after removing .3: a new connection from .3 is still served"
+echo >&"${HELD[1]}"
+read -r -t 10 line <&"${HELD[0]}" || fail "held connection from .3: no answer after the shrink"
+[ "$line" = "HTTP/1.1 204 No Content" ] || fail "held connection from .3 after the shrink: '$line'"
+wait "$HELD_PID" 2>/dev/null || true
+pass "allowlist shrink: .3's established connection kept (got '$line'), new ones from .3 refused"
+
 # ---- 5. SIGTERM removes the table --------------------------------------------------------
 stop_daemon "SIGTERM"
 grep -q 'nftables table "derper" removed' "$LOG" || fail "no 'table removed' line in the log"
