@@ -189,26 +189,27 @@ int fileio_open_regular(const char *path)
 int fileio_read_all(const char *path, size_t max, char **out, size_t *outlen)
 {
 	struct stat st;
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int fd = fileio_open_regular(path), r = 0;
+	int fd = fileio_open_regular(path), r;
 
 	if (fd < 0)
 		return fd;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		r = -EFBIG;
-		goto out;
-	}
-	cap = (size_t)st.st_size;
+	r = fstat(fd, &st) < 0 ? -errno : fileio_read_fd(fd, &st, max, out, outlen);
+	close(fd);
+	return r;
+}
+
+int fileio_read_fd(int fd, const struct stat *st, size_t max, char **out, size_t *outlen)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	int r = 0;
+
+	if ((uint64_t)st->st_size > max)
+		return -EFBIG;
+	cap = (size_t)st->st_size;
 	buf = malloc(cap + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!buf)
+		return -ENOMEM;
 	while (len < cap) {
 		ssize_t n = read(fd, buf + len, cap - len);
 
@@ -231,6 +232,5 @@ out:
 		explicit_bzero(buf, cap);
 		free(buf);
 	}
-	close(fd);
 	return r;
 }

@@ -45,4 +45,10 @@ int fileio_open_regular(const char *path);
  * likewise when it does. Any thread (not a worker: file I/O). */
 int fileio_read_all(const char *path, size_t max, char **out, size_t *outlen);
 
+struct stat;
+
+/* As fileio_read_all, for a regular file the caller opened and fstat'ed
+ * (st) itself, e.g. to record its identity first. fd stays open. */
+int fileio_read_fd(int fd, const struct stat *st, size_t max, char **out, size_t *outlen);
+
 #endif

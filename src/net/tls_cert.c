@@ -80,8 +80,6 @@ bool tls_file_id_eq(const struct tls_file_id *a, const struct tls_file_id *b)
 static int tls_read_file(const char *path, struct tls_file_id *id, char **out, size_t *outlen)
 {
 	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
 	int fd, r;
 
 	memset(id, 0, sizeof(*id));
@@ -103,37 +101,10 @@ static int tls_read_file(const char *path, struct tls_file_id *id, char **out, s
 		r = -EINVAL;
 		goto out;
 	}
-	if (st.st_size > TLS_MAX_FILE_BYTES) {
-		r = -EFBIG;
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break; /* shrank under us: parse what we have, the next poll sees it */
-		len += (size_t)n;
-	}
-	*out = buf;
-	*outlen = len;
-	buf = NULL;
-	r = 0;
+	/* A file that shrank under us: parse what we have, the next poll
+	 * sees the rest. */
+	r = fileio_read_fd(fd, &st, TLS_MAX_FILE_BYTES, out, outlen);
 out:
-	if (buf) {
-		OPENSSL_cleanse(buf, (size_t)st.st_size);
-		free(buf);
-	}
 	close(fd);
 	return r;
 }
