@@ -219,11 +219,28 @@ out:
 	return r;
 }
 
-/* (Re)watch the directories of the database files. */
+/* (Re)watch the directories of the database files. A new inotify instance
+ * is made only when the set of directories changes: while one is replaced,
+ * a file renamed in would go unseen (a reload refused, then the next
+ * database update missed). */
 static void mgr_watch(void)
 {
 	const char *paths[2] = { mgr.cur.pol.database, mgr.cur.pol.asn_database };
+	static char watched[2][PATH_MAX];
+	char dirs[2][PATH_MAX];
 
+	memset(dirs, 0, sizeof(dirs));
+	for (int i = 0; i < 2; i++) {
+		char copy[PATH_MAX];
+
+		if (!paths[i] || !*paths[i])
+			continue;
+		snprintf(copy, sizeof(copy), "%s", paths[i]);
+		snprintf(dirs[i], sizeof(dirs[i]), "%s", dirname(copy));
+	}
+	if (mgr.inofd >= 0 && memcmp(dirs, watched, sizeof(dirs)) == 0)
+		return;
+	memcpy(watched, dirs, sizeof(dirs));
 	if (mgr.inofd >= 0)
 		close(mgr.inofd);
 	mgr.inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
