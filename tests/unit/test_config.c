@@ -1034,6 +1034,43 @@ static void test_reload_check(void **state)
 	config_errors_free(&e);
 }
 
+/* SIGHUP is honest (issue 7, item 4): each key that reload() does not apply
+ * live is restart-only, and changing it in the file says so by name. */
+static void test_reload_restart_only_keys(void **state)
+{
+	static const struct {
+		const char *ini, *key;
+	} cases[] = {
+		{ "[server]\nhome = blank\n", "[server] home" },
+		{ "[server]\nbootstrap_dns_names = example.com\n", "[server] bootstrap_dns_names" },
+		{ "[server]\ntcp_keepalive_time = 1m\n", "[server] tcp_keepalive_time" },
+		{ "[server]\ntcp_user_timeout = 20s\n", "[server] tcp_user_timeout" },
+		{ "[server]\ntcp_write_timeout = 3s\n", "[server] tcp_write_timeout" },
+		{ "[stun]\ngeneric = no\n", "[stun] generic" },
+		{ "[derp]\nqueue_depth = 64\n", "[derp] queue_depth" },
+		{ "[derp]\nhandshake_timeout = 9s\n", "[derp] handshake_timeout" },
+		{ "[derp]\nmax_clients = 10\n", "[derp] max_clients" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config_errors e = { 0 };
+		struct config a, b;
+		char want[128];
+
+		assert_int_equal(config_defaults(&a), 0);
+		assert_int_equal(load_text(cases[i].ini, &b, &e, NULL), 0);
+		assert_int_equal(config_reload_check(&a, &b, &e), -EINVAL);
+		snprintf(want, sizeof(want), "%s: changed", cases[i].key);
+		if (!errs_has_sub(&e, want) || !errs_has_sub(&e, "restart derper to apply"))
+			fail_msg("%s: no 'needs a restart' message", cases[i].key);
+		assert_int_equal(e.n, 1);
+		config_free(&a);
+		config_free(&b);
+		config_errors_free(&e);
+	}
+}
+
 /* conf/derper.ini as shipped: parses cleanly, and names every key. */
 static void test_shipped_ini(void **state)
 {
@@ -1148,6 +1185,7 @@ int main(void)
 		cmocka_unit_test(test_finish_rules),
 		cmocka_unit_test(test_dump_redacts_and_round_trips),
 		cmocka_unit_test(test_reload_check),
+		cmocka_unit_test(test_reload_restart_only_keys),
 		cmocka_unit_test(test_shipped_ini),
 		cmocka_unit_test(test_usage_and_errors_print),
 	};
