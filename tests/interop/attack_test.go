@@ -134,3 +134,50 @@ func TestAttackSTUNFlood(t *testing.T) {
 	b := d.connectHTTP(t, "B", key.NewNode())
 	relayCheck(t, a, b)
 }
+
+// cpuTicks is the daemon's user + system CPU time in clock ticks.
+func (d *daemon) cpuTicks(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.Atoi(f[11]) // utime, field 14 of stat
+	s, _ := strconv.Atoi(f[12]) // stime, field 15
+	return u + s
+}
+
+// Out of file descriptors (a low ulimit -n and many idle connections): the
+// daemon pauses accepting instead of spinning on the listener, and once the
+// idle connections are gone a real client connects and relays.
+func TestAttackFDExhaustion(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, daemonOpts{nofile: 48})
+	var idle []net.Conn
+	for i := 0; i < 80; i++ {
+		c, err := net.DialTimeout("tcp", d.addr(), time.Second)
+		if err != nil {
+			break // the backlog is full too: enough
+		}
+		idle = append(idle, c)
+	}
+	if len(idle) < 48 {
+		t.Fatalf("only %d connections: the descriptor limit was not reached", len(idle))
+	}
+	// At the limit: over a second the daemon uses well under one core.
+	before := d.cpuTicks(t)
+	time.Sleep(time.Second) // the measurement window, not a wait for an event
+	if used := d.cpuTicks(t) - before; used > 50 {
+		t.Fatalf("daemon used %d ticks of CPU in 1 s at the descriptor limit: spinning on accept", used)
+	}
+	if !strings.Contains(d.out.String(), "pausing accepts") {
+		t.Fatalf("no 'pausing accepts' line at the descriptor limit")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	a := d.connectHTTP(t, "A", key.NewNode())
+	b := d.connectHTTP(t, "B", key.NewNode())
+	relayCheck(t, a, b)
+}

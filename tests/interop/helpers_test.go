@@ -186,6 +186,7 @@ type daemonOpts struct {
 	// bare lines extend [derp], a "[section]" line starts another
 	plainHTTP bool // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
+	nofile int // > 0: start under prlimit --nofile=N:N (file-descriptor attacks)
 }
 
 type daemon struct {
@@ -337,7 +338,13 @@ func (d *daemon) tryStart() error {
 	if d.out == nil {
 		d.out = new(syncBuffer)
 	}
-	d.cmd = exec.Command(derperBin, d.args()...)
+	if d.opts.nofile > 0 {
+		// prlimit sets the limit and execs the daemon: same pid.
+		args := append([]string{fmt.Sprintf("--nofile=%d:%d", d.opts.nofile, d.opts.nofile), "--", derperBin}, d.args()...)
+		d.cmd = exec.Command("prlimit", args...)
+	} else {
+		d.cmd = exec.Command(derperBin, d.args()...)
+	}
 	d.cmd.Stdout = d.out
 	d.cmd.Stderr = d.out
 	fmt.Fprintf(d.out, "### start: %s %s\n", derperBin, strings.Join(d.cmd.Args[1:], " "))
