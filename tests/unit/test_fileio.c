@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -297,6 +299,68 @@ static void test_read_all(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* kill -9 at any moment of a write leaves the old file or the new one,
+ * whole (what the key file, certificates and ACME state rely on): a child
+ * rewrites the file in a loop with contents that carry their own length
+ * and checksum; the parent kills it at varying moments and checks. */
+static void test_kill9_leaves_whole_files(void **state)
+{
+	char *path = in_tmp("state.bin");
+	static uint8_t buf[200000];
+
+	(void)state;
+	for (int round = 0; round < 30; round++) {
+		int progress[2];
+		pid_t pid;
+		char *got, tick;
+		size_t len;
+
+		assert_int_equal(pipe(progress), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(progress[0]);
+			for (uint32_t gen = 1;; gen++) {
+				size_t n = 1000 + (gen * 7919u) % (sizeof(buf) - 1000);
+				uint32_t sum = 0;
+
+				for (size_t i = 8; i < n; i++) {
+					buf[i] = (uint8_t)(gen + i);
+					sum = sum * 31 + buf[i];
+				}
+				memcpy(buf, &n, 4);
+				memcpy(buf + 4, &sum, 4);
+				if (fileio_write_atomic(path, buf, n, 0600) < 0)
+					_exit(2);
+				if (write(progress[1], "w", 1) != 1)
+					_exit(3);
+			}
+		}
+		close(progress[1]);
+		/* After a varying number of whole writes, kill it: it is in the
+		 * middle of the next one (temp file, write, fsync or rename). */
+		for (int k = 0; k <= round % 5; k++)
+			assert_int_equal(read(progress[0], &tick, 1), 1);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(progress[0]);
+		got = slurp(path, &len);
+		{
+			uint32_t n, sum, want = 0;
+
+			assert_true(len >= 8);
+			memcpy(&n, got, 4);
+			memcpy(&sum, got + 4, 4);
+			assert_int_equal(n, len);
+			for (size_t i = 8; i < len; i++)
+				want = want * 31 + (uint8_t)got[i];
+			assert_int_equal(sum, want);
+		}
+		free(got);
+	}
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +372,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_regular, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_relative, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill9_leaves_whole_files, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
