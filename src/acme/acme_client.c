@@ -319,7 +319,14 @@ static long acme_round(struct acme_client *c)
 
 	free(c->replaces);
 	c->replaces = NULL;
-	if (!x) {
+	if (x && c->tls && tls_leaf_not_after(c->tls) == 0) {
+		/* Files there, but nothing in force: they did not load (a key
+		 * and a chain from two issuances, after a kill between their
+		 * writes, say). Issue anew rather than wait for the renewal. */
+		X509_free(x);
+		x = NULL;
+		acme_decide(c, now, "the certificate files do not load");
+	} else if (!x) {
 		acme_decide(c, now, "no certificate yet");
 	} else {
 		nb = acme_asn1_time(X509_get0_notBefore(x));

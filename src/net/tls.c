@@ -321,9 +321,14 @@ static int tls_load_and_swap(struct tls_ctx *t, char *err, size_t errlen)
 		t->bad_crt_id = m.crt_id;
 		t->bad_key_id = m.key_id;
 	}
-	if (r == -ENOENT && t->acme && !t->cur) {
-		/* First start in letsencrypt mode: serve without a certificate
-		 * until the ACME client has written one. */
+	if (r < 0 && r != -ENOMEM && t->acme && !t->cur) {
+		/* First start in letsencrypt mode with no certificate, or files
+		 * that do not load (a key and a chain from two issuances after a
+		 * kill between their writes): serve without a certificate until
+		 * the ACME client has written a good pair; it issues at once
+		 * when nothing is in force. */
+		if (r != -ENOENT)
+			log_warn("tls", "%s; waiting for the ACME client to issue anew", err);
 		ctx = tls_build_ctx(t, NULL, err, errlen);
 		if (!ctx)
 			return -EINVAL;

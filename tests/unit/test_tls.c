@@ -700,6 +700,23 @@ static void test_invalid_certs_refused(void **state)
 		assert_non_null(strstr(tls_key_path(t), ".key"));
 		tls_ctx_free(t);
 	}
+	/* letsencrypt with a key and a chain from two issuances (a kill
+	 * between their writes): no certificate in force, so the ACME client
+	 * issues anew, instead of a daemon that will not start. Manual mode
+	 * still refuses the pair. */
+	x = make_cert(HOST, "DNS:" HOST, k, f->ca, f->ca_key, false);
+	write_pair(f, HOST, x, NULL, k2);
+	X509_free(x);
+	o.certmode = CONFIG_CERTMODE_MANUAL;
+	assert_null(tls_ctx_new(&o, err, sizeof(err)));
+	o.certmode = CONFIG_CERTMODE_LETSENCRYPT;
+	{
+		struct tls_ctx *t = tls_ctx_new(&o, err, sizeof(err));
+
+		assert_non_null_msg(t, err);
+		assert_int_equal(tls_leaf_not_after(t), 0);
+		tls_ctx_free(t);
+	}
 	o.certmode = CONFIG_CERTMODE_GCP;
 	assert_null(tls_ctx_new(&o, err, sizeof(err)));
 	assert_non_null_msg(strstr(err, "not yet implemented"), err);
