@@ -29,7 +29,7 @@
 
 #define ACME_LE_PROD	      "https://acme-v02.api.letsencrypt.org/directory"
 #define ACME_LE_STAGING	      "https://acme-staging-v02.api.letsencrypt.org/directory"
-#define ACME_NONCE_RETRIES    5
+#define ACME_NONCE_RETRIES    10
 #define ACME_HTTP_TIMEOUT_S   30L
 #define ACME_POLL_MAX	      120  /* polls of one authorization or order */
 #define ACME_CHECK_INTERVAL_S 3600 /* re-check the certificate at least hourly */
