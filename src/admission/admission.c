@@ -124,7 +124,9 @@ static uint64_t adm_hash_id(const struct adm_conn_id *id)
 	return hashtab_hash_u64(id->conn_id * 1024 + id->worker);
 }
 
-int admission_source_ip(const char *addr, char *out, size_t cap)
+/* The IP of an "ip:port" / "[ip]:port" text into out (cap bytes). 0 or
+ * -EINVAL. Pure. */
+static int admission_source_ip(const char *addr, char *out, size_t cap)
 {
 	const char *s = addr, *e;
 	size_t n;
@@ -147,7 +149,9 @@ int admission_source_ip(const char *addr, char *out, size_t cap)
 	return 0;
 }
 
-int admission_parse_answer(const char *body, size_t len)
+/* Parse a webhook answer body: {"Allow": true} -> 1, a valid answer that
+ * does not allow -> 0, not JSON or not an object -> -EBADMSG. Pure. */
+static int admission_parse_answer(const char *body, size_t len)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
 	json_t *allow;

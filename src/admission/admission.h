@@ -69,12 +69,5 @@ void admission_stop(struct admission *a);
  * joined). NULL: no-op. */
 void admission_free(struct admission *a);
 
-/* Parse a webhook answer body: {"Allow": true} -> 1, a valid answer that
- * does not allow -> 0, not JSON or not an object -> -EBADMSG. Pure. */
-int admission_parse_answer(const char *body, size_t len);
-
-/* The IP of an "ip:port" / "[ip]:port" text into out (cap bytes). 0 or
- * -EINVAL. Pure. */
-int admission_source_ip(const char *addr, char *out, size_t cap);
 
 #endif

@@ -64,7 +64,9 @@ static size_t metrics_page_snap_len[2];
 static const struct conn_proto *metrics_page_inner;
 static struct conn_proto metrics_page_mux;
 
-bool metrics_page_allowed(const struct sockaddr *sa, socklen_t len)
+/* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
+ * checked as IPv4). Any thread, after metrics_page_start. */
+static bool metrics_page_allowed(const struct sockaddr *sa, socklen_t len)
 {
 	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;

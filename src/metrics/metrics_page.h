@@ -61,8 +61,5 @@ bool metrics_page_on_main(void);
  * struct is static; one inner per process. Main, before workers start. */
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
 
-/* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
- * checked as IPv4). Any thread, after metrics_page_start. */
-bool metrics_page_allowed(const struct sockaddr *sa, socklen_t len);
 
 #endif

@@ -139,8 +139,6 @@ void conn_flush(struct conn *c);
 void conn_close(struct conn *c, const char *reason);
 /* Release everything (worker loop only, after conn_close). */
 void conn_free(struct conn *c);
-/* Queue a control message (m->data is written as is; takes ownership). */
-void conn_queue_ctrl(struct conn *c, struct wmsg *m);
 /* Queue a copy of data[0..len) as a control message; closes c on ENOMEM. */
 void conn_queue_bytes(struct conn *c, const void *data, size_t len);
 /* Close once everything queued so far is written; input is discarded. */

@@ -63,7 +63,8 @@ void conn_pktq_free(struct conn *c, struct pktq *q)
 	q->ring = NULL;
 }
 
-void conn_queue_ctrl(struct conn *c, struct wmsg *m)
+/* Queue a control message (m->data is written as is; takes ownership). */
+static void conn_queue_ctrl(struct conn *c, struct wmsg *m)
 {
 	if (c->state != CONN_CLOSED && c->nctrl >= CONN_MAX_CTRL && !c->wbuf) {
 		/* Full, but the socket may take it: write the queue out now
