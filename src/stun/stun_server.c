@@ -28,11 +28,12 @@
 /* Datagrams answered per readiness event before yielding. */
 #define STUN_SERVER_PER_EVENT 64
 /* Per source address: a sustained rate and a burst. Generous, because a
- * campus NAT puts many clients behind one address and netcheck sends a
- * few requests per client every 20-30 s; it bounds what one forged
- * source can reflect, not what one user needs. */
-#define STUN_RATE_PER_SEC 200
-#define STUN_BURST	  400
+ * campus NAT puts thousands of clients behind one address and netcheck
+ * sends a few requests per client every 20-30 s (5,000 clients: ~600/s);
+ * with no amplification left, the bucket only bounds what one (possibly
+ * forged) source can make us send, not what one site needs. */
+#define STUN_RATE_PER_SEC 5000
+#define STUN_BURST	  10000
 #define STUN_BUCKETS	  4096 /* per worker; a power of two */
 
 struct stun_bucket {
