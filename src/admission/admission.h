@@ -69,5 +69,4 @@ void admission_stop(struct admission *a);
  * joined). NULL: no-op. */
 void admission_free(struct admission *a);
 
-
 #endif
