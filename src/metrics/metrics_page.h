@@ -61,5 +61,4 @@ bool metrics_page_on_main(void);
  * struct is static; one inner per process. Main, before workers start. */
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
 
-
 #endif
