@@ -10,8 +10,8 @@
  * value matches the error list; every error names the file ("path:line: ..."
  * or "path: ..."); and, for an input that loads without errors, the dump
  * loads back without errors and dumps to the same bytes (config.h: "Without
- * secrets the output parses back to the same config"; secrets are refused
- * for now, so no valid input has any). Single-threaded; the memfd is the only
+ * secrets the output parses back to the same config"; a secret dumps as
+ * "<redacted>", which reads back and dumps as "<redacted>" again). Single-threaded; the memfd is the only
  * state kept between inputs and is rewritten each time.
  */
 #include <errno.h>

@@ -416,7 +416,7 @@ int config_dump(const struct config *cfg, int fd)
 			fprintf(f, "%s = <redacted>\n", row->key);
 		else if (!*text)
 			fprintf(f, "%s =\n", row->key);
-		else if (isspace((unsigned char)text[0]) || text[0] == '"' ||
+		else if (isspace((unsigned char)text[0]) || text[0] == '"' || text[0] == ';' ||
 			 isspace((unsigned char)text[strlen(text) - 1]))
 			fprintf(f, "%s = \"%s\"\n", row->key, text);
 		else
