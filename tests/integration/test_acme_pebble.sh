@@ -42,15 +42,8 @@ done
 DERPER_BIN=$(realpath "$DERPER_BIN")
 src=${DERPER_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 
-# Re-run inside a fresh network namespace with loopback up.
-if [ -z "${ACME_TEST_IN_NETNS:-}" ]; then
-	[ "$(id -u)" -eq 0 ] || fail "needs root (a network namespace, ports 80 and 443)"
-	exec unshare -n env ACME_TEST_IN_NETNS=1 DERPER_BIN="$DERPER_BIN" DERPER_SRC="$src" \
-		bash "$(realpath "$0")"
-fi
-ip link set lo up
-
-# ---- pebble, built once per version
+# ---- pebble, built once per version, before entering the namespace: a fresh
+# machine downloads its modules through the proxy, which the namespace cannot reach.
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 moddir="$src/tests/integration/pebble"
 ver=$(awk '$1 == "require" && $2 ~ /pebble/ { print $3 }' "$moddir/go.mod")
@@ -64,6 +57,14 @@ if [ ! -x "$bin/pebble" ] || [ ! -x "$bin/pebble-challtestsrv" ]; then
 fi
 pebsrc=$(cd "$moddir" && go list -m -f '{{.Dir}}' github.com/letsencrypt/pebble/v2)
 [ -f "$pebsrc/test/certs/pebble.minica.pem" ] || fail "pebble test certificates not found"
+
+# Re-run inside a fresh network namespace with loopback up.
+if [ -z "${ACME_TEST_IN_NETNS:-}" ]; then
+	[ "$(id -u)" -eq 0 ] || fail "needs root (a network namespace, ports 80 and 443)"
+	exec unshare -n env ACME_TEST_IN_NETNS=1 DERPER_BIN="$DERPER_BIN" DERPER_SRC="$src" \
+		bash "$(realpath "$0")"
+fi
+ip link set lo up
 
 tmp=$(mktemp -d)
 pids=()
