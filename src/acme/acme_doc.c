@@ -244,6 +244,24 @@ int acme_time_parse(const char *s, time_t *out)
 	return 0;
 }
 
+/* Every acme_*_parse: load the body, zero *out, fill it from the root value
+ * with fn (which clears *out itself on failure), free the tree. */
+typedef int (*doc_obj_fn)(const json_t *root, void *out, char *err, size_t errlen);
+
+static int doc_parse_with(const char *buf, size_t len, void *out, size_t size, doc_obj_fn fn,
+			  char *err, size_t errlen)
+{
+	json_t *root = doc_load(buf, len, err, errlen);
+	int r;
+
+	memset(out, 0, size);
+	if (!root)
+		return -EBADMSG;
+	r = fn(root, out, err, errlen);
+	json_decref(root);
+	return r;
+}
+
 /* ---- problem ---- */
 
 static int doc_problem_obj(const json_t *o, struct acme_problem *p, char *err, size_t errlen)
@@ -273,18 +291,15 @@ static int doc_problem_obj(const json_t *o, struct acme_problem *p, char *err, s
 	return r;
 }
 
+static int doc_problem_root(const json_t *root, void *p, char *err, size_t errlen)
+{
+	return doc_problem_obj(root, p, err, errlen);
+}
+
 int acme_problem_parse(const char *buf, size_t len, struct acme_problem *p, char *err,
 		       size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
-	int r;
-
-	memset(p, 0, sizeof(*p));
-	if (!root)
-		return -EBADMSG;
-	r = doc_problem_obj(root, p, err, errlen);
-	json_decref(root);
-	return r;
+	return doc_parse_with(buf, len, p, sizeof(*p), doc_problem_root, err, errlen);
 }
 
 void acme_problem_clear(struct acme_problem *p)
@@ -315,15 +330,12 @@ static int doc_error_member(const json_t *o, struct acme_problem *p, char *err, 
 
 /* ---- directory ---- */
 
-int acme_directory_parse(const char *buf, size_t len, struct acme_directory *d, char *err,
-			 size_t errlen)
+static int doc_directory_root(const json_t *root, void *out, char *err, size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen), *meta;
+	struct acme_directory *d = out;
+	const json_t *meta;
 	int r;
 
-	memset(d, 0, sizeof(*d));
-	if (!root)
-		return -EBADMSG;
 	r = doc_str(root, "newNonce", DOC_URL, true, &d->new_nonce, err, errlen);
 	if (r == 0)
 		r = doc_str(root, "newAccount", DOC_URL, true, &d->new_account, err, errlen);
@@ -375,10 +387,15 @@ int acme_directory_parse(const char *buf, size_t len, struct acme_directory *d, 
 			}
 		}
 	}
-	json_decref(root);
 	if (r < 0)
 		acme_directory_clear(d);
 	return r;
+}
+
+int acme_directory_parse(const char *buf, size_t len, struct acme_directory *d, char *err,
+			 size_t errlen)
+{
+	return doc_parse_with(buf, len, d, sizeof(*d), doc_directory_root, err, errlen);
 }
 
 void acme_directory_clear(struct acme_directory *d)
@@ -404,22 +421,23 @@ bool acme_directory_has_profile(const struct acme_directory *d, const char *name
 
 /* ---- account ---- */
 
-int acme_account_parse(const char *buf, size_t len, struct acme_account *a, char *err,
-		       size_t errlen)
+static int doc_account_root(const json_t *root, void *out, char *err, size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
+	struct acme_account *a = out;
 	int r;
 
-	memset(a, 0, sizeof(*a));
-	if (!root)
-		return -EBADMSG;
 	r = doc_str(root, "status", DOC_ANY, true, &a->status, err, errlen);
 	if (r == 0)
 		r = doc_str(root, "orders", DOC_URL, false, &a->orders, err, errlen);
-	json_decref(root);
 	if (r < 0)
 		acme_account_clear(a);
 	return r;
+}
+
+int acme_account_parse(const char *buf, size_t len, struct acme_account *a, char *err,
+		       size_t errlen)
+{
+	return doc_parse_with(buf, len, a, sizeof(*a), doc_account_root, err, errlen);
 }
 
 void acme_account_clear(struct acme_account *a)
@@ -455,15 +473,12 @@ static void doc_identifier_clear(struct acme_identifier *id)
 	memset(id, 0, sizeof(*id));
 }
 
-int acme_order_parse(const char *buf, size_t len, struct acme_order *o, char *err, size_t errlen)
+static int doc_order_root(const json_t *root, void *out, char *err, size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
+	struct acme_order *o = out;
 	const json_t *ids;
 	int r;
 
-	memset(o, 0, sizeof(*o));
-	if (!root)
-		return -EBADMSG;
 	r = doc_str(root, "status", DOC_ANY, true, &o->status, err, errlen);
 	if (r == 0)
 		r = doc_time(root, "expires", false, &o->expires, err, errlen);
@@ -492,10 +507,14 @@ int acme_order_parse(const char *buf, size_t len, struct acme_order *o, char *er
 			o->nidentifiers++; /* even on error: clear frees the partial entry */
 		}
 	}
-	json_decref(root);
 	if (r < 0)
 		acme_order_clear(o);
 	return r;
+}
+
+int acme_order_parse(const char *buf, size_t len, struct acme_order *o, char *err, size_t errlen)
+{
+	return doc_parse_with(buf, len, o, sizeof(*o), doc_order_root, err, errlen);
 }
 
 void acme_order_clear(struct acme_order *o)
@@ -539,18 +558,15 @@ static int doc_challenge_obj(const json_t *o, struct acme_challenge *c, char *er
 	return r;
 }
 
+static int doc_challenge_root(const json_t *root, void *c, char *err, size_t errlen)
+{
+	return doc_challenge_obj(root, c, err, errlen);
+}
+
 int acme_challenge_parse(const char *buf, size_t len, struct acme_challenge *c, char *err,
 			 size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
-	int r;
-
-	memset(c, 0, sizeof(*c));
-	if (!root)
-		return -EBADMSG;
-	r = doc_challenge_obj(root, c, err, errlen);
-	json_decref(root);
-	return r;
+	return doc_parse_with(buf, len, c, sizeof(*c), doc_challenge_root, err, errlen);
 }
 
 void acme_challenge_clear(struct acme_challenge *c)
@@ -563,15 +579,12 @@ void acme_challenge_clear(struct acme_challenge *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int acme_authz_parse(const char *buf, size_t len, struct acme_authz *a, char *err, size_t errlen)
+static int doc_authz_root(const json_t *root, void *out, char *err, size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
+	struct acme_authz *a = out;
 	const json_t *ch, *wc;
 	int r;
 
-	memset(a, 0, sizeof(*a));
-	if (!root)
-		return -EBADMSG;
 	r = doc_str(root, "status", DOC_ANY, true, &a->status, err, errlen);
 	if (r == 0)
 		r = doc_identifier(json_object_get(root, "identifier"), &a->identifier, err,
@@ -596,10 +609,14 @@ int acme_authz_parse(const char *buf, size_t len, struct acme_authz *a, char *er
 				a->nchallenges++;
 		}
 	}
-	json_decref(root);
 	if (r < 0)
 		acme_authz_clear(a);
 	return r;
+}
+
+int acme_authz_parse(const char *buf, size_t len, struct acme_authz *a, char *err, size_t errlen)
+{
+	return doc_parse_with(buf, len, a, sizeof(*a), doc_authz_root, err, errlen);
 }
 
 void acme_authz_clear(struct acme_authz *a)
@@ -622,16 +639,12 @@ const struct acme_challenge *acme_authz_find(const struct acme_authz *a, const c
 
 /* ---- ARI ---- */
 
-int acme_renewal_info_parse(const char *buf, size_t len, struct acme_renewal_info *ri, char *err,
-			    size_t errlen)
+static int doc_renewal_info_root(const json_t *root, void *out, char *err, size_t errlen)
 {
-	json_t *root = doc_load(buf, len, err, errlen);
+	struct acme_renewal_info *ri = out;
 	const json_t *w;
 	int r;
 
-	memset(ri, 0, sizeof(*ri));
-	if (!root)
-		return -EBADMSG;
 	w = json_object_get(root, "suggestedWindow");
 	if (!json_is_object(w))
 		r = doc_err(err, errlen, "suggestedWindow: missing or not an object");
@@ -644,10 +657,15 @@ int acme_renewal_info_parse(const char *buf, size_t len, struct acme_renewal_inf
 	if (r == 0)
 		r = doc_str(root, "explanationURL", DOC_URL, false, &ri->explanation_url, err,
 			    errlen);
-	json_decref(root);
 	if (r < 0)
 		acme_renewal_info_clear(ri);
 	return r;
+}
+
+int acme_renewal_info_parse(const char *buf, size_t len, struct acme_renewal_info *ri, char *err,
+			    size_t errlen)
+{
+	return doc_parse_with(buf, len, ri, sizeof(*ri), doc_renewal_info_root, err, errlen);
 }
 
 void acme_renewal_info_clear(struct acme_renewal_info *ri)
