@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/iprange.h"
 #include "core/log.h"
 #include "core/privdrop.h"
@@ -294,12 +295,13 @@ static int read_reply(int fd, char *err, size_t errlen)
 {
 	uint8_t buf[NFT_MSG_REPLY_HDR + NFT_MSG_MAX_TEXT];
 	size_t got = 0;
-	int64_t left = HELPER_REPLY_MS;
+	int64_t deadline = clock_mono_ms() + HELPER_REPLY_MS;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		int status = 0;
 		long n = nft_msg_reply_decode(buf, got, &status, err, errlen);
+		int64_t left = deadline - clock_mono_ms();
 		ssize_t rd;
 
 		if (n > 0)
@@ -308,7 +310,7 @@ static int read_reply(int fd, char *err, size_t errlen)
 			snprintf(err, errlen, "malformed reply from the nftables helper");
 			return -EBADMSG;
 		}
-		if (poll(&pfd, 1, (int)left) == 0) {
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
 			snprintf(err, errlen, "the nftables helper did not answer within %d s",
 				 HELPER_REPLY_MS / 1000);
 			return -ETIMEDOUT;
