@@ -18,7 +18,8 @@
 #      /var/lib/derper; a derper user this test created is removed again.
 # Refuses to run when derper is already installed (this is someone's
 # machine). Run by scripts/test.sh as its own stage (once, not per build).
-# Needs root, dpkg-dev, debhelper, lintian, openssl, curl, python3, setpriv.
+# Needs root, dpkg-dev, debhelper, lintian, openssl, curl, python3, setpriv,
+# iproute2, nftables.
 set -u
 cd "$(dirname "$0")/../.."
 src=$(pwd)
