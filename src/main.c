@@ -678,7 +678,11 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGCHLD) {
-			geoip_mgr_reap();
+			/* Serving goes on; systemctl status says what is lost. */
+			if (geoip_mgr_reap())
+				notify_sendf("STATUS=%s; nftables helper died: the geo-IP sets "
+					     "cannot change until a restart",
+					     status);
 			continue;
 		}
 		if (si.ssi_signo == SIGHUP) {

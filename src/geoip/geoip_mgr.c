@@ -549,7 +549,7 @@ int geoip_mgr_privsep(const struct config *cfg, const struct privdrop_user *user
 	return nft_helper_start(&spec, user, err, errlen);
 }
 
-void geoip_mgr_reap(void)
+bool geoip_mgr_reap(void)
 {
-	nft_helper_reap();
+	return nft_helper_reap();
 }

@@ -12,6 +12,7 @@
 #ifndef DERPER_GEOIP_MGR_H
 #define DERPER_GEOIP_MGR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
@@ -27,8 +28,9 @@ struct privdrop_user;
 int geoip_mgr_privsep(const struct config *cfg, const struct privdrop_user *user, char *err,
 		      size_t errlen);
 
-/* Main, on SIGCHLD: notice (and log) an nftables helper that died. */
-void geoip_mgr_reap(void);
+/* Main, on SIGCHLD: notice (and log) an nftables helper that died;
+ * true when it just did. */
+bool geoip_mgr_reap(void);
 
 /* First build and install, synchronously, before the workers run; then
  * start the manager thread. cfg is read here and not kept (what is needed

@@ -397,7 +397,7 @@ static void log_exit(pid_t pid, int status)
 	log_err("geoip", "%s", why);
 }
 
-void nft_helper_reap(void)
+bool nft_helper_reap(void)
 {
 	pid_t pid;
 	int status;
@@ -406,11 +406,12 @@ void nft_helper_reap(void)
 	pid = hp.state == HELPER_RUNNING || hp.state == HELPER_DEAD ? hp.pid : -1;
 	pthread_mutex_unlock(&hp.lock);
 	if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid)
-		return;
+		return false;
 	pthread_mutex_lock(&hp.lock);
 	hp.pid = -1;
 	pthread_mutex_unlock(&hp.lock);
 	log_exit(pid, status);
+	return true;
 }
 
 void nft_helper_stop(void)

@@ -47,8 +47,9 @@ bool nft_helper_in_use(void);
 int nft_helper_apply(const struct iprange_set *allow, char *err, size_t errlen);
 int nft_helper_remove(char *err, size_t errlen);
 
-/* Main, on SIGCHLD: reap the helper if it exited and log how. */
-void nft_helper_reap(void);
+/* Main, on SIGCHLD: reap the helper if it exited and log how. Returns
+ * true when it did (the helper is gone now). */
+bool nft_helper_reap(void);
 
 /* Close the channel (the helper exits) and wait for it. Idempotent. */
 void nft_helper_stop(void);
