@@ -256,16 +256,6 @@ bool nft_helper_in_use(void)
 	return used;
 }
 
-pid_t nft_helper_pid(void)
-{
-	pid_t pid;
-
-	pthread_mutex_lock(&hp.lock);
-	pid = hp.state == HELPER_RUNNING ? hp.pid : -1;
-	pthread_mutex_unlock(&hp.lock);
-	return pid;
-}
-
 static void mark_dead(const char *why)
 {
 	pthread_mutex_lock(&hp.lock);

@@ -23,7 +23,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 struct iprange_set;
 struct nft_spec;
@@ -53,9 +52,6 @@ bool nft_helper_reap(void);
 
 /* Close the channel (the helper exits) and wait for it. Idempotent. */
 void nft_helper_stop(void);
-
-/* The helper's pid, or -1. */
-pid_t nft_helper_pid(void);
 
 /* The helper's request loop on fd (exported for tests): returns when the
  * channel closes (0) or after a malformed request (-EBADMSG / -EMSGSIZE,
