@@ -305,6 +305,31 @@ seed("acme_renewal_info", "offset.json",
 seed("acme_renewal_info", "backwards.json",
      '{"suggestedWindow":{"start":"2026-01-16T00:00:00Z","end":"2026-01-15T00:00:00Z"}}')
 
+# nft_msg: requests the relay sends the nftables helper (geoip/nft_msg.h)
+# and its replies.
+def nft_req(op, sets):
+    body = b""
+    for fam, prefixes in sets:
+        body += struct.pack(">B3xI", fam, len(prefixes))
+        for addr, bits in prefixes:
+            body += addr + bytes([bits])
+    return struct.pack(">IBBHI", 0x444E5131, op, len(sets), 0, len(body)) + body
+
+
+seed("nft_msg", "apply.bin", nft_req(1, [
+    (4, [(bytes([10, 0, 0, 0]), 8), (bytes([81, 2, 69, 142]), 31)]),
+    (6, [(bytes.fromhex("2a02d3c0" + "00" * 12), 29), (bytes.fromhex("fd00" + "00" * 13 + "01"), 128)])]))
+seed("nft_msg", "apply_v4_only.bin", nft_req(1, [(4, [(bytes(4), 0)])]))
+seed("nft_msg", "apply_empty.bin", nft_req(1, []))
+seed("nft_msg", "remove.bin", nft_req(2, []))
+seed("nft_msg", "host_bits.bin", nft_req(1, [(4, [(bytes([10, 0, 0, 1]), 8)])]))
+seed("nft_msg", "wrong_family.bin", nft_req(1, [(5, [(bytes(4), 8)])]))
+seed("nft_msg", "huge_count.bin", struct.pack(">IBBHI", 0x444E5131, 1, 1, 0, 8) +
+     struct.pack(">B3xI", 4, 0xFFFFFFFF))
+seed("nft_msg", "reply_ok.bin", struct.pack(">IiHH", 0x444E5231, 0, 0, 0))
+seed("nft_msg", "reply_err.bin", struct.pack(">IiHH", 0x444E5231, -1, 23, 0) +
+     b"Operation not permitted")
+
 for harness, seeds in sorted(corpora.items()):
     d = os.path.join(ROOT, harness)
     shutil.rmtree(d, ignore_errors=True)

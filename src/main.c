@@ -5,8 +5,12 @@
  * its UDP handler and geo-IP as its access policy). Nothing includes it.
  *
  * Order: config (INI, then flags) -> one-shot actions (--check-config,
- * --dump-config, -version, geoip subcommands) -> server key -> TLS
- * context -> sockets -> geo-IP layer -> workers. The main thread then
+ * --dump-config, -version, geoip subcommands) -> sockets (every one the
+ * daemon will ever listen on) -> the nftables helper (geo-IP enforce) ->
+ * privileges dropped (user switch, no capabilities, no_new_privs) -> server
+ * key -> TLS context -> geo-IP layer -> workers. Nothing after the drop
+ * binds or needs a capability: listen, http_port, [stun] port and
+ * [metrics] listen are restart-only keys. The main thread then
  * only waits for signals: SIGHUP reloads (config file, log level,
  * certificates, geo-IP), SIGTERM/SIGINT shut down gracefully (clients get
  * Restarting), and every few seconds it checks whether the manual
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "acme/acme_cli.h"
@@ -36,6 +41,7 @@
 #include "core/log.h"
 #include "core/memtrim.h"
 #include "core/notify.h"
+#include "core/privdrop.h"
 #include "derp/derp_key.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
@@ -276,7 +282,7 @@ static double gauge_dup_conns(void *arg)
 
 /* The exporter: its own listener if [metrics] listen is set, else the
  * main listener's routes (a page protocol in front of DERP). */
-static void start_metrics(struct server *srv, struct derp_server *ds)
+static void start_metrics(struct server *srv, struct derp_server *ds, int listen_fd)
 {
 	static const struct metrics_gauge gauges[2] = {
 		{ "derp_current_connections", "DERP clients connected", gauge_connections, NULL },
@@ -286,18 +292,12 @@ static void start_metrics(struct server *srv, struct derp_server *ds)
 	};
 	struct metrics_gauge g[2];
 	struct metrics_page_opts mo = {
-		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 2, .listen_fd = -1
+		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 2, .listen_fd = listen_fd
 	};
 	char err[512];
 
 	memcpy(g, gauges, sizeof(g));
 	g[0].arg = g[1].arg = ds;
-	if (srv->cfg->metrics_host) {
-		mo.listen_fd = open_socket(srv->cfg->metrics_host, srv->cfg->metrics_port,
-					   SOCK_STREAM, 0, err, sizeof(err));
-		if (mo.listen_fd < 0)
-			log_fatal("metrics", "[metrics] listen: %s", err);
-	}
 	if (metrics_page_start(&mo, err, sizeof(err)) < 0)
 		log_fatal("metrics", "%s", err);
 	if (metrics_page_on_main()) {
@@ -341,6 +341,110 @@ static void reload(struct server *srv, int argc, char **argv)
 	config_free(&ncfg);
 }
 
+/* Bind every socket the daemon will listen on: the last thing that may
+ * need CAP_NET_BIND_SERVICE. *metrics_fd: [metrics] listen, or -1. */
+static void bind_all(struct server *srv, const struct config *cfg, int *metrics_fd)
+{
+	char err[1024];
+
+	srv->listen_fds = open_sockets(srv->nworkers, cfg->listen_host, cfg->listen_port,
+				       SOCK_STREAM, err, sizeof(err));
+	if (!srv->listen_fds)
+		log_fatal("main", "%s", err);
+	if (config_serve_tls(cfg) && cfg->http_port > 0) {
+		srv->http80_fds = open_sockets(srv->nworkers, cfg->listen_host, cfg->http_port,
+					       SOCK_STREAM, err, sizeof(err));
+		if (!srv->http80_fds)
+			log_fatal("main", "%s", err);
+	}
+	if (cfg->stun_enable) {
+		srv->udp_fds = open_sockets(srv->nworkers, cfg->listen_host, cfg->stun_port,
+					    SOCK_DGRAM, err, sizeof(err));
+		if (!srv->udp_fds)
+			log_fatal("main", "%s", err);
+	}
+	*metrics_fd = -1;
+	if (cfg->metrics_host) {
+		*metrics_fd = open_socket(cfg->metrics_host, cfg->metrics_port, SOCK_STREAM, 0, err,
+					  sizeof(err));
+		if (*metrics_fd < 0)
+			log_fatal("metrics", "[metrics] listen: %s", err);
+	}
+}
+
+/* Fatal unless the (switched) process may write path: a directory it
+ * creates files in, or the directory a missing file will be created in. */
+static void check_writable(const char *path, const char *what, const char *user)
+{
+	char dir[4096];
+	struct stat st;
+
+	if (!path || !*path)
+		return;
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		if (access(dir, R_OK) == 0)
+			return; /* an existing file is only read */
+		log_fatal("main", "%s %s is not readable by user %s: %s; chown it to %s", what,
+			  path, user, strerror(errno), user);
+	}
+	if (stat(dir, &st) < 0) {
+		char *slash = strrchr(dir, '/');
+
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if (access(dir, W_OK | X_OK) < 0)
+		log_fatal("main", "%s: user %s cannot write %s: %s; chown it to %s", what, user,
+			  dir, strerror(errno), user);
+}
+
+/* OpenBSD style: the process that parses the network keeps nothing. With
+ * geo-IP enforcement a helper process keeps CAP_NET_ADMIN (and only it);
+ * this process switches to [server] user when it is set, and ends with
+ * empty capability sets and no_new_privs. Main thread, before any other
+ * thread (capabilities are per thread). */
+static void drop_privileges(const struct config *cfg)
+{
+	struct privdrop_user user = { 0 };
+	char err[512];
+
+	if (cfg->user && *cfg->user && privdrop_user_lookup(cfg->user, &user, err, sizeof(err)) < 0)
+		log_fatal("main", "[server] user: %s", err);
+	if (user.set && user.uid == 0)
+		user.set = false; /* "root": nothing to switch */
+	if (cfg->geoip_mode != CONFIG_GEOIP_OFF &&
+	    geoip_mgr_privsep(cfg, &user, err, sizeof(err)) < 0)
+		log_fatal("geoip", "cannot start the nftables helper: %s", err);
+	if (privdrop_limit(&user, 0, NULL, err, sizeof(err)) < 0)
+		log_fatal("main", "cannot drop privileges: %s", err);
+	if (user.set) {
+		log_info("main", "running as user %s (uid %u, gid %u), no capabilities", user.name,
+			 (unsigned)user.uid, (unsigned)user.gid);
+		if (!cfg->dev)
+			check_writable(cfg->private_key_file, "[server] private_key_file",
+				       user.name);
+		if (config_serve_tls(cfg)) {
+			char crt[4096];
+
+			/* ACME writes there, and so does a self-signed IP
+			 * certificate that does not exist yet. */
+			snprintf(crt, sizeof(crt), "%s/%s.crt", cfg->certdir, cfg->hostname);
+			if (cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT || access(crt, F_OK) < 0)
+				check_writable(cfg->certdir, "[tls] certdir", user.name);
+			else
+				check_writable(crt, "[tls] certificate", user.name);
+		}
+	} else if (geteuid() == 0) {
+		log_warn("main", "running as root without capabilities; set [server] user "
+				 "(or -user) to run as an unprivileged user");
+	}
+}
+
 static int run(struct config *cfg, int argc, char **argv)
 {
 	struct server srv;
@@ -349,7 +453,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	char err[1024];
 	sigset_t sigs;
 	char status[512];
-	int sfd = -1, ret = 1, r;
+	int sfd = -1, ret = 1, r, metrics_fd = -1;
 	bool geoip_started = false;
 	struct acme_client *acme = NULL;
 	struct admission *adm = NULL;
@@ -371,12 +475,17 @@ static int run(struct config *cfg, int argc, char **argv)
 	ds.max_clients = cfg->max_clients;
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
+	/* The privileged part, while main is the only thread. */
+	bind_all(&srv, cfg, &metrics_fd);
+	drop_privileges(cfg);
+
 	/* Every thread started from here on (geo-IP manager, workers)
 	 * inherits this mask: signals reach only the main thread. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGCHLD); /* the nftables helper dying */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
@@ -417,22 +526,6 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (!srv.tls)
 			log_fatal("tls", "%s", err);
 	}
-	srv.listen_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->listen_port, SOCK_STREAM,
-				      err, sizeof(err));
-	if (!srv.listen_fds)
-		log_fatal("main", "%s", err);
-	if (srv.tls && cfg->http_port > 0) {
-		srv.http80_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->http_port,
-					      SOCK_STREAM, err, sizeof(err));
-		if (!srv.http80_fds)
-			log_fatal("main", "%s", err);
-	}
-	if (cfg->stun_enable) {
-		srv.udp_fds = open_sockets(srv.nworkers, cfg->listen_host, cfg->stun_port,
-					   SOCK_DGRAM, err, sizeof(err));
-		if (!srv.udp_fds)
-			log_fatal("main", "%s", err);
-	}
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
 	site_init(&srv.site, cfg, dns_json, false);
 	site_init(&srv.site80, cfg, dns_json, true);
@@ -454,7 +547,7 @@ static int run(struct config *cfg, int argc, char **argv)
 		}
 	}
 
-	start_metrics(&srv, &ds);
+	start_metrics(&srv, &ds, metrics_fd);
 
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (geoip_mgr_start(cfg, err, sizeof(err)) < 0)
@@ -584,6 +677,14 @@ static int run(struct config *cfg, int argc, char **argv)
 			continue;
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
+		if (si.ssi_signo == SIGCHLD) {
+			/* Serving goes on; systemctl status says what is lost. */
+			if (geoip_mgr_reap())
+				notify_sendf("STATUS=%s; nftables helper died: the geo-IP sets "
+					     "cannot change until a restart",
+					     status);
+			continue;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			notify_reloading("reloading the configuration (SIGHUP)");
 			reload(&srv, argc, argv);

@@ -49,6 +49,7 @@ struct config {
 	int64_t tcp_keepalive_ms;			       /* -tcp-keepalive-time, 10m */
 	int64_t tcp_user_timeout_ms;			       /* -tcp-user-timeout, 15s */
 	int64_t tcp_write_timeout_ms;			       /* -tcp-write-timeout, 2s; 0 none */
+	char *user; /* -user (derper only): started as root, run as this user; "" = no switch */
 
 	/* [tls] */
 	enum config_certmode certmode; /* -certmode */

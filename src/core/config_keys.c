@@ -51,6 +51,7 @@ const struct config_row config_rows[] = {
 	  false, 0, DAY_MS, "tcp-user-timeout" },
 	{ "server", "tcp_write_timeout", T(duration), OFF(tcp_write_timeout_ms), "2s", false, true,
 	  false, 0, DAY_MS, "tcp-write-timeout" },
+	{ "server", "user", T(str), OFF(user), "", false, true, false, 0, 0, "user" },
 
 	{ "tls", "certmode", T(certmode), OFF(certmode), "letsencrypt", false, true, false, 0, 0,
 	  "certmode" },

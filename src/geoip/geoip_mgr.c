@@ -41,6 +41,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "geoip/nft.h"
+#include "geoip/nft_helper.h"
 
 #define MGR_DEBOUNCE_MS 1000
 
@@ -102,6 +103,34 @@ static struct nft_spec mgr_spec(void)
 	return spec;
 }
 
+/* nftables through the helper when privileges are separated (the daemon),
+ * directly otherwise (tests, tools that link the manager). */
+static int mgr_nft_apply(const struct iprange_set *set, char *err, size_t errlen)
+{
+	struct nft_spec spec = mgr_spec();
+
+	if (nft_helper_in_use())
+		return nft_helper_apply(set, err, errlen);
+	return nft_apply(&spec, set, err, errlen);
+}
+
+static int mgr_nft_remove(char *err, size_t errlen)
+{
+	if (nft_helper_in_use())
+		return nft_helper_remove(err, errlen);
+	return nft_remove(mgr.table, err, errlen);
+}
+
+/* The protected ports of cfg: the DERP listener (TCP) and STUN (UDP). */
+static void mgr_ports(const struct config *cfg)
+{
+	mgr.n_tcp = mgr.n_udp = 0;
+	if (cfg->listen_port > 0)
+		mgr.tcp_ports[mgr.n_tcp++] = cfg->listen_port;
+	if (cfg->stun_enable && cfg->stun_port > 0)
+		mgr.udp_ports[mgr.n_udp++] = (uint16_t)cfg->stun_port;
+}
+
 /* Build, check and install the allowlist of mgr.cur. startup: failures of
  * nftables follow the fail policy (returned when closed). Returns 0 when
  * the new list is in force, else -errno (the old one stays). */
@@ -115,7 +144,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	int r;
 
 	if (s->mode == CONFIG_GEOIP_OFF) {
-		if (mgr.nft_installed && nft_remove(mgr.table, nerr, sizeof(nerr)) < 0)
+		if (mgr.nft_installed && mgr_nft_remove(nerr, sizeof(nerr)) < 0)
 			log_err("geoip", "cannot remove the nftables table \"%s\": %s", mgr.table,
 				nerr);
 		else
@@ -148,9 +177,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 	}
 
 	if (s->mode == CONFIG_GEOIP_ENFORCE) {
-		struct nft_spec spec = mgr_spec();
-
-		r = nft_apply(&spec, set, nerr, sizeof(nerr));
+		r = mgr_nft_apply(set, nerr, sizeof(nerr));
 		if (r < 0) {
 			if (startup && s->fail_closed) {
 				snprintf(
@@ -182,7 +209,7 @@ static int mgr_rebuild(const char *why, bool startup, char *err, size_t errlen)
 		}
 	} else if (mgr.nft_installed) {
 		/* log-only (or a reload away from enforce): nothing may drop. */
-		r = nft_remove(mgr.table, nerr, sizeof(nerr));
+		r = mgr_nft_remove(nerr, sizeof(nerr));
 		if (r < 0)
 			log_err("geoip", "cannot remove the nftables table \"%s\": %s", mgr.table,
 				nerr);
@@ -380,11 +407,7 @@ int geoip_mgr_start(const struct config *cfg, char *err, size_t errlen)
 		r = -ENOMEM;
 		goto fail;
 	}
-	mgr.n_tcp = mgr.n_udp = 0;
-	if (cfg->listen_port > 0)
-		mgr.tcp_ports[mgr.n_tcp++] = cfg->listen_port;
-	if (cfg->stun_enable && cfg->stun_port > 0)
-		mgr.udp_ports[mgr.n_udp++] = (uint16_t)cfg->stun_port;
+	mgr_ports(cfg);
 	if (mgr.cur.mode == CONFIG_GEOIP_OFF) {
 		snprintf(err, errlen, "geoip mode is off");
 		r = -EINVAL;
@@ -419,7 +442,7 @@ fail:
 	if (mgr.nft_installed && !mgr.cur.keep_table) {
 		char nerr[256];
 
-		if (nft_remove(mgr.table, nerr, sizeof(nerr)) == 0)
+		if (mgr_nft_remove(nerr, sizeof(nerr)) == 0)
 			mgr.nft_installed = false;
 	}
 	access_set(NULL, CONFIG_GEOIP_OFF);
@@ -485,7 +508,7 @@ void geoip_mgr_stop(void)
 	pthread_join(mgr.thr, NULL);
 	mgr.running = false;
 	if (mgr.nft_installed && !mgr.cur.keep_table) {
-		if (nft_remove(mgr.table, nerr, sizeof(nerr)) < 0)
+		if (mgr_nft_remove(nerr, sizeof(nerr)) < 0)
 			log_err("geoip", "cannot remove the nftables table \"%s\": %s", mgr.table,
 				nerr);
 		else
@@ -504,4 +527,29 @@ void geoip_mgr_stop(void)
 	mgr.have_pending = false;
 	free(mgr.table);
 	mgr.table = NULL;
+	nft_helper_stop();
+}
+
+int geoip_mgr_privsep(const struct config *cfg, const struct privdrop_user *user, char *err,
+		      size_t errlen)
+{
+	const char *table = cfg->geoip_table && *cfg->geoip_table ? cfg->geoip_table : "derper";
+	struct nft_spec spec = { .table = table,
+				 .tcp_ports = mgr.tcp_ports,
+				 .udp_ports = mgr.udp_ports };
+
+	if (cfg->geoip_mode != CONFIG_GEOIP_ENFORCE) {
+		nft_helper_none("no nftables helper: derper started with [geoip] mode log-only, "
+				"and mode enforce needs a restart");
+		return 0;
+	}
+	mgr_ports(cfg);
+	spec.n_tcp = mgr.n_tcp;
+	spec.n_udp = mgr.n_udp;
+	return nft_helper_start(&spec, user, err, errlen);
+}
+
+bool geoip_mgr_reap(void)
+{
+	return nft_helper_reap();
 }

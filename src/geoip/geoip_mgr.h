@@ -12,9 +12,25 @@
 #ifndef DERPER_GEOIP_MGR_H
 #define DERPER_GEOIP_MGR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct config;
+struct privdrop_user;
+
+/* Privilege separation: call from main while it is the only thread and
+ * still holds CAP_NET_ADMIN, before dropping it, when mode is not off.
+ * In mode enforce it forks the nftables helper (nft_helper.h), which
+ * keeps CAP_NET_ADMIN and switches to user (may be NULL) as the relay
+ * will; the manager then programs nftables only through it. In log-only
+ * there is no helper, and a reload to enforce fails saying a restart is
+ * needed. Returns 0 or -errno with a message in err. */
+int geoip_mgr_privsep(const struct config *cfg, const struct privdrop_user *user, char *err,
+		      size_t errlen);
+
+/* Main, on SIGCHLD: notice (and log) an nftables helper that died;
+ * true when it just did. */
+bool geoip_mgr_reap(void);
 
 /* First build and install, synchronously, before the workers run; then
  * start the manager thread. cfg is read here and not kept (what is needed
@@ -33,8 +49,9 @@ int geoip_mgr_start(const struct config *cfg, char *err, size_t errlen);
  * warning if geoip would be enabled) when the manager is not running. */
 void geoip_mgr_reload(const struct config *new_cfg);
 
-/* Stop the thread, remove the nftables table unless keep_table, and clear
- * the in-process table. Call after the workers have stopped. Idempotent. */
+/* Stop the thread, remove the nftables table unless keep_table, clear
+ * the in-process table and stop the nftables helper. Call after the
+ * workers have stopped. Idempotent. */
 void geoip_mgr_stop(void);
 
 #endif

@@ -9,13 +9,17 @@
 #      /usr/sbin/derper started as derper through setpriv with exactly the
 #      unit's capabilities (ambient + bounding CAP_NET_BIND_SERVICE,
 #      CAP_NET_ADMIN; no_new_privs), after the unit's --check-config;
-#      it answers HTTPS on loopback, /proc/PID/status shows those capability
-#      sets, SIGTERM stops it with exit 0;
+#      in a network namespace of its own with geo-IP enforcement (the MaxMind
+#      test database): it answers HTTPS there, the relay process holds no
+#      capability at all (CapInh/Prm/Eff/Amb 0, no_new_privs) and its
+#      nftables helper (derper-nft) CAP_NET_ADMIN only; the table is in the
+#      namespace; SIGTERM stops it with exit 0;
 #   4. dpkg --purge leaves no file of the package, no /etc/derper, no
 #      /var/lib/derper; a derper user this test created is removed again.
 # Refuses to run when derper is already installed (this is someone's
 # machine). Run by scripts/test.sh as its own stage (once, not per build).
-# Needs root, dpkg-dev, debhelper, lintian, openssl, curl, python3, setpriv.
+# Needs root, dpkg-dev, debhelper, lintian, openssl, curl, python3, setpriv,
+# iproute2, nftables.
 set -u
 cd "$(dirname "$0")/../.."
 src=$(pwd)
@@ -26,7 +30,7 @@ fail() {
 }
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
-for t in dpkg-buildpackage dh lintian openssl curl python3 setpriv systemd-sysusers; do
+for t in dpkg-buildpackage dh lintian openssl curl python3 setpriv systemd-sysusers ip nft; do
 	command -v "$t" >/dev/null || fail "$t is missing: run scripts/deps.sh --test"
 done
 if dpkg-query -W -f='${Status}' derper 2>/dev/null | grep -q 'installed'; then
@@ -37,8 +41,10 @@ getent passwd derper >/dev/null && had_user=1
 
 tmp=$(mktemp -d /tmp/derper-test-deb.XXXXXX) || fail "mktemp"
 pid=
+ns=derper-deb-$$
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	ip netns del "$ns" 2>/dev/null
 	if dpkg-query -W -f='${Status}' derper 2>/dev/null | grep -q 'installed'; then
 		dpkg --purge derper >/dev/null 2>&1
 	fi
@@ -68,9 +74,11 @@ uid=$(id -u derper)
 for f in /usr/sbin/derper /lib/systemd/system/derper.service \
 	/lib/systemd/system/derper-geoipupdate.timer /usr/lib/sysusers.d/derper.conf \
 	/usr/share/man/man8/derper.8.gz /usr/share/man/man5/derper.ini.5.gz \
-	/usr/share/doc/derper/examples/GeoIP.conf; do
+	/usr/share/doc/derper/examples/GeoIP.conf /usr/share/derper/grafana/derper.json; do
 	[ -e "$f" ] || fail "$f not installed"
 done
+cmp -s /usr/share/derper/grafana/derper.json packaging/grafana/derper.json ||
+	fail "/usr/share/derper/grafana/derper.json differs from packaging/grafana/derper.json"
 
 # 3. The operator flow, with the unit's user and capabilities.
 host=derp.test
@@ -80,42 +88,38 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	fail "openssl req"
 chgrp derper /etc/derper/certs/$host.key /etc/derper/certs/$host.crt
 chmod 0640 /etc/derper/certs/$host.key /etc/derper/certs/$host.crt
-# A free TCP port below 1024 on loopback: binding it proves the ambient
-# CAP_NET_BIND_SERVICE; a free UDP port for STUN.
-read -r port stun < <(python3 - <<'PY'
-import socket
-def free(kind, ports):
-    for p in ports:
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", p))
-            return s.getsockname()[1]
-        except OSError:
-            pass
-        finally:
-            s.close()
-print(free(socket.SOCK_STREAM, range(1000, 600, -1)), free(socket.SOCK_DGRAM, [0]))
-PY
-)
-[ -n "$port" ] && [ "$port" != None ] || fail "no free port below 1024 on 127.0.0.1"
+# A network namespace of our own: geo-IP enforcement installs an nftables
+# table, which must not touch this machine's. Its ports are all free; 443
+# below 1024 proves the ambient CAP_NET_BIND_SERVICE.
+ip netns add "$ns" || fail "ip netns add"
+ip -n "$ns" link set lo up || fail "lo up in $ns"
+port=443
+stun=3478
 sed -i -e "s|^listen = .*|listen = 127.0.0.1:$port|" \
 	-e "s|^;hostname = .*|hostname = $host|" \
 	-e "s|^;http_port = .*|http_port = -1|" \
-	-e "s|^;port = 3478|port = $stun|" /etc/derper/derper.ini
+	-e "s|^;port = 3478|port = $stun|" \
+	-e "0,/^;mode = off/s||mode = enforce|" \
+	-e "0,/^;database =\$/s||database = /var/lib/derper/GeoIP2-Country-Test.mmdb|" \
+	-e "0,/^;allow_countries =\$/s||allow_countries = GB|" /etc/derper/derper.ini
 grep -qx "listen = 127.0.0.1:$port" /etc/derper/derper.ini || fail "could not edit derper.ini"
 grep -qx "port = $stun" /etc/derper/derper.ini || fail "could not set the STUN port"
+grep -qx "mode = enforce" /etc/derper/derper.ini || fail "could not set [geoip] mode"
 # What StateDirectory=derper does under systemd.
 install -d -o derper -g derper -m 0750 /var/lib/derper
+install -o derper -g derper -m 0640 tests/data/geoip/GeoIP2-Country-Test.mmdb /var/lib/derper/ ||
+	fail "copying the MaxMind test database"
 caps=+net_bind_service,+net_admin
 asderper=(setpriv --reuid=derper --regid=derper --init-groups --inh-caps="$caps"
 	--ambient-caps="$caps" --bounding-set=-all,"$caps" --no-new-privs --)
 "${asderper[@]}" /usr/sbin/derper -config /etc/derper/derper.ini --check-config \
 	>"$tmp/check.log" 2>&1 || fail "--check-config as derper: $(cat "$tmp/check.log")"
-"${asderper[@]}" /usr/sbin/derper -config /etc/derper/derper.ini >"$tmp/derper.log" 2>&1 &
+ip netns exec "$ns" "${asderper[@]}" /usr/sbin/derper -config /etc/derper/derper.ini \
+	>"$tmp/derper.log" 2>&1 &
 pid=$!
 ok=0
 for _ in $(seq 100); do
-	code=$(curl -sk --max-time 2 --resolve "$host:$port:127.0.0.1" \
+	code=$(ip netns exec "$ns" curl -sk --max-time 2 --resolve "$host:$port:127.0.0.1" \
 		-o /dev/null -w '%{http_code}' "https://$host:$port/generate_204" 2>/dev/null)
 	[ "$code" = 204 ] && ok=1 && break
 	kill -0 "$pid" 2>/dev/null || break
@@ -124,14 +128,26 @@ done
 [ "$ok" -eq 1 ] || fail "no HTTPS answer on 127.0.0.1:$port; log: $(cat "$tmp/derper.log")"
 [ "$(stat -c '%U' /var/lib/derper/derper.key)" = derper ] || fail "key not created by derper"
 st=/proc/$pid/status
-want=0000000000001400 # CAP_NET_ADMIN (12) | CAP_NET_BIND_SERVICE (10)
-for f in CapInh CapPrm CapEff CapBnd CapAmb; do
+for f in CapInh CapPrm CapEff CapAmb; do
 	got=$(awk -v f="$f:" '$1 == f { print $2 }' "$st")
-	[ "$got" = "$want" ] || fail "$f is $got, want $want"
+	[ "$got" = 0000000000000000 ] || fail "relay: $f is $got, want 0"
 done
 awk '$1 == "NoNewPrivs:" { exit $2 != 1 }' "$st" || fail "no_new_privs is not set"
 awk -v u="$uid" '$1 == "Uid:" { exit !($2 == u && $3 == u && $4 == u && $5 == u) }' "$st" ||
 	fail "not running as derper: $(grep Uid: "$st")"
+helper=$(pgrep -P "$pid" -x derper-nft) || fail "no derper-nft helper under $pid"
+hst=/proc/$helper/status
+for f in CapPrm CapEff; do
+	got=$(awk -v f="$f:" '$1 == f { print $2 }' "$hst")
+	[ "$got" = 0000000000001000 ] || fail "helper: $f is $got, want 0000000000001000 (CAP_NET_ADMIN)"
+done
+for f in CapInh CapAmb; do
+	got=$(awk -v f="$f:" '$1 == f { print $2 }' "$hst")
+	[ "$got" = 0000000000000000 ] || fail "helper: $f is $got, want 0"
+done
+awk -v u="$uid" '$1 == "Uid:" { exit !($2 == u) }' "$hst" || fail "helper not running as derper"
+ip netns exec "$ns" nft list table inet derper >/dev/null || fail "no table inet derper in $ns"
+want="relay 0, helper 0x1000"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?

@@ -36,9 +36,13 @@ for f in /usr/sbin/derper /etc/derper/derper.ini /usr/lib/systemd/system/derper.
 	/usr/lib/systemd/system/derper-geoipupdate.timer /usr/lib/sysusers.d/derper.conf \
 	/usr/lib/tmpfiles.d/derper.conf /usr/share/man/man8/derper.8.gz \
 	/usr/share/man/man5/derper.ini.5.gz /usr/share/doc/derper/geoip/README.md \
-	/usr/share/doc/derper/examples/GeoIP.conf; do
+	/usr/share/doc/derper/examples/GeoIP.conf /usr/share/derper/grafana/derper.json; do
 	grep -qx "$f" "$tmp/files" || fail "$f is not in the rpm"
 done
+# The dashboard is shipped as it is in the tree.
+cmp -s <(rpm2cpio "$rpmfile" | (cd "$tmp" && cpio -idm --quiet ./usr/share/derper/grafana/derper.json) &&
+	cat "$tmp/usr/share/derper/grafana/derper.json") packaging/grafana/derper.json ||
+	fail "the rpm's grafana/derper.json differs from packaging/grafana/derper.json"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpmfile" | grep -qx 'cn /etc/derper/derper.ini' ||
 	fail "/etc/derper/derper.ini is not %config(noreplace)"
 rpm -qp --scripts "$rpmfile" >"$tmp/scripts"
