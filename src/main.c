@@ -242,6 +242,42 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 	return out;
 }
 
+/* The /bootstrap-dns?q=name answers for -unpublished-bootstrap-dns-names:
+ * "name\0{json of that name alone}\0" per name that resolved, then "\0"
+ * (see struct http_site). NULL when no name resolved. Main thread. */
+static char *bootstrap_dns_unpublished(const struct config_strlist *names)
+{
+	char *out = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < names->n; i++) {
+		struct config_strlist one = { .v = &names->v[i], .n = 1 };
+		char *json = bootstrap_dns_json(&one);
+		size_t nl = strlen(names->v[i]), jl;
+		char *grown;
+
+		/* An unresolved name is not served, as in the Go derper. */
+		if (!json || strstr(json, "[]")) {
+			free(json);
+			continue;
+		}
+		jl = strlen(json);
+		grown = realloc(out, len + nl + jl + 3);
+		if (!grown) {
+			free(json);
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		memcpy(out + len, names->v[i], nl + 1);
+		memcpy(out + len + nl + 1, json, jl + 1);
+		len += nl + jl + 2;
+		out[len] = '\0';
+		free(json);
+	}
+	return out;
+}
+
 static void site_init(struct http_site *site, const struct config *cfg, const char *bootstrap,
 		      bool port80)
 {
@@ -346,6 +382,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	struct server srv;
 	static struct derp_server ds; /* workers read it until they are joined */
 	char *dns_json = NULL;	      /* the /bootstrap-dns body in force (sites point at it) */
+	char *dns_hidden = NULL;      /* the ?q= answers for unpublished names */
 	char err[1024];
 	sigset_t sigs;
 	char status[512];
@@ -369,6 +406,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
 	ds.keepalive_ms = 60000;
 	ds.max_clients = cfg->max_clients;
+	ds.disallow_app_names = cfg->disallow_app_names.v;
+	ds.ndisallow_app_names = cfg->disallow_app_names.n;
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
 	/* Every thread started from here on (geo-IP manager, workers)
@@ -434,8 +473,11 @@ static int run(struct config *cfg, int argc, char **argv)
 			log_fatal("main", "%s", err);
 	}
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+	dns_hidden = bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
 	site_init(&srv.site, cfg, dns_json, false);
 	site_init(&srv.site80, cfg, dns_json, true);
+	srv.site.bootstrap_dns_unpublished = dns_hidden;
+	srv.site80.bootstrap_dns_unpublished = dns_hidden;
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
 		enum acme_chal_kind want = ACME_CHAL_AUTO;
 
@@ -538,7 +580,8 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	int64_t next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
 	int64_t next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
-	char *retired_dns = NULL;
+	int64_t next_hidden = next_dns;
+	char *retired_dns = NULL, *retired_hidden = NULL;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
@@ -580,6 +623,20 @@ static int run(struct config *cfg, int argc, char **argv)
 				srv.site80.bootstrap_dns_json = fresh;
 			}
 		}
+		if (cfg->unpublished_bootstrap_dns_names.n && clock_mono_ms() >= next_hidden) {
+			char *fresh =
+				bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
+
+			next_hidden = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
+			if (fresh) {
+				/* As above: unused for 10 minutes, free it. */
+				free(retired_hidden);
+				retired_hidden = dns_hidden;
+				dns_hidden = fresh;
+				srv.site.bootstrap_dns_unpublished = fresh;
+				srv.site80.bootstrap_dns_unpublished = fresh;
+			}
+		}
 		if (n <= 0)
 			continue;
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -610,6 +667,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	tls_ctx_free(srv.tls);
 	free(dns_json);
 	free(retired_dns);
+	free(dns_hidden);
+	free(retired_hidden);
 	registry_deinit();
 	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));

@@ -379,11 +379,31 @@ static int route_robots(const struct http_request *req, struct http_result *res)
 	return hb_finish(&b, req, res, body, sizeof(body) - 1);
 }
 
+/* ?q=name of an unpublished name: that name's JSON alone; else NULL. */
+static const char *bootstrap_dns_unpublished(const struct http_request *req,
+					     const struct http_site *site)
+{
+	const char *rec = site->bootstrap_dns_unpublished; /* one atomic load */
+	char q[256];
+
+	if (!rec || http_query_param(req->path, req->path_len, "q", 0, q, sizeof(q)) <= 0)
+		return NULL;
+	while (*rec) {
+		const char *body = rec + strlen(rec) + 1;
+
+		if (strcmp(rec, q) == 0)
+			return body;
+		rec = body + strlen(body) + 1;
+	}
+	return NULL;
+}
+
 static int route_bootstrap_dns(const struct http_request *req, const struct http_site *site,
 			       struct http_result *res)
 {
 	const char *json = site->bootstrap_dns_json; /* one atomic load */
-	const char *body = json ? json : "";
+	const char *hidden = bootstrap_dns_unpublished(req, site);
+	const char *body = hidden ? hidden : json ? json : "";
 	struct hbuf b = { 0 };
 
 	hb_status(&b, 200);
@@ -567,6 +587,74 @@ static bool host_valid(const char *h, size_t n)
 			return false;
 	}
 	return true;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode a query component s[0..n) into out; length or -errno. */
+static ssize_t query_unescape(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				return -EBADMSG;
+			hi = hex_digit(s[i + 1]);
+			lo = hex_digit(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -EBADMSG;
+			c = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		if (o + 1 >= cap)
+			return -ENOSPC;
+		out[o++] = c;
+	}
+	if (cap == 0)
+		return -ENOSPC;
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+ssize_t http_query_param(const char *tgt, size_t tlen, const char *name, size_t nth, char *out,
+			 size_t cap)
+{
+	const char *q = memchr(tgt, '?', tlen);
+	const char *end = tgt + tlen;
+	size_t nlen = strlen(name);
+
+	if (!q)
+		return -ENOENT;
+	for (const char *p = q + 1; p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p));
+		const char *kend = eq ? eq : stop;
+		char key[64];
+		ssize_t kl = query_unescape(p, (size_t)(kend - p), key, sizeof(key));
+
+		if (kl == (ssize_t)nlen && memcmp(key, name, nlen) == 0 && nth-- == 0)
+			return query_unescape(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0,
+					      out, cap);
+		p = amp ? amp + 1 : end;
+	}
+	return -ENOENT;
 }
 
 /* The origin-form part of the request-target (path + query) and the path
