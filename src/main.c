@@ -471,6 +471,17 @@ static int run(struct config *cfg, int argc, char **argv)
 					   SOCK_DGRAM, err, sizeof(err));
 		if (!srv.udp_fds)
 			log_fatal("main", "%s", err);
+		for (size_t i = 0; i < srv.nworkers; i++) {
+			int pr = stun_server_prepare(srv.udp_fds[i]);
+
+			if (pr < 0) {
+				log_warn("stun",
+					 "no IP_PKTINFO (%s): answers leave from the kernel's "
+					 "choice of address",
+					 strerror(-pr));
+				break;
+			}
+		}
 	}
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
 	dns_hidden = bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
