@@ -37,6 +37,7 @@
 #include "core/memtrim.h"
 #include "core/notify.h"
 #include "derp/derp_key.h"
+#include "derp/derp_debug.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
 #include "derp/registry.h"
@@ -339,6 +340,7 @@ static void start_metrics(struct server *srv, struct derp_server *ds)
 	if (metrics_page_on_main()) {
 		srv->site.metrics_pages = true;
 		srv->proto = metrics_page_proto(srv->proto);
+		metrics_page_set_clients(&derp_clients_proto);
 	}
 }
 

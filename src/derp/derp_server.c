@@ -506,6 +506,8 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 	uint8_t key[32];
 	bool first = keyset_add(&dc_of(c)->saw, src);
 
+	dc_of(c)->tx_pkts++;
+	dc_of(c)->tx_bytes += m->len - DERP_FRAME_HEADER_LEN - DERP_KEY_LEN;
 	memcpy(key, src, 32);
 	conn_queue_packet(c, m, (enum conn_prio)m->prio);
 	/* The first packet from a source: watch it, to hear PeerGone when
@@ -531,6 +533,8 @@ static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
 	int r;
 
 	metrics_add(&w->metrics, METRIC_PACKETS_RECEIVED, 1);
+	dc_of(c)->rx_pkts++;
+	dc_of(c)->rx_bytes += n;
 	r = registry_lookup(dst, &rc);
 	if (r != 1) {
 		metrics_add(&w->metrics,

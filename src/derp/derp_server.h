@@ -69,6 +69,9 @@ struct derp_conn {
 	int version;	       /* ClientInfo version */
 	int64_t registered_ms; /* w->now_ms (monotonic) at registration */
 	char app_name[32 + 1]; /* ClientInfo AppName (validated), "" if none */
+	/* For /debug/clients: packets (and their payload bytes) the client
+	 * sent, and those queued to it. */
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
 	int64_t next_keepalive_ms;
 	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
 	uint32_t nothere_tokens;

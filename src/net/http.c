@@ -717,13 +717,20 @@ static int route_acme_http01(const struct http_request *req, const struct http_s
 
 /* /metrics, /debug/varz: handed to the listener's protocol, which checks
  * the peer before it answers (struct http_result). */
-static int route_page(const struct http_request *req, enum http_page page, struct http_result *res)
+static int route_page(const struct http_request *req, enum http_page page, const char *tgt,
+		      size_t tlen, size_t plen, struct http_result *res)
 {
+	size_t qlen = tlen - plen;
+
 	if (!method_is(req, "GET") && !method_is(req, "HEAD"))
 		return http_error(req, res, 405, "method not allowed");
+	if (qlen >= sizeof(res->page_query))
+		return http_error(req, res, 400, "query too long");
 	res->action = HTTP_ACTION_UPGRADE;
 	res->page = page;
 	res->page_head = method_is(req, "HEAD");
+	memcpy(res->page_query, tgt + plen, qlen);
+	res->page_query[qlen] = '\0';
 	return 0;
 }
 
@@ -786,9 +793,12 @@ int http_route(const struct http_request *req, const struct http_site *site,
 	if (path_is(tgt, plen, "/robots.txt"))
 		return route_robots(req, res);
 	if (site->metrics_pages && path_is(tgt, plen, "/metrics"))
-		return route_page(req, HTTP_PAGE_METRICS, res);
+		return route_page(req, HTTP_PAGE_METRICS, tgt, tlen, plen, res);
 	if (site->metrics_pages && path_is(tgt, plen, "/debug/varz"))
-		return route_page(req, HTTP_PAGE_VARZ, res);
+		return route_page(req, HTTP_PAGE_VARZ, tgt, tlen, plen, res);
+	if (site->metrics_pages &&
+	    (path_is(tgt, plen, "/debug/clients/") || path_is(tgt, plen, "/debug/clients")))
+		return route_page(req, HTTP_PAGE_CLIENTS, tgt, tlen, plen, res);
 	return route_home(req, site, res);
 }
 

@@ -105,7 +105,11 @@ enum http_page {
 	HTTP_PAGE_NONE,
 	HTTP_PAGE_METRICS, /* /metrics */
 	HTTP_PAGE_VARZ,	   /* /debug/varz */
+	HTTP_PAGE_CLIENTS, /* /debug/clients/ (DERP's connected clients) */
 };
+
+/* Longest query string a page request may carry (the "?..." part). */
+#define HTTP_PAGE_QUERY_MAX 512
 
 enum http_action {
 	HTTP_ACTION_RESPOND, /* write resp, then close */
@@ -131,6 +135,9 @@ struct http_result {
 	 * answers it, knowing the peer. head: the request was HEAD. */
 	enum http_page page;
 	bool page_head;
+	/* The page request's query, "?..." as sent (NUL-terminated; "" when
+	 * none): the request buffer is gone by the time the page is answered. */
+	char page_query[HTTP_PAGE_QUERY_MAX];
 };
 
 /* Decide what to do with req on site and build the response. Returns 0
