@@ -589,17 +589,6 @@ static bool host_valid(const char *h, size_t n)
 	return true;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode a query component s[0..n) into out; length or -errno. */
 static ssize_t query_unescape(const char *s, size_t n, char *out, size_t cap)
 {
@@ -611,15 +600,11 @@ static ssize_t query_unescape(const char *s, size_t n, char *out, size_t cap)
 		if (c == '+') {
 			c = ' ';
 		} else if (c == '%') {
-			int hi, lo;
+			uint8_t b;
 
-			if (i + 2 >= n)
+			if (i + 2 >= n || hex_decode(&b, 1, s + i + 1, 2) < 0)
 				return -EBADMSG;
-			hi = hex_digit(s[i + 1]);
-			lo = hex_digit(s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -EBADMSG;
-			c = (char)(hi << 4 | lo);
+			c = (char)b;
 			i += 2;
 		}
 		if (o + 1 >= cap)
