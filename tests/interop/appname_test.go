@@ -221,3 +221,45 @@ func TestAppName(t *testing.T) {
 		return nil
 	}())
 }
+
+// -unpublished-bootstrap-dns-names: a name is answered at /bootstrap-dns
+// only when asked for by name (?q=), and then alone; it never appears in
+// the published list. Both derpers have it (since before v1.102).
+func TestUnpublishedBootstrapDNS(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, daemonOpts{extra: []string{
+		"-bootstrap-dns-names", "127.0.0.1",
+		"-unpublished-bootstrap-dns-names", "localhost",
+	}})
+	get := func(q string) map[string][]string {
+		t.Helper()
+		code, body := d.scrape(t, "/bootstrap-dns"+q)
+		if code != 200 {
+			t.Fatalf("/bootstrap-dns%s: status %d: %s", q, code, body)
+		}
+		m := map[string][]string{}
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatalf("/bootstrap-dns%s: %v: %q", q, err, body)
+		}
+		return m
+	}
+	for _, q := range []string{"", "?q=127.0.0.1", "?q=nothere.example", "?q=LOCALHOST"} {
+		m := get(q)
+		if _, ok := m["localhost"]; ok || len(m["127.0.0.1"]) == 0 {
+			t.Errorf("/bootstrap-dns%s = %v, want the published list only", q, m)
+		}
+	}
+	m := get("?q=localhost")
+	if len(m) != 1 || !slicesContains(m["localhost"], "127.0.0.1") {
+		t.Errorf("/bootstrap-dns?q=localhost = %v, want localhost alone with 127.0.0.1", m)
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
