@@ -74,4 +74,8 @@ PID=
 if grep -q 'no IP_PKTINFO' "$WORK/out"; then
 	fail "daemon could not enable IP_PKTINFO"
 fi
+if grep -q 'Sanitizer' "$WORK/out"; then
+	cat "$WORK/out" >&2
+	fail "sanitizer report in the daemon's output"
+fi
 echo "ok: STUN answers from the address asked"
