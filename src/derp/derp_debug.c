@@ -99,10 +99,11 @@ struct dbg_collect {
 	uint64_t page_id; /* its conn id */
 };
 
+/* A worker's answer: this header, then nrows struct dbg_row. Message data
+ * is not aligned for them (struct wmsg), so both are memcpy'd in and out. */
 struct dbg_reply {
 	uint64_t matches, keys;
 	uint32_t nrows;
-	struct dbg_row rows[];
 };
 
 /* The page connection's state (c->proto_state), on worker O. */
@@ -166,6 +167,8 @@ static int dbg_qsort_cmp(const void *a, const void *b)
 
 static void dbg_sort_rows(const struct dbg_query *q, struct dbg_row *rows, size_t n)
 {
+	if (n < 2)
+		return; /* and rows may be NULL: qsort must not see it */
 	dbg_sort_q = q;
 	qsort(rows, n, sizeof(rows[0]), dbg_qsort_cmp);
 	dbg_sort_q = NULL;
@@ -414,7 +417,7 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 {
 	struct dbg_collect col;
 	struct dbg_walk wk = { .w = w };
-	struct dbg_reply *rep;
+	struct dbg_reply rep;
 	struct wmsg *out;
 	size_t n;
 
@@ -425,14 +428,14 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 	dbg_sort_rows(&col.q, wk.rows, wk.n);
 	n = wk.n < col.q.limit ? wk.n : col.q.limit;
 	out = wmsg_new(dbg_reply_msg, col.page_id,
-		       (uint32_t)(sizeof(*rep) + n * sizeof(struct dbg_row)));
+		       (uint32_t)(sizeof(rep) + n * sizeof(struct dbg_row)));
 	if (out) {
-		rep = (struct dbg_reply *)out->data;
-		rep->matches = wk.matches;
-		rep->keys = wk.keys;
-		rep->nrows = (uint32_t)n;
+		rep = (struct dbg_reply){ .matches = wk.matches,
+					  .keys = wk.keys,
+					  .nrows = (uint32_t)n };
+		memcpy(out->data, &rep, sizeof(rep));
 		if (n)
-			memcpy(rep->rows, wk.rows, n * sizeof(struct dbg_row));
+			memcpy(out->data + sizeof(rep), wk.rows, n * sizeof(struct dbg_row));
 		worker_send(w, col.origin, out);
 	} else {
 		log_warn("derp", "/debug/clients: out of memory on worker %u", w->idx);
@@ -745,7 +748,7 @@ static void dbg_finish(struct conn *c, struct dbg_page *p)
 static void dbg_reply_msg(struct worker *w, struct wmsg *m)
 {
 	struct conn *c = worker_find(w, m->conn_id);
-	struct dbg_reply *rep = (struct dbg_reply *)m->data;
+	struct dbg_reply rep;
 	struct dbg_page *p;
 	struct dbg_row *g;
 
@@ -753,18 +756,19 @@ static void dbg_reply_msg(struct worker *w, struct wmsg *m)
 		free(m);
 		return;
 	}
+	memcpy(&rep, m->data, sizeof(rep));
 	p = c->proto_state;
-	g = realloc(p->rows, (p->nrows + rep->nrows + 1) * sizeof(*g));
+	g = realloc(p->rows, (p->nrows + rep.nrows + 1) * sizeof(*g));
 	if (!g) {
 		free(m);
 		conn_close(c, "out of memory");
 		return;
 	}
 	p->rows = g;
-	memcpy(p->rows + p->nrows, rep->rows, rep->nrows * sizeof(*g));
-	p->nrows += rep->nrows;
-	p->matches += rep->matches;
-	p->keys += rep->keys;
+	memcpy(p->rows + p->nrows, m->data + sizeof(rep), rep.nrows * sizeof(*g));
+	p->nrows += rep.nrows;
+	p->matches += rep.matches;
+	p->keys += rep.keys;
 	free(m);
 	if (--p->pending == 0)
 		dbg_finish(c, p);
