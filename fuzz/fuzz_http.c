@@ -10,7 +10,9 @@
  * request lies inside the head; the head alone parses to the same length,
  * and one byte short of it asks for more (both from exact-size heap copies,
  * so an over-read past the end is caught); routing results have the shape
- * http.h promises. Single-threaded, no state between inputs.
+ * http.h promises. The request-target's query goes through
+ * http_query_param (results in range, NUL-terminated, never past cap).
+ * Single-threaded, no state between inputs.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -58,6 +60,7 @@ static void check_route(const struct http_request *req, const struct http_site *
 		break;
 	case HTTP_ACTION_UPGRADE:
 		FUZZ_CHECK(res.resp == NULL && !site->port80 && site->derp_enabled);
+		FUZZ_CHECK(memchr(res.page_query, '\0', sizeof(res.page_query)) != NULL);
 		break;
 	case HTTP_ACTION_WEBSOCKET:
 		FUZZ_CHECK(res.resp != NULL && !site->port80 && site->derp_enabled);
@@ -68,6 +71,22 @@ static void check_route(const struct http_request *req, const struct http_site *
 	}
 	http_result_free(&res);
 	FUZZ_CHECK(res.resp == NULL);
+}
+
+static void check_query(const struct http_request *req)
+{
+	static const char *const names[] = { "q", "app", "format", "" };
+	char v[16];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		for (size_t nth = 0; nth < 3; nth++) {
+			ssize_t n = http_query_param(req->path, req->path_len, names[i], nth, v,
+						     sizeof(v));
+
+			FUZZ_CHECK(n == -ENOENT || n == -EBADMSG || n == -ENOSPC ||
+				   (n >= 0 && (size_t)n < sizeof(v) && v[n] == '\0'));
+		}
+	}
 }
 
 /* Parse the head alone and one byte short of it, each from a heap buffer of
@@ -96,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.hostname = "derp.example.net",
 		.derp_enabled = true,
 		.home = HTTP_HOME_DEFAULT,
+		.metrics_pages = true,
 	};
 	static const struct http_site redirect_site = {
 		.hostname = "derp.example.net",
@@ -103,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.home = HTTP_HOME_REDIRECT,
 		.home_url = "https://example.net/derp?x=1&y=<2>",
 		.bootstrap_dns_json = "{\"controlplane.tailscale.com\":[\"192.0.2.10\"]}",
+		.bootstrap_dns_unpublished = "log.example\0{\"log.example\":[\"192.0.2.9\"]}\0",
 	};
 	static const struct http_site port80_site = {
 		.hostname = "derp.example.net",
@@ -128,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(token_len >= 1 && token_len <= 256);
 		check_inside(token, token_len, data, (size_t)r);
 	}
+	check_query(&req);
 	check_route(&req, &tls_site);
 	check_route(&req, &redirect_site);
 	check_route(&req, &port80_site);

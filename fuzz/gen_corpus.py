@@ -108,6 +108,11 @@ seed("http", "probe_head.txt", head(["HEAD /derp/probe HTTP/1.1", "Host: derp.ex
 seed("http", "latency_check.txt", head(["GET /derp/latency-check HTTP/1.0"]))
 seed("http", "bootstrap_dns.txt", head([
     "GET /bootstrap-dns?q=controlplane.tailscale.com HTTP/1.1", "Host: derp.example.net"]))
+seed("http", "bootstrap_dns_unpublished.txt", head([
+    "GET /bootstrap-dns?x=%zz&q=log%2Eexample HTTP/1.1", "Host: derp.example.net"]))
+seed("http", "debug_clients.txt", head([
+    "GET /debug/clients/?app=tail+cat&app=&format=json&sort=-rx&limit=5 HTTP/1.1",
+    "Host: derp.example.net"]))
 seed("http", "robots.txt", head(["GET /robots.txt HTTP/1.1", "Host: a"]))
 seed("http", "home_absolute_form.txt", head([
     "GET http://derp.example.net/?x=1 HTTP/1.1", "Host: derp.example.net"]))

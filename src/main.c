@@ -43,6 +43,7 @@
 #include "core/notify.h"
 #include "core/privdrop.h"
 #include "derp/derp_key.h"
+#include "derp/derp_debug.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
 #include "derp/registry.h"
@@ -248,6 +249,42 @@ static char *bootstrap_dns_json(const struct config_strlist *names)
 	return out;
 }
 
+/* The /bootstrap-dns?q=name answers for -unpublished-bootstrap-dns-names:
+ * "name\0{json of that name alone}\0" per name that resolved, then "\0"
+ * (see struct http_site). NULL when no name resolved. Main thread. */
+static char *bootstrap_dns_unpublished(const struct config_strlist *names)
+{
+	char *out = NULL;
+	size_t len = 0;
+
+	for (size_t i = 0; i < names->n; i++) {
+		struct config_strlist one = { .v = &names->v[i], .n = 1 };
+		char *json = bootstrap_dns_json(&one);
+		size_t nl = strlen(names->v[i]), jl;
+		char *grown;
+
+		/* An unresolved name is not served, as in the Go derper. */
+		if (!json || strstr(json, "[]")) {
+			free(json);
+			continue;
+		}
+		jl = strlen(json);
+		grown = realloc(out, len + nl + jl + 3);
+		if (!grown) {
+			free(json);
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		memcpy(out + len, names->v[i], nl + 1);
+		memcpy(out + len + nl + 1, json, jl + 1);
+		len += nl + jl + 2;
+		out[len] = '\0';
+		free(json);
+	}
+	return out;
+}
+
 static void site_init(struct http_site *site, const struct config *cfg, const char *bootstrap,
 		      bool port80)
 {
@@ -303,6 +340,7 @@ static void start_metrics(struct server *srv, struct derp_server *ds, int listen
 	if (metrics_page_on_main()) {
 		srv->site.metrics_pages = true;
 		srv->proto = metrics_page_proto(srv->proto);
+		metrics_page_set_clients(&derp_clients_proto);
 	}
 }
 
@@ -362,6 +400,17 @@ static void bind_all(struct server *srv, const struct config *cfg, int *metrics_
 					    SOCK_DGRAM, err, sizeof(err));
 		if (!srv->udp_fds)
 			log_fatal("main", "%s", err);
+		for (size_t i = 0; i < srv->nworkers; i++) {
+			int pr = stun_server_prepare(srv->udp_fds[i]);
+
+			if (pr < 0) {
+				log_warn("stun",
+					 "no IP_PKTINFO (%s): answers leave from the kernel's "
+					 "choice of address",
+					 strerror(-pr));
+				break;
+			}
+		}
 	}
 	*metrics_fd = -1;
 	if (cfg->metrics_host) {
@@ -450,6 +499,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	struct server srv;
 	static struct derp_server ds; /* workers read it until they are joined */
 	char *dns_json = NULL;	      /* the /bootstrap-dns body in force (sites point at it) */
+	char *dns_hidden = NULL;      /* the ?q= answers for unpublished names */
 	char err[1024];
 	sigset_t sigs;
 	char status[512];
@@ -473,6 +523,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
 	ds.keepalive_ms = 60000;
 	ds.max_clients = cfg->max_clients;
+	ds.disallow_app_names = cfg->disallow_app_names.v;
+	ds.ndisallow_app_names = cfg->disallow_app_names.n;
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
 	/* The privileged part, while main is the only thread. */
@@ -527,8 +579,11 @@ static int run(struct config *cfg, int argc, char **argv)
 			log_fatal("tls", "%s", err);
 	}
 	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+	dns_hidden = bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
 	site_init(&srv.site, cfg, dns_json, false);
 	site_init(&srv.site80, cfg, dns_json, true);
+	srv.site.bootstrap_dns_unpublished = dns_hidden;
+	srv.site80.bootstrap_dns_unpublished = dns_hidden;
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
 		enum acme_chal_kind want = ACME_CHAL_AUTO;
 
@@ -631,7 +686,8 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	int64_t next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
 	int64_t next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
-	char *retired_dns = NULL;
+	int64_t next_hidden = next_dns;
+	char *retired_dns = NULL, *retired_hidden = NULL;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
@@ -673,6 +729,20 @@ static int run(struct config *cfg, int argc, char **argv)
 				srv.site80.bootstrap_dns_json = fresh;
 			}
 		}
+		if (cfg->unpublished_bootstrap_dns_names.n && clock_mono_ms() >= next_hidden) {
+			char *fresh =
+				bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
+
+			next_hidden = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
+			if (fresh) {
+				/* As above: unused for 10 minutes, free it. */
+				free(retired_hidden);
+				retired_hidden = dns_hidden;
+				dns_hidden = fresh;
+				srv.site.bootstrap_dns_unpublished = fresh;
+				srv.site80.bootstrap_dns_unpublished = fresh;
+			}
+		}
 		if (n <= 0)
 			continue;
 		if (read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -711,6 +781,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	tls_ctx_free(srv.tls);
 	free(dns_json);
 	free(retired_dns);
+	free(dns_hidden);
+	free(retired_hidden);
 	registry_deinit();
 	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));

@@ -45,7 +45,7 @@ struct config {
 	char *home;		/* -home: "", "blank" or an http(s) URL */
 	int http_port;		/* -http-port, default 80, -1 disables */
 	struct config_strlist bootstrap_dns_names;	       /* -bootstrap-dns-names */
-	struct config_strlist unpublished_bootstrap_dns_names; /* not supported yet */
+	struct config_strlist unpublished_bootstrap_dns_names; /* only for ?q=name */
 	int64_t tcp_keepalive_ms;			       /* -tcp-keepalive-time, 10m */
 	int64_t tcp_user_timeout_ms;			       /* -tcp-user-timeout, 15s */
 	int64_t tcp_write_timeout_ms;			       /* -tcp-write-timeout, 2s; 0 none */
@@ -80,8 +80,12 @@ struct config {
 	int queue_depth;	      /* per-client queue depth, each of disco/data; default 32 */
 	int64_t handshake_timeout_ms; /* default 10s */
 	int max_clients;	      /* 0 = unlimited */
-	bool verify_clients;	      /* -verify-clients: tailscaled's whois */
-	char *verify_client_url;      /* -verify-client-url: admission webhook */
+
+	/* -disallow-app-names: ClientInfo AppNames refused (mesh peers exempt) */
+	struct config_strlist disallow_app_names;
+
+	bool verify_clients;		  /* -verify-clients: tailscaled's whois */
+	char *verify_client_url;	  /* -verify-client-url: admission webhook */
 	bool verify_client_url_fail_open; /* default true */
 	char *tailscaled_socket;	  /* -socket; "" = the default path */
 	int64_t verify_client_timeout_ms; /* per check, default 5s */

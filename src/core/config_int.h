@@ -96,8 +96,8 @@ extern const struct config_type config_type_str, config_type_home, config_type_l
 	config_type_nft_name, config_type_bool, config_type_int, config_type_duration,
 	config_type_certmode, config_type_geoip_mode, config_type_geoip_field,
 	config_type_unknown_policy, config_type_fail_policy, config_type_log_level,
-	config_type_list, config_type_countries, config_type_subdivisions, config_type_cidrs,
-	config_type_asns;
+	config_type_list, config_type_app_names, config_type_countries, config_type_subdivisions,
+	config_type_cidrs, config_type_asns;
 
 /* Text of each enum value, indexed by the value. */
 extern const char *const config_certmode_names[];

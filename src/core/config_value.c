@@ -495,6 +495,21 @@ static const char *item_any(const char *item, char *norm, size_t normlen)
 	return NULL;
 }
 
+/* A ClientInfo AppName as the server accepts it (derp.ValidAppName): at
+ * most 32 printable ASCII bytes. Any other entry could never match. */
+static const char *item_app_name(const char *item, char *norm, size_t normlen)
+{
+	size_t n = strlen(item);
+
+	if (n > 32 || n >= normlen)
+		return "longer than 32 bytes (no client may send it)";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)item[i] < 0x20 || (unsigned char)item[i] > 0x7e)
+			return "not printable ASCII (no client may send it)";
+	strcpy(norm, item);
+	return NULL;
+}
+
 static const char *item_country(const char *item, char *norm, size_t normlen)
 {
 	(void)normlen;
@@ -594,10 +609,11 @@ static const char *item_cidr(const char *item, char *norm, size_t normlen)
 	return NULL;
 }
 
-/* Split val on commas and/or whitespace; run check on every item; collect
- * all bad items into one message. */
-static int list_collect(const char *val, config_item_fn check, struct config_strlist *out,
-			char *msg, size_t msglen)
+/* Split val on any of seps (commas and/or whitespace for most lists);
+ * run check on every item, trimmed of surrounding blanks; collect all bad
+ * items into one message. */
+static int list_collect_sep(const char *val, const char *seps, config_item_fn check,
+			    struct config_strlist *out, char *msg, size_t msglen)
 {
 	char *copy = strdup(val), *save = NULL, *tok;
 	struct config_strlist l = { 0 };
@@ -608,9 +624,19 @@ static int list_collect(const char *val, config_item_fn check, struct config_str
 		snprintf(msg, msglen, "out of memory");
 		return -ENOMEM;
 	}
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+	for (tok = strtok_r(copy, seps, &save); tok; tok = strtok_r(NULL, seps, &save)) {
 		char norm[512];
-		const char *why = check(tok, norm, sizeof(norm));
+		const char *why;
+		size_t tl;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		tl = strlen(tok);
+		while (tl > 0 && (tok[tl - 1] == ' ' || tok[tl - 1] == '\t'))
+			tok[--tl] = '\0';
+		if (!tl)
+			continue;
+		why = check(tok, norm, sizeof(norm));
 
 		if (why) {
 			if (used < msglen)
@@ -638,6 +664,12 @@ out:
 	return ret;
 }
 
+static int list_collect(const char *val, config_item_fn check, struct config_strlist *out,
+			char *msg, size_t msglen)
+{
+	return list_collect_sep(val, ", \t", check, out, msg, msglen);
+}
+
 static void format_strlist(const struct config_strlist *l, FILE *out)
 {
 	long col = 0;
@@ -656,12 +688,12 @@ static void format_strlist(const struct config_strlist *l, FILE *out)
 	}
 }
 
-#define LIST_TYPE(tname, check)                                                                    \
+#define LIST_TYPE(tname, seps, check)                                                              \
 	static int parse_##tname(struct config *cfg, const struct config_row *row,                 \
 				 const char *val, char *msg, size_t msglen)                        \
 	{                                                                                          \
 		struct config_strlist l;                                                           \
-		int r = list_collect(val, check, &l, msg, msglen);                                 \
+		int r = list_collect_sep(val, seps, check, &l, msg, msglen);                       \
 		if (r < 0)                                                                         \
 			return r;                                                                  \
 		strlist_free(FIELD(cfg, row, struct config_strlist));                              \
@@ -681,10 +713,12 @@ static void free_list(struct config *cfg, const struct config_row *row)
 	strlist_free(FIELD(cfg, row, struct config_strlist));
 }
 
-LIST_TYPE(list, item_any)
-LIST_TYPE(countries, item_country)
-LIST_TYPE(subdivisions, item_subdivision)
-LIST_TYPE(cidrs, item_cidr)
+LIST_TYPE(list, ", \t", item_any)
+LIST_TYPE(countries, ", \t", item_country)
+LIST_TYPE(subdivisions, ", \t", item_subdivision)
+LIST_TYPE(cidrs, ", \t", item_cidr)
+/* App names may contain spaces: split on commas only, as -disallow-app-names. */
+LIST_TYPE(app_names, ",", item_app_name)
 
 /* ASNs live in a uint32_t array + count (geoip_allow_asns/geoip_n_allow_asns). */
 static int parse_asns(struct config *cfg, const struct config_row *row, const char *val, char *msg,

@@ -91,6 +91,10 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_ADMISSION_ERRORS] = "derp_admission_errors",
 	[METRIC_ADMISSION_CACHE_HITS] = "derp_admission_cache_hits",
 	[METRIC_ADMISSION_REVOKED] = "derp_admission_revoked",
+	[METRIC_REFUSED_APP_NAME_INVALID] = "derp_clients_refused{reason=\"app_name_invalid\"}",
+	[METRIC_REFUSED_APP_NAME_DISALLOWED] =
+		"derp_clients_refused{reason=\"app_name_disallowed\"}",
+	[METRIC_STUN_NO_LOCAL_ADDR] = "stun_no_local_addr",
 };
 
 const char *metrics_name(enum metric m)

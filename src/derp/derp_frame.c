@@ -189,6 +189,16 @@ static void app_name_copy(char *dst, size_t cap, const char *s, size_t len)
 	dst[n] = '\0';
 }
 
+bool derp_app_name_valid(const char *name, size_t len)
+{
+	if (len > DERP_MAX_APP_NAME_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e)
+			return false;
+	return true;
+}
+
 int derp_client_info_parse(const uint8_t *json, size_t len, struct derp_client_info *ci)
 {
 	json_t *root = NULL, *v;
@@ -239,6 +249,8 @@ int derp_client_info_parse(const uint8_t *json, size_t len, struct derp_client_i
 				goto out;
 			app_name_copy(ci->app_name, sizeof(ci->app_name), json_string_value(v),
 				      json_string_length(v));
+			ci->app_name_invalid =
+				!derp_app_name_valid(json_string_value(v), json_string_length(v));
 		} else if (json_key_matches(key, klen, "meshkey")) {
 			/* key.DERPMesh.UnmarshalJSON: anything but a string of
 			 * exactly 64 hex digits (null and "" included) fails. */

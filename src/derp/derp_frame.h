@@ -114,7 +114,18 @@ struct derp_client_info {
 	/* AppName, NUL-terminated, cut at a UTF-8 boundary to fit; control
 	 * characters (incl. NUL) replaced by '?' so it is safe to log. */
 	char app_name[64];
+	/* The AppName as sent fails derp_app_name_valid (the server refuses
+	 * the client; app_name above is then only for the log line). */
+	bool app_name_invalid;
 };
+
+/* Longest AppName a server accepts (derp.MaxAppNameLen). */
+#define DERP_MAX_APP_NAME_LEN 32
+
+/* True if name[0..len) is an acceptable ClientInfo AppName, as
+ * derp.ValidAppName: at most DERP_MAX_APP_NAME_LEN bytes, each printable
+ * ASCII (0x20..0x7e); the empty name is valid. Pure; any thread. */
+bool derp_app_name_valid(const char *name, size_t len);
 
 /* Parse ClientInfo JSON from json[0..len) (no NUL needed) into *ci, with
  * Go encoding/json semantics: keys matched case-insensitively (including

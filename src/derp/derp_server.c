@@ -18,6 +18,7 @@
 #include "derp/derp_server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,6 +213,7 @@ static int derp_register(struct conn *c)
 	if (r < 0)
 		return r;
 	dc->registered = true;
+	dc->registered_ms = w->now_ms;
 	conn_established(c);
 	dc->next_keepalive_ms = w->now_ms + ds->keepalive_ms + (int64_t)(random() % 5000);
 	dc->nothere_tokens = 3;
@@ -275,6 +277,50 @@ static void derp_admit_msg(struct worker *w, struct wmsg *m)
 	}
 }
 
+/* Is the sender of ci a trusted mesh peer? Mesh peers are exempt from
+ * -disallow-app-names (and, with mesh, from admission). The mesh branch
+ * answers this from the mesh key (ci->mesh_key against the configured
+ * one); until then no client is a mesh peer. */
+static bool derp_is_mesh_peer(const struct derp_server *ds, const struct derp_client_info *ci)
+{
+	(void)ds;
+	(void)ci;
+	return false;
+}
+
+/* 0 if ci's AppName may connect, or -EPERM (logged, counted) when it is
+ * invalid (derp.ValidAppName: refused even for mesh peers, as the
+ * reference does while reading ClientInfo) or disallowed. */
+static int derp_check_app_name(struct conn *c, const struct derp_client_info *ci)
+{
+	const struct derp_server *ds = derp_of(c);
+
+	if (ci->app_name_invalid) {
+		metrics_add(&c->w->metrics, METRIC_REFUSED_APP_NAME_INVALID, 1);
+		log_peer("derp",
+			 "%016llx %s: refused: invalid AppName \"%.40s\" (over %d bytes "
+			 "or not printable ASCII)",
+			 (unsigned long long)c->id, c->addr, ci->app_name, DERP_MAX_APP_NAME_LEN);
+		return -EPERM;
+	}
+	if (derp_is_mesh_peer(ds, ci))
+		return 0;
+	for (size_t i = 0; i < ds->ndisallow_app_names; i++) {
+		if (strcmp(ds->disallow_app_names[i], ci->app_name) == 0) {
+			metrics_add(&c->w->metrics, METRIC_REFUSED_APP_NAME_DISALLOWED, 1);
+			log_peer("derp", "%016llx %s: refused: disallowed app name \"%s\"",
+				 (unsigned long long)c->id, c->addr, ci->app_name);
+			return -EPERM;
+		}
+	}
+	return 0;
+}
+
+const char *derp_conn_app_name(const struct derp_conn *dc)
+{
+	return dc->app_name;
+}
+
 /* ClientInfo: key, nonce, box(JSON). Takes a slot, asks admission (if
  * any), and registers the client now or when the verdict arrives. */
 static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
@@ -315,6 +361,9 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 		log_debug("derp", "%016llx %s: mesh key ignored (mesh not configured)",
 			  (unsigned long long)c->id, c->addr);
 	}
+	r = derp_check_app_name(c, &ci);
+	if (r < 0)
+		return r;
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. A client being verified holds its slot. */
 	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
@@ -327,6 +376,9 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	memcpy(dc->key, p, DERP_KEY_LEN);
 	dc->can_ack_pings = ci.can_ack_pings;
 	dc->is_prober = ci.is_prober;
+	dc->version = ci.version;
+	/* Valid, so printable ASCII of at most 32 bytes: it fits. */
+	snprintf(dc->app_name, sizeof(dc->app_name), "%.32s", ci.app_name);
 	if (ds->admit) {
 		r = ds->admit(ds->admit_arg, w, c->id, dc->key, c->addr, derp_admit_msg);
 		if (r < 0) {
@@ -454,6 +506,8 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 	uint8_t key[32];
 	bool first = keyset_add(&dc_of(c)->saw, src);
 
+	dc_of(c)->tx_pkts++;
+	dc_of(c)->tx_bytes += m->len - DERP_FRAME_HEADER_LEN - DERP_KEY_LEN;
 	memcpy(key, src, 32);
 	conn_queue_packet(c, m, (enum conn_prio)m->prio);
 	/* The first packet from a source: watch it, to hear PeerGone when
@@ -479,6 +533,8 @@ static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
 	int r;
 
 	metrics_add(&w->metrics, METRIC_PACKETS_RECEIVED, 1);
+	dc_of(c)->rx_pkts++;
+	dc_of(c)->rx_bytes += n;
 	r = registry_lookup(dst, &rc);
 	if (r != 1) {
 		metrics_add(&w->metrics,

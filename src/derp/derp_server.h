@@ -45,6 +45,12 @@ struct derp_server {
 		     const char *addr, wmsg_fn fn);
 	void (*forget)(void *arg, uint32_t worker, uint64_t conn_id);
 	void *admit_arg;
+
+	/* ClientInfo AppNames refused (-disallow-app-names); main's config
+	 * owns the strings, unchanged while the workers run. Mesh peers are
+	 * exempt (derp_is_mesh_peer in derp_server.c). */
+	char *const *disallow_app_names;
+	size_t ndisallow_app_names;
 };
 
 /* Per-connection DERP state (conn->proto_state). */
@@ -59,12 +65,22 @@ struct derp_conn {
 	bool can_ack_pings;
 	bool is_prober;
 	bool preferred;
-	bool not_ideal; /* the upgrade carried an Ideal-Node header */
+	bool not_ideal;	       /* the upgrade carried an Ideal-Node header */
+	int version;	       /* ClientInfo version */
+	int64_t registered_ms; /* w->now_ms (monotonic) at registration */
+	char app_name[32 + 1]; /* ClientInfo AppName (validated), "" if none */
+	/* For /debug/clients: packets (and their payload bytes) the client
+	 * sent, and those queued to it. */
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
 	int64_t next_keepalive_ms;
 	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
 	uint32_t nothere_tokens;
 	struct keyset saw; /* sources this client received from (PeerGone) */
 };
+
+/* The client's self-reported ClientInfo AppName ("" if none): printable
+ * ASCII, at most 32 bytes. dc is owned by its worker: that thread only. */
+const char *derp_conn_app_name(const struct derp_conn *dc);
 
 /* The protocol the HTTP upgrade on /derp hands connections to. */
 extern const struct conn_proto derp_proto;

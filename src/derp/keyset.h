@@ -23,6 +23,11 @@ bool keyset_remove(struct keyset *ks, const uint8_t key[32]);
 /* Iterate: start with *pos = 0; the next key or NULL at the end. Add and
  * remove invalidate an iteration. Owner's thread. */
 const uint8_t *keyset_next(const struct keyset *ks, size_t *pos);
+/* Number of keys in the set. Owner's thread. */
+static inline size_t keyset_count(const struct keyset *ks)
+{
+	return ks->t.count;
+}
 /* Free the storage and empty the set (a zeroed set is fine). Owner's thread. */
 void keyset_free(struct keyset *ks);
 

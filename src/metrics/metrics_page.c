@@ -62,6 +62,7 @@ static char *metrics_page_snap[2];
 static size_t metrics_page_snap_len[2];
 
 static const struct conn_proto *metrics_page_inner;
+static const struct conn_proto *metrics_page_clients;
 static struct conn_proto metrics_page_mux;
 
 /* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
@@ -400,6 +401,16 @@ static int page_start(struct conn *c, const struct http_result *res)
 		conn_close_after_flush(c);
 		return 0;
 	}
+	if (res->page == HTTP_PAGE_CLIENTS) {
+		if (!metrics_page_clients) {
+			conn_queue_bytes(c, metrics_page_404, sizeof(metrics_page_404) - 1);
+			conn_close_after_flush(c);
+			return 0;
+		}
+		/* Same access rule as the other pages; the list is DERP's. */
+		c->proto = metrics_page_clients;
+		return metrics_page_clients->start(c, res);
+	}
 	i = res->page == HTTP_PAGE_VARZ;
 	pthread_mutex_lock(&metrics_page_mu);
 	if (metrics_page_snap[i]) {
@@ -440,6 +451,11 @@ static size_t page_need(const uint8_t *buf, size_t len)
 static void page_shutdown(struct conn *c)
 {
 	conn_close(c, "shutdown");
+}
+
+void metrics_page_set_clients(const struct conn_proto *clients)
+{
+	metrics_page_clients = clients;
 }
 
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner)

@@ -61,4 +61,11 @@ bool metrics_page_on_main(void);
  * struct is static; one inner per process. Main, before workers start. */
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
 
+/* The protocol that answers /debug/clients/ on the main listener once the
+ * peer passed the access check (c->proto becomes clients; DERP's
+ * derp_clients_proto); NULL (the default) answers 404. Main, before the
+ * workers start. Not served on a [metrics] listen listener of its own:
+ * the list lives on the workers, which that thread does not wait for. */
+void metrics_page_set_clients(const struct conn_proto *clients);
+
 #endif

@@ -51,7 +51,11 @@ static const struct {
 	  "admission checks that failed (timeout, transport, bad answer)" },
 	{ "derp_admission_cache_hits", "admission verdicts answered from the cache" },
 	{ "derp_admission_revoked", "connected clients closed because a re-check denied them" },
+	{ "derp_clients_refused",
+	  "clients refused at ClientInfo, by reason (AppName invalid or disallowed)" },
 	{ "stun_requests", "STUN datagrams, by disposition" },
+	{ "stun_no_local_addr",
+	  "STUN requests whose local address the kernel did not report (reply from any address)" },
 	{ "stun_addrfamily", "STUN binding requests answered, by address family" },
 };
 

@@ -379,11 +379,31 @@ static int route_robots(const struct http_request *req, struct http_result *res)
 	return hb_finish(&b, req, res, body, sizeof(body) - 1);
 }
 
+/* ?q=name of an unpublished name: that name's JSON alone; else NULL. */
+static const char *bootstrap_dns_unpublished(const struct http_request *req,
+					     const struct http_site *site)
+{
+	const char *rec = site->bootstrap_dns_unpublished; /* one atomic load */
+	char q[256];
+
+	if (!rec || http_query_param(req->path, req->path_len, "q", 0, q, sizeof(q)) <= 0)
+		return NULL;
+	while (*rec) {
+		const char *body = rec + strlen(rec) + 1;
+
+		if (strcmp(rec, q) == 0)
+			return body;
+		rec = body + strlen(body) + 1;
+	}
+	return NULL;
+}
+
 static int route_bootstrap_dns(const struct http_request *req, const struct http_site *site,
 			       struct http_result *res)
 {
 	const char *json = site->bootstrap_dns_json; /* one atomic load */
-	const char *body = json ? json : "";
+	const char *hidden = bootstrap_dns_unpublished(req, site);
+	const char *body = hidden ? hidden : json ? json : "";
 	struct hbuf b = { 0 };
 
 	hb_status(&b, 200);
@@ -569,6 +589,59 @@ static bool host_valid(const char *h, size_t n)
 	return true;
 }
 
+/* Decode a query component s[0..n) into out; length or -errno. */
+static ssize_t query_unescape(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			uint8_t b;
+
+			if (i + 2 >= n || hex_decode(&b, 1, s + i + 1, 2) < 0)
+				return -EBADMSG;
+			c = (char)b;
+			i += 2;
+		}
+		if (o + 1 >= cap)
+			return -ENOSPC;
+		out[o++] = c;
+	}
+	if (cap == 0)
+		return -ENOSPC;
+	out[o] = '\0';
+	return (ssize_t)o;
+}
+
+ssize_t http_query_param(const char *tgt, size_t tlen, const char *name, size_t nth, char *out,
+			 size_t cap)
+{
+	const char *q = memchr(tgt, '?', tlen);
+	const char *end = tgt + tlen;
+	size_t nlen = strlen(name);
+
+	if (!q)
+		return -ENOENT;
+	for (const char *p = q + 1; p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p));
+		const char *kend = eq ? eq : stop;
+		char key[64];
+		ssize_t kl = query_unescape(p, (size_t)(kend - p), key, sizeof(key));
+
+		if (kl == (ssize_t)nlen && memcmp(key, name, nlen) == 0 && nth-- == 0)
+			return query_unescape(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0,
+					      out, cap);
+		p = amp ? amp + 1 : end;
+	}
+	return -ENOENT;
+}
+
 /* The origin-form part of the request-target (path + query) and the path
  * alone. Absolute-form ("http://host/p?q") is reduced to "/p?q". Returns
  * false for the asterisk and authority forms. */
@@ -629,13 +702,20 @@ static int route_acme_http01(const struct http_request *req, const struct http_s
 
 /* /metrics, /debug/varz: handed to the listener's protocol, which checks
  * the peer before it answers (struct http_result). */
-static int route_page(const struct http_request *req, enum http_page page, struct http_result *res)
+static int route_page(const struct http_request *req, enum http_page page, const char *tgt,
+		      size_t tlen, size_t plen, struct http_result *res)
 {
+	size_t qlen = tlen - plen;
+
 	if (!method_is(req, "GET") && !method_is(req, "HEAD"))
 		return http_error(req, res, 405, "method not allowed");
+	if (qlen >= sizeof(res->page_query))
+		return http_error(req, res, 400, "query too long");
 	res->action = HTTP_ACTION_UPGRADE;
 	res->page = page;
 	res->page_head = method_is(req, "HEAD");
+	memcpy(res->page_query, tgt + plen, qlen);
+	res->page_query[qlen] = '\0';
 	return 0;
 }
 
@@ -698,9 +778,12 @@ int http_route(const struct http_request *req, const struct http_site *site,
 	if (path_is(tgt, plen, "/robots.txt"))
 		return route_robots(req, res);
 	if (site->metrics_pages && path_is(tgt, plen, "/metrics"))
-		return route_page(req, HTTP_PAGE_METRICS, res);
+		return route_page(req, HTTP_PAGE_METRICS, tgt, tlen, plen, res);
 	if (site->metrics_pages && path_is(tgt, plen, "/debug/varz"))
-		return route_page(req, HTTP_PAGE_VARZ, res);
+		return route_page(req, HTTP_PAGE_VARZ, tgt, tlen, plen, res);
+	if (site->metrics_pages &&
+	    (path_is(tgt, plen, "/debug/clients/") || path_is(tgt, plen, "/debug/clients")))
+		return route_page(req, HTTP_PAGE_CLIENTS, tgt, tlen, plen, res);
 	return route_home(req, site, res);
 }
 

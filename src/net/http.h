@@ -85,6 +85,11 @@ struct http_site {
 	 * loads it once and is done with it long before main frees the
 	 * string it replaced, which it does only at the next swap. */
 	_Atomic(const char *) bootstrap_dns_json;
+	/* -unpublished-bootstrap-dns-names, answered only for ?q=name: a
+	 * sequence of "name\0body\0" records (body: the JSON for that name
+	 * alone), ended by an empty name; NULL = none. Swapped like
+	 * bootstrap_dns_json. */
+	_Atomic(const char *) bootstrap_dns_unpublished;
 	/* NULL: /.well-known/acme-challenge/ is routed like any other path.
 	 * Set: GET/HEAD of a challenge path answers 200 with the key
 	 * authorization (text/plain) or 404. Set before workers start. */
@@ -100,7 +105,11 @@ enum http_page {
 	HTTP_PAGE_NONE,
 	HTTP_PAGE_METRICS, /* /metrics */
 	HTTP_PAGE_VARZ,	   /* /debug/varz */
+	HTTP_PAGE_CLIENTS, /* /debug/clients/ (DERP's connected clients) */
 };
+
+/* Longest query string a page request may carry (the "?..." part). */
+#define HTTP_PAGE_QUERY_MAX 512
 
 enum http_action {
 	HTTP_ACTION_RESPOND, /* write resp, then close */
@@ -126,6 +135,9 @@ struct http_result {
 	 * answers it, knowing the peer. head: the request was HEAD. */
 	enum http_page page;
 	bool page_head;
+	/* The page request's query, "?..." as sent (NUL-terminated; "" when
+	 * none): the request buffer is gone by the time the page is answered. */
+	char page_query[HTTP_PAGE_QUERY_MAX];
 };
 
 /* Decide what to do with req on site and build the response. Returns 0
@@ -140,6 +152,15 @@ int http_route(const struct http_request *req, const struct http_site *site,
  * return true. The caller answers those itself (before http_route) on the
  * port-80 listener. */
 bool http_acme_challenge(const struct http_request *req, const char **token, size_t *token_len);
+
+/* The value of the nth (0-based) query parameter called name in the
+ * request-target tgt[0..tlen) ("/p?a=1&b=x%20y"), decoded as Go's
+ * url.ParseQuery does ('+' is a space, %XX a byte) into out (cap bytes,
+ * NUL-terminated). A key without '=' has the empty value. Returns the
+ * value's length, -ENOENT (no such parameter), -EBADMSG (bad %XX) or
+ * -ENOSPC (does not fit). Pure; any thread. */
+ssize_t http_query_param(const char *tgt, size_t tlen, const char *name, size_t nth, char *out,
+			 size_t cap);
 
 /* Free res->resp; safe on a zeroed or already freed result. */
 void http_result_free(struct http_result *res);

@@ -123,6 +123,13 @@ struct conn *worker_find(struct worker *w, uint64_t id)
 	return e && e->c->state != CONN_CLOSED ? e->c : NULL;
 }
 
+void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg)
+{
+	for (struct conn *c = w->conns; c; c = c->next)
+		if (c->state != CONN_CLOSED)
+			fn(c, arg);
+}
+
 void worker_mark_dirty(struct worker *w, struct conn *c)
 {
 	if (c->dirty || c->state == CONN_CLOSED)

@@ -163,4 +163,8 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m);
 /* The open conn with this id on w, or NULL (gone or closed). w's thread. */
 struct conn *worker_find(struct worker *w, uint64_t id);
 
+/* Call fn(c, arg) for every open conn of w (closed ones are skipped); fn
+ * must not close or free conns. w's thread. */
+void worker_foreach_conn(struct worker *w, void (*fn)(struct conn *c, void *arg), void *arg);
+
 #endif

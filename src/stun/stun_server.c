@@ -10,9 +10,17 @@
  * as its answer. And every source address has a token bucket (per
  * worker, a direct-mapped table in w->udp_state): past it, requests are
  * dropped and counted.
+ *
+ * Multi-homed hosts: the socket is usually bound to a wildcard address,
+ * and a reply sent with plain sendto leaves from whatever address the
+ * kernel's route lookup picks, which a client that sent to another of our
+ * addresses (or a NAT tracking that flow) discards. So requests are read
+ * with recvmsg and their IP_PKTINFO / IPV6_PKTINFO destination is given
+ * back to sendmsg as the source (Tailscale v1.104 does the same).
  */
 #include "stun/stun_server.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -85,6 +93,69 @@ static bool stun_allow(struct worker *w, const struct sockaddr_storage *ss)
 	return true;
 }
 
+int stun_server_prepare(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int on = 1;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return -errno;
+	/* On a dual-stack IPv6 socket IPv4 datagrams still report IP_PKTINFO. */
+	if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) < 0 && ss.ss_family == AF_INET)
+		return -errno;
+	if (ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
+union stun_cmsg {
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+	struct cmsghdr align;
+};
+
+/* Turn the destination reported for a request (in ctl) into the control
+ * message that sends the reply from it (into out). Returns its length, 0
+ * when the kernel reported none. */
+static size_t stun_reply_source(struct msghdr *in, union stun_cmsg *out)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(in); cm; cm = CMSG_NXTHDR(in, cm)) {
+		struct cmsghdr *o = (struct cmsghdr *)out->buf;
+
+		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo got, src = { 0 };
+
+			memcpy(&got, CMSG_DATA(cm), sizeof(got));
+			/* ipi_addr: the header's destination; it becomes our
+			 * source. ifindex 0 lets routing pick the way out. */
+			src.ipi_spec_dst = got.ipi_addr;
+			o->cmsg_level = IPPROTO_IP;
+			o->cmsg_type = IP_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(src));
+			memcpy(CMSG_DATA(o), &src, sizeof(src));
+			return CMSG_SPACE(sizeof(src));
+		}
+		if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo got, src = { 0 };
+
+			memcpy(&got, CMSG_DATA(cm), sizeof(got));
+			src.ipi6_addr = got.ipi6_addr;
+			/* A link-local destination only means something on
+			 * its interface. */
+			if (IN6_IS_ADDR_LINKLOCAL(&got.ipi6_addr))
+				src.ipi6_ifindex = got.ipi6_ifindex;
+			o->cmsg_level = IPPROTO_IPV6;
+			o->cmsg_type = IPV6_PKTINFO;
+			o->cmsg_len = CMSG_LEN(sizeof(src));
+			memcpy(CMSG_DATA(o), &src, sizeof(src));
+			return CMSG_SPACE(sizeof(src));
+		}
+	}
+	return 0;
+}
+
 static _Atomic bool stun_generic;
 
 void stun_server_set_generic(bool on)
@@ -100,9 +171,18 @@ void stun_server_ready(struct worker *w, int fd)
 	for (int i = 0; i < STUN_SERVER_PER_EVENT; i++) {
 		uint8_t in[1500], out[STUN_MAX_RESPONSE_LEN], txid[12];
 		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
+		union stun_cmsg ctl_in, ctl_out;
+		struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
+		struct msghdr mh = { .msg_name = &ss,
+				     .msg_namelen = sizeof(ss),
+				     .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = ctl_in.buf,
+				     .msg_controllen = sizeof(ctl_in.buf) };
 		enum stun_kind kind;
-		ssize_t n = recvfrom(fd, in, sizeof(in), MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
+		socklen_t sl = mh.msg_namelen;
+		size_t ctl_len;
 
 		if (n < 0)
 			return;
@@ -126,8 +206,19 @@ void stun_server_ready(struct worker *w, int fd)
 			metrics_add(&w->metrics, METRIC_STUN_TOO_SMALL, 1);
 			continue;
 		}
-		if (rl < 0 ||
-		    sendto(fd, out, (size_t)rl, MSG_DONTWAIT, (struct sockaddr *)&ss, sl) < 0) {
+		memset(&ctl_out, 0, sizeof(ctl_out));
+		ctl_len = stun_reply_source(&mh, &ctl_out);
+		if (!ctl_len)
+			metrics_add(&w->metrics, METRIC_STUN_NO_LOCAL_ADDR, 1);
+		iov.iov_base = out;
+		iov.iov_len = rl < 0 ? 0 : (size_t)rl;
+		mh = (struct msghdr){ .msg_name = &ss,
+				      .msg_namelen = sl,
+				      .msg_iov = &iov,
+				      .msg_iovlen = 1,
+				      .msg_control = ctl_len ? ctl_out.buf : NULL,
+				      .msg_controllen = ctl_len };
+		if (rl < 0 || sendmsg(fd, &mh, MSG_DONTWAIT) < 0) {
 			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
 			continue;
 		}

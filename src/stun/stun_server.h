@@ -14,6 +14,14 @@ struct worker;
  * Main thread, before the workers start. */
 void stun_server_set_generic(bool on);
 
+/* Ask the kernel to report each datagram's destination address on the
+ * STUN socket fd (IP_PKTINFO, and IPV6_RECVPKTINFO on an IPv6 socket), so
+ * that answers leave from the address the request arrived on even on a
+ * wildcard socket of a multi-homed host. Returns 0 or -errno (answers
+ * then use the kernel's choice of source). Main thread, before the
+ * workers start. */
+int stun_server_prepare(int fd);
+
 /* Answer up to a batch of datagrams waiting on fd; counts into w's
  * metrics. Worker w's thread; never blocks. */
 void stun_server_ready(struct worker *w, int fd);

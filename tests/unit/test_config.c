@@ -584,7 +584,11 @@ static void test_flag_syntaxes(void **state)
 			 "-certmode=manual",
 			 "-tcp-keepalive-time=1m",
 			 "-tcp-user-timeout",
-			 "3s" };
+			 "3s",
+			 "-unpublished-bootstrap-dns-names",
+			 "log.example/pct.example,c.example",
+			 "-disallow-app-names",
+			 "tailcat, two words ,x" };
 	int argc = (int)(sizeof(argv) / sizeof(argv[0]));
 	struct config_errors e = { 0 };
 	struct config c;
@@ -612,6 +616,13 @@ static void test_flag_syntaxes(void **state)
 	assert_string_equal(c.private_key_file, "/k.json");
 	assert_string_equal(c.home, "blank");
 	assert_int_equal(c.bootstrap_dns_names.n, 2);
+	assert_int_equal(c.unpublished_bootstrap_dns_names.n, 2);
+	assert_string_equal(c.unpublished_bootstrap_dns_names.v[0], "log.example/pct.example");
+	/* App names split on commas only (they may hold spaces), trimmed. */
+	assert_int_equal(c.disallow_app_names.n, 3);
+	assert_string_equal(c.disallow_app_names.v[0], "tailcat");
+	assert_string_equal(c.disallow_app_names.v[1], "two words");
+	assert_string_equal(c.disallow_app_names.v[2], "x");
 	assert_int_equal(c.certmode, CONFIG_CERTMODE_MANUAL);
 	config_free(&c);
 
@@ -669,7 +680,7 @@ static void test_flag_errors(void **state)
 			 "https://setec",
 			 "-secrets-path-prefix=x",
 			 "-secrets-cache-dir=/tmp/s",
-			 "-unpublished-bootstrap-dns-names=x",
+			 "-disallow-app-names=ok,0123456789abcdef0123456789abcdefX",
 			 "-verify-client-url-fail-open=false",
 			 "-socket=/run/ts.sock",
 			 "-accept-connection-limit=10",
@@ -696,7 +707,8 @@ static void test_flag_errors(void **state)
 		"flag -secrets-url: not supported yet by this derper",
 		"flag -secrets-path-prefix: not supported yet by this derper",
 		"flag -secrets-cache-dir: not supported yet by this derper",
-		"flag -unpublished-bootstrap-dns-names: not supported yet by this derper",
+		"flag -disallow-app-names: \"0123456789abcdef0123456789abcdefX\": longer than 32 "
+		"bytes (no client may send it)",
 		"flag -accept-connection-limit: not supported yet by this derper",
 		"flag -accept-connection-burst: not supported yet by this derper",
 		"flag -accept-connection-limit: invalid value \"ten\"",

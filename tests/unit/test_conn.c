@@ -1180,6 +1180,100 @@ static void test_tls_keyupdate_full_buffer(void **state)
 	h_tls_done(h, &t);
 }
 
+/* Upgrade + ClientInfo carrying json, the way a client opens. */
+static size_t build_hello(struct harness *h, uint8_t *out, size_t cap, const char *json)
+{
+	static const char up[] = "GET /derp HTTP/1.1\r\nHost: derp.example\r\n"
+				 "Upgrade: DERP\r\nConnection: Upgrade\r\n\r\n";
+	uint8_t box[512];
+	ssize_t bl = derp_box_seal(box, sizeof(box), (const uint8_t *)json, strlen(json), h->ds.pub,
+				   h->cpriv);
+	size_t n = strlen(up);
+
+	assert_true(bl > 0);
+	assert_true(n + DERP_FRAME_HEADER_LEN + 32 + (size_t)bl <= cap);
+	memcpy(out, up, n);
+	derp_frame_header_put(out + n, DERP_FRAME_CLIENT_INFO, (uint32_t)(32 + bl));
+	n += DERP_FRAME_HEADER_LEN;
+	memcpy(out + n, h->cpub, 32);
+	n += 32;
+	memcpy(out + n, box, (size_t)bl);
+	return n + (size_t)bl;
+}
+
+/* Open a connection with ClientInfo json; true if it was registered. */
+static bool h_hello(struct harness *h, const char *json)
+{
+	uint8_t hello[1024];
+	size_t n = build_hello(h, hello, sizeof(hello), json);
+	unsigned seed = (unsigned)n;
+
+	h_connect(h);
+	h_write_split(h, hello, n, &seed);
+	h_run(h);
+	return !h->eof && registry_count() == 1;
+}
+
+static void h_hangup(struct harness *h)
+{
+	close(h->peer);
+	h->peer = -1;
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(registry_count(), 0);
+	assert_int_equal(atomic_load(&h->ds.nclients), 0);
+}
+
+/* ClientInfo AppName (v1.104): kept on the client when valid; over 32
+ * bytes or not printable ASCII refuses the client, as does a name in
+ * -disallow-app-names (exact match); both counted. */
+static void test_app_name(void **state)
+{
+	struct harness *h = *state;
+	char *disallow[] = { "blocked", "two words" };
+
+	h->ds.disallow_app_names = disallow;
+	h->ds.ndisallow_app_names = 2;
+
+	assert_true(h_hello(h, "{\"version\":2,\"AppName\":\"tailcat-server 1.0\"}"));
+	assert_string_equal(derp_conn_app_name(h->c->proto_state), "tailcat-server 1.0");
+	h_hangup(h);
+
+	/* Exactly 32 bytes is fine, 33 is not. */
+	assert_true(h_hello(h, "{\"AppName\":\"0123456789abcdef0123456789abcdef\"}"));
+	assert_string_equal(derp_conn_app_name(h->c->proto_state),
+			    "0123456789abcdef0123456789abcdef");
+	h_hangup(h);
+	assert_false(h_hello(h, "{\"AppName\":\"0123456789abcdef0123456789abcdefX\"}"));
+	assert_true(h->eof);
+	h_hangup(h);
+	assert_int_equal(h->w->metrics.v[METRIC_REFUSED_APP_NAME_INVALID], 1);
+
+	/* Control characters and non-ASCII are refused. */
+	assert_false(h_hello(h, "{\"AppName\":\"tab\\there\"}"));
+	h_hangup(h);
+	assert_false(h_hello(h, "{\"AppName\":\"caf\\u00e9\"}"));
+	h_hangup(h);
+	assert_false(h_hello(h, "{\"AppName\":\"del\\u007f\"}"));
+	h_hangup(h);
+	assert_int_equal(h->w->metrics.v[METRIC_REFUSED_APP_NAME_INVALID], 4);
+
+	/* Disallowed names, exactly as listed. */
+	assert_false(h_hello(h, "{\"AppName\":\"blocked\"}"));
+	h_hangup(h);
+	assert_false(h_hello(h, "{\"AppName\":\"two words\"}"));
+	h_hangup(h);
+	assert_int_equal(h->w->metrics.v[METRIC_REFUSED_APP_NAME_DISALLOWED], 2);
+	assert_true(h_hello(h, "{\"AppName\":\"Blocked\"}"));
+	h_hangup(h);
+	/* No AppName at all is an empty one, never refused. */
+	assert_true(h_hello(h, "{\"version\":2}"));
+	assert_string_equal(derp_conn_app_name(h->c->proto_state), "");
+	h_hangup(h);
+	assert_int_equal(h->w->metrics.v[METRIC_REFUSED_APP_NAME_DISALLOWED], 2);
+	assert_int_equal(h->w->metrics.v[METRIC_HANDSHAKE_ERRORS], 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1200,6 +1294,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_admission_pending_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_deny_revoke_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_hangup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_app_name, setup, teardown),
 	};
 
 	(void)H;

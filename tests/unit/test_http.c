@@ -597,6 +597,51 @@ static void test_bootstrap_dns(void **state)
 	check_plain(&res, &r, 200, false);
 	check_body(&r, s.bootstrap_dns_json);
 	http_result_free(&res);
+
+	/* Unpublished names: only for ?q=name, and then that name alone. */
+	static const char hidden[] = "log.example\0{\n\t\"log.example\": [\"192.0.2.9\"]\n}\n\0"
+				     "x.example\0{\n\t\"x.example\": [\"192.0.2.7\"]\n}\n\0";
+	s.bootstrap_dns_unpublished = hidden;
+	route("GET /bootstrap-dns HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, s.bootstrap_dns_json);
+	http_result_free(&res);
+	route("GET /bootstrap-dns?q=x.example HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_plain(&res, &r, 200, false);
+	check_body(&r, "{\n\t\"x.example\": [\"192.0.2.7\"]\n}\n");
+	http_result_free(&res);
+	route("GET /bootstrap-dns?a=1&q=log%2Eexample HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, "{\n\t\"log.example\": [\"192.0.2.9\"]\n}\n");
+	http_result_free(&res);
+	/* Another name, or a prefix of one: the published list. */
+	route("GET /bootstrap-dns?q=log HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, s.bootstrap_dns_json);
+	http_result_free(&res);
+}
+
+/* Query parameters as Go's url.ParseQuery reads them. */
+static void test_query_param(void **state)
+{
+	static const char t[] = "/debug/clients/?app=a+b&format=json&app=c%2Fd&empty&e=&bad=%zz";
+	char v[16];
+
+	(void)state;
+	assert_int_equal(http_query_param(t, strlen(t), "app", 0, v, sizeof(v)), 3);
+	assert_string_equal(v, "a b");
+	assert_int_equal(http_query_param(t, strlen(t), "app", 1, v, sizeof(v)), 3);
+	assert_string_equal(v, "c/d");
+	assert_int_equal(http_query_param(t, strlen(t), "app", 2, v, sizeof(v)), -ENOENT);
+	assert_int_equal(http_query_param(t, strlen(t), "format", 0, v, sizeof(v)), 4);
+	assert_string_equal(v, "json");
+	assert_int_equal(http_query_param(t, strlen(t), "empty", 0, v, sizeof(v)), 0);
+	assert_int_equal(http_query_param(t, strlen(t), "e", 0, v, sizeof(v)), 0);
+	assert_int_equal(http_query_param(t, strlen(t), "bad", 0, v, sizeof(v)), -EBADMSG);
+	assert_int_equal(http_query_param(t, strlen(t), "form", 0, v, sizeof(v)), -ENOENT);
+	assert_int_equal(http_query_param(t, strlen(t), "format", 0, v, 4), -ENOSPC);
+	assert_int_equal(http_query_param("/p", 2, "p", 0, v, sizeof(v)), -ENOENT);
+	/* A truncated escape at the very end of the buffer is not read past. */
+	assert_int_equal(http_query_param("/?q=%4", 6, "q", 0, v, sizeof(v)), -EBADMSG);
+	assert_int_equal(http_query_param("/?q=%41", 7, "q", 0, v, sizeof(v)), 1);
+	assert_string_equal(v, "A");
 }
 
 static void test_home(void **state)
@@ -871,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_generate_204),
 		cmocka_unit_test(test_robots),
 		cmocka_unit_test(test_bootstrap_dns),
+		cmocka_unit_test(test_query_param),
 		cmocka_unit_test(test_home),
 		cmocka_unit_test(test_port80),
 		cmocka_unit_test(test_host_and_target_checks),

@@ -167,11 +167,33 @@ static void test_per_source_bucket(void **state)
 	assert_int_equal(f->w->metrics.v[METRIC_STUN_RATE_LIMITED], 20000 - got);
 }
 
+/* Without pktinfo on the socket the reply still goes out but is counted
+ * stun_no_local_addr; with stun_server_prepare the destination is known. */
+static void test_no_local_addr(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t req[40];
+
+	request(req, "tailnode", 1);
+	send_to(f, req, sizeof(req));
+	assert_int_equal(answers(f, NULL), 1);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_NO_LOCAL_ADDR], 1);
+
+	assert_int_equal(stun_server_prepare(f->udp_fd), 0);
+	request(req, "tailnode", 2);
+	send_to(f, req, sizeof(req));
+	assert_int_equal(answers(f, NULL), 1);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_NO_LOCAL_ADDR], 1);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_SUCCESS], 2);
+	assert_int_equal(stun_server_prepare(-1), -EBADF);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_no_amplification, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_per_source_bucket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_local_addr, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
