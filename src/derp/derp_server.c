@@ -21,8 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core/log.h"
 #include "derp/derp_frame.h"
+#include "derp/derp_int.h"
 #include "derp/derp_key.h"
 #include "derp/registry.h"
 #include "net/conn.h"
@@ -39,23 +42,12 @@
 
 /* ---- helpers ---- */
 
-static struct derp_server *derp_of(const struct conn *c)
-{
-	return c->w->srv->proto_arg;
-}
-
-static struct derp_conn *dc_of(const struct conn *c)
-{
-	return c->proto_state;
-}
-
 static void derp_queue_frame(struct conn *c, const uint8_t *frame, size_t len)
 {
 	conn_queue_bytes(c, frame, len);
 }
 
-/* The DERP connection with id on w, or NULL (gone, closed, or not DERP). */
-static struct conn *derp_find(struct worker *w, uint64_t id)
+struct conn *derp_find(struct worker *w, uint64_t id)
 {
 	struct conn *c = worker_find(w, id);
 
@@ -108,6 +100,15 @@ static void derp_gone_msg(struct worker *w, struct wmsg *m)
 	free(m);
 }
 
+struct wmsg *derp_peer_gone_msg_new(uint64_t conn_id, const uint8_t key[32])
+{
+	struct wmsg *m = wmsg_new(derp_gone_msg, conn_id, 32);
+
+	if (m)
+		memcpy(m->data, key, 32);
+	return m;
+}
+
 /* key left the server: tell the connections that received from it, and
  * only them (the registry's watchers; as the reference's peer-gone
  * watchers), so a departure costs O(its peers), not O(all clients). */
@@ -118,11 +119,10 @@ static void derp_tell_watchers(struct worker *w, const uint8_t key[32],
 	size_t pos = 0;
 
 	while (registry_watchers_next(ws, &pos, &rc)) {
-		struct wmsg *m = wmsg_new(derp_gone_msg, rc.client_id, 32);
+		struct wmsg *m = derp_peer_gone_msg_new(rc.client_id, key);
 
 		if (!m)
 			break;
-		memcpy(m->data, key, 32);
 		worker_send(w, rc.worker, m);
 	}
 	registry_watchers_free(ws);
@@ -234,6 +234,7 @@ static int derp_register(struct conn *c)
 			  (unsigned long long)c->id, c->addr, hex, dc->is_prober ? " (prober)" : "",
 			  r > 1 ? " (duplicate key)" : "");
 	}
+	derp_mesh_client_up(c);
 	if (r > 1) {
 		derp_dup_update(c, false);
 		for (size_t i = 0; i < nothers; i++)
@@ -309,12 +310,11 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 			 (unsigned long long)c->id, c->addr);
 		return -EBADMSG;
 	}
-	if (ci.has_mesh_key) {
-		/* Mesh arrives with its own issue; until then a mesh client is
-		 * a client like any other, with no mesh rights. */
-		log_debug("derp", "%016llx %s: mesh key ignored (mesh not configured)",
-			  (unsigned long long)c->id, c->addr);
-	}
+	/* The mesh key makes a mesh peer (constant-time compare, as
+	 * key.DERPMesh.Equal); a wrong or unexpected one is just a client. */
+	dc->can_mesh = ci.has_mesh_key && ds->has_mesh_key &&
+		       sodium_memcmp(ci.mesh_key, ds->mesh_key, 32) == 0;
+	sodium_memzero(ci.mesh_key, sizeof(ci.mesh_key));
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. A client being verified holds its slot. */
 	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
@@ -327,7 +327,7 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	memcpy(dc->key, p, DERP_KEY_LEN);
 	dc->can_ack_pings = ci.can_ack_pings;
 	dc->is_prober = ci.is_prober;
-	if (ds->admit) {
+	if (ds->admit && !dc->can_mesh) { /* mesh peers are trusted, as in the reference */
 		r = ds->admit(ds->admit_arg, w, c->id, dc->key, c->addr, derp_admit_msg);
 		if (r < 0) {
 			log_peer("derp", "%016llx %s: refused: not admitted (%s)",
@@ -364,9 +364,13 @@ static void derp_release(struct conn *c)
 		derp_of(c)->forget(derp_of(c)->admit_arg, w->idx, c->id);
 	if (dc->registered) {
 		/* No longer a watcher of the keys it received from. */
-		while ((src = keyset_next(&dc->saw, &pos)))
+		while ((src = keyset_next(&dc->saw, &pos))) {
 			registry_unwatch(src, c->id);
+			if (derp_of(c)->fwd)
+				derp_of(c)->fwd->unwatch(derp_of(c)->fwd_arg, src, c->id);
+		}
 		left = registry_remove_gone(dc->key, c->id, others, &nothers, &gone);
+		derp_mesh_client_down(c, dc, left == 0);
 		if (left == 0)
 			derp_tell_watchers(w, dc->key, &gone);
 		for (size_t i = 0; i < nothers; i++)
@@ -462,27 +466,40 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 	if (first && c->state != CONN_CLOSED) {
 		struct registry_conn self = { .worker = w->idx, .client_id = c->id };
 
-		if (registry_watch(key, &self) == -ENOENT)
+		struct derp_server *ds = derp_of(c);
+
+		/* A client of a mesh peer: the forward table watches it. */
+		if (registry_watch(key, &self) == -ENOENT &&
+		    (!ds->fwd || ds->fwd->watch(ds->fwd_arg, key, &self) == -ENOENT))
 			derp_peer_gone(c, key);
 	}
 }
 
-static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
+/* A packet from src for dst: to a local client (which always wins), else
+ * (unless it came from a mesh peer: one hop only) to the mesh peer that
+ * has dst, else dropped. */
+static void derp_route_packet(struct conn *c, const uint8_t src[32], const uint8_t dst[32],
+			      const uint8_t *pkt, uint32_t n, bool forwarded)
 {
 	struct worker *w = c->w;
-	const uint8_t *dst = p;
-	const uint8_t *pkt = p + DERP_KEY_LEN;
-	uint32_t n = plen - DERP_KEY_LEN;
+	struct derp_server *ds = derp_of(c);
 	bool disco = derp_looks_like_disco(pkt, n);
 	struct registry_conn rc;
 	struct wmsg *m;
 	int r;
 
-	metrics_add(&w->metrics, METRIC_PACKETS_RECEIVED, 1);
 	r = registry_lookup(dst, &rc);
+	if (r == 0 && !forwarded && ds->fwd &&
+	    ds->fwd->forward(ds->fwd_arg, w, src, dst, pkt, n) == 1) {
+		metrics_add(&w->metrics, METRIC_PACKETS_FORWARDED_OUT, 1);
+		return;
+	}
 	if (r != 1) {
 		metrics_add(&w->metrics,
-			    r == -EBUSY ? METRIC_DROP_DUP_CLIENT : METRIC_DROP_UNKNOWN_DEST, 1);
+			    r == -EBUSY ? METRIC_DROP_DUP_CLIENT
+			    : forwarded ? METRIC_DROP_UNKNOWN_DEST_ON_FWD
+					: METRIC_DROP_UNKNOWN_DEST,
+			    1);
 		if (disco)
 			derp_not_here(c, dst);
 		return;
@@ -494,11 +511,17 @@ static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
 	}
 	m->prio = disco ? CONN_PRIO_HIGH : CONN_PRIO_LOW;
 	m->flags = WMSG_F_DROPPABLE;
-	derp_frame_recv_packet_header(m->data, dc_of(c)->key, n);
+	derp_frame_recv_packet_header(m->data, src, n);
 	memcpy(m->data + DERP_FRAME_HEADER_LEN + DERP_KEY_LEN, pkt, n);
 	if (rc.worker != w->idx)
 		metrics_add(&w->metrics, METRIC_PACKETS_CROSS_WORKER, 1);
 	worker_send(w, rc.worker, m);
+}
+
+static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
+{
+	metrics_add(&c->w->metrics, METRIC_PACKETS_RECEIVED, 1);
+	derp_route_packet(c, dc_of(c)->key, p, p + DERP_KEY_LEN, plen - DERP_KEY_LEN, false);
 }
 
 /* Dispatch one frame of a registered client. 0 or -errno (close). */
@@ -540,9 +563,27 @@ static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t p
 	case DERP_FRAME_FORWARD_PACKET:
 	case DERP_FRAME_WATCH_CONNS:
 	case DERP_FRAME_CLOSE_PEER:
-		log_peer("derp", "%016llx %s: mesh frame 0x%02x without mesh rights",
-			 (unsigned long long)c->id, c->addr, type);
-		return -EPERM;
+		/* The reference checks the length before the rights for
+		 * WatchConns and ClosePeer; either way the peer is closed. */
+		if (!dc->can_mesh) {
+			log_peer("derp", "%016llx %s: mesh frame 0x%02x without mesh rights",
+				 (unsigned long long)c->id, c->addr, type);
+			return -EPERM;
+		}
+		if (type == DERP_FRAME_WATCH_CONNS)
+			return plen == 0 ? derp_mesh_watch(c) : -EBADMSG;
+		if (type == DERP_FRAME_CLOSE_PEER) {
+			if (plen != DERP_KEY_LEN)
+				return -EBADMSG;
+			derp_mesh_close_peer(c, p);
+			return 0;
+		}
+		if (plen < 2 * DERP_KEY_LEN || plen > 2 * DERP_KEY_LEN + DERP_MAX_PACKET_SIZE)
+			return -EBADMSG;
+		metrics_add(&c->w->metrics, METRIC_PACKETS_FORWARDED_IN, 1);
+		derp_route_packet(c, p, p + DERP_KEY_LEN, p + 2 * DERP_KEY_LEN,
+				  plen - 2 * DERP_KEY_LEN, true);
+		return 0;
 	case DERP_FRAME_PONG:
 	case DERP_FRAME_KEEP_ALIVE:
 		return 0;
