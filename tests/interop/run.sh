@@ -8,6 +8,8 @@
 #       DERPER_IMPL   "go" when DERPER_BIN is Tailscale's Go derper: checks
 #                     of our improvements are then expected to fail
 #       INTEROP_RUN   optional -run regexp to select tests
+#       GO_DERPER_BIN Tailscale's Go derper for the mixed mesh test (default:
+#                     built and cached by scripts/go-derper.sh)
 # Needs Go >= 1.26 and the Go module proxy (or a warm module cache).
 set -euo pipefail
 
@@ -50,6 +52,12 @@ echo "interop: building test binary and derpprobe ($gover)"
 go test -c -o "$out/interop.test" .
 go build -o "$out/derpprobe" tailscale.com/cmd/derpprobe
 export DERPPROBE_BIN="$out/derpprobe"
+# Tailscale's Go derper for the mixed mesh test (ours and theirs in one
+# mesh): built once from the module proxy and cached in ~/.cache.
+if [ -z "${GO_DERPER_BIN:-}" ]; then
+	GO_DERPER_BIN=$("$here/../../scripts/go-derper.sh")
+fi
+export GO_DERPER_BIN
 
 echo "interop: DERPER_BIN=$DERPER_BIN DERPER_IMPL=${DERPER_IMPL:-ours}"
 args=(-test.v -test.count=1 -test.parallel=16 -test.timeout=5m)

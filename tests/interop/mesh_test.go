@@ -1,0 +1,286 @@
+package interop
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
+	"tailscale.com/net/netmon"
+	"tailscale.com/types/key"
+)
+
+// Two relays of one region in a mesh (-mesh-with, -mesh-psk-file): each dials
+// the other with the mesh key, watches its clients (WatchConns) and forwards
+// packets for them (ForwardPacket). The clients are Tailscale's derphttp.
+
+// meshPSK writes a mesh pre-shared key file (64 lowercase hex digits, as the
+// Go derper wants them) and returns its path.
+func meshPSK(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mesh.key")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("%x\n", randBytes(32))), 0600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// meshOpts are the options of one mesh member on port self that meshes with
+// the member on port other. goBin names a Go derper to run instead of ours.
+func meshOpts(psk string, self, other int, goBin string) daemonOpts {
+	return daemonOpts{
+		port: self,
+		// host:port/dialhost, as the reference reads it: the URL (and the
+		// certificate name) is derp.test, the dial goes to loopback.
+		extra: []string{"-mesh-psk-file", psk, "-mesh-with", fmt.Sprintf("%s:%d/127.0.0.1", testHostname, other)},
+		env:   []string{"SSL_CERT_FILE=" + pki.caFile},
+		goBin: goBin,
+	}
+}
+
+// startMesh starts two mesh members; the second is a Go derper when goBin is set.
+func startMesh(t *testing.T, goBin string) (*daemon, *daemon) {
+	t.Helper()
+	psk := meshPSK(t)
+	p1, p2 := freeTCPPort(t, false), freeTCPPort(t, false)
+	d1 := startDaemon(t, meshOpts(psk, p1, p2, ""))
+	d2 := startDaemon(t, meshOpts(psk, p2, p1, goBin))
+	return d1, d2
+}
+
+// meshDeliver sends fresh packets from a to b until one arrives: the route
+// exists once the relay of a has heard b's PeerPresent from the relay of b
+// (polled: each try waits for its packet a moment, then sends another).
+func meshDeliver(t *testing.T, a, b *testClient, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		data := randBytes(64)
+		if err := a.c.Send(b.pub(), data); err != nil {
+			t.Fatalf("%s: send: %v", a.name, err)
+		}
+		err := b.packetFrom(a.pub(), data, 250*time.Millisecond)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no packet %s -> %s across the mesh within %v: %v", a.name, b.name, within, err)
+		}
+	}
+}
+
+// expectPeerGone waits for PeerGone(peer, Disconnected) at c.
+func expectPeerGone(t *testing.T, c *testClient, peer key.NodePublic, within time.Duration) {
+	t.Helper()
+	_, err := c.waitFor(within, "PeerGone "+peer.ShortString(), func(m derp.ReceivedMessage) bool {
+		g, ok := m.(derp.PeerGoneMessage)
+		return ok && g.Peer == peer && g.Reason == derp.PeerGoneReasonDisconnected
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// meshExchange: A on d1 and B on d2 exchange packets both ways, then B
+// leaves and A hears PeerGone, then A leaves and a second client of d2
+// that received from A hears it too.
+func meshExchange(t *testing.T, d1, d2 *daemon) {
+	a := d1.connectHTTP(t, "A@1", key.NewNode())
+	b := d2.connectHTTP(t, "B@2", key.NewNode())
+	meshDeliver(t, a, b, 20*time.Second)
+	meshDeliver(t, b, a, 20*time.Second)
+
+	b.hc.Close()
+	expectPeerGone(t, a, b.pub(), 10*time.Second)
+
+	c := d2.connectHTTP(t, "C@2", key.NewNode())
+	meshDeliver(t, a, c, 20*time.Second)
+	meshDeliver(t, c, a, 20*time.Second)
+	a.hc.Close()
+	expectPeerGone(t, c, a.pub(), 10*time.Second)
+}
+
+func TestMeshTwoOfOurs(t *testing.T) {
+	t.Parallel()
+	d1, d2 := startMesh(t, "")
+	meshExchange(t, d1, d2)
+	// The reference's counter names, on /debug/varz (the page is a
+	// snapshot refreshed every second: poll).
+	for _, name := range []string{"derp_packets_forwarded_out", "derp_packets_forwarded_in"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, v := d1.scrape(t, "/debug/varz")
+			if code != http.StatusOK {
+				t.Fatalf("/debug/varz: status %d", code)
+			}
+			if sample(v, name) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/debug/varz of d1: %s = %v, want > 0", name, sample(v, name))
+			}
+			time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
+		}
+	}
+}
+
+// A client connected to this relay wins over the route to another relay
+// with the same key.
+func TestMeshLocalWins(t *testing.T) {
+	t.Parallel()
+	d1, d2 := startMesh(t, "")
+	a := d1.connectHTTP(t, "A@1", key.NewNode())
+	bPriv := key.NewNode()
+	b := d2.connectHTTP(t, "B@2", bPriv)
+	meshDeliver(t, a, b, 20*time.Second)
+
+	local := d1.connectHTTP(t, "B@1", bPriv)
+	data := randBytes(80)
+	if err := a.c.Send(bPriv.Public(), data); err != nil {
+		t.Fatal(err)
+	}
+	local.expectPacket(a.pub(), data)
+	b.expectNoPacket(300 * time.Millisecond)
+
+	// The local one gone, the route to d2 is used again.
+	local.hc.Close()
+	meshDeliver(t, a, b, 10*time.Second)
+}
+
+// A mesh peer that restarts is redialled (with backoff), and routes follow.
+func TestMeshReconnect(t *testing.T) {
+	t.Parallel()
+	d1, d2 := startMesh(t, "")
+	a := d1.connectHTTP(t, "A@1", key.NewNode())
+	b := d2.connectHTTP(t, "B@2", key.NewNode())
+	meshDeliver(t, a, b, 20*time.Second)
+
+	meshDeliver(t, b, a, 20*time.Second)
+
+	d2.stop()
+	// B's relay is gone: d1 drops the routes through it, so A, which
+	// received from B through the mesh, hears PeerGone for B.
+	expectPeerGone(t, a, b.pub(), 10*time.Second)
+
+	d2.start() // same port: d1 redials it
+	b2 := d2.connectHTTP(t, "B2@2", key.NewNode())
+	meshDeliver(t, a, b2, 30*time.Second)
+	meshDeliver(t, b2, a, 30*time.Second)
+}
+
+// The mixed mesh: ours and Tailscale's Go derper, both ways.
+func TestMeshWithGoDerper(t *testing.T) {
+	t.Parallel()
+	goBin := os.Getenv("GO_DERPER_BIN")
+	if goBin == "" {
+		t.Fatal("GO_DERPER_BIN is not set (tests/interop/run.sh builds it with scripts/go-derper.sh)")
+	}
+	if implGo {
+		t.Log("DERPER_IMPL=go: this is a mesh of two Go derpers")
+	}
+	t.Run("ours_then_go", func(t *testing.T) {
+		t.Parallel()
+		d1, d2 := startMesh(t, goBin)
+		meshExchange(t, d1, d2)
+	})
+	t.Run("go_then_ours", func(t *testing.T) {
+		t.Parallel()
+		d1, d2 := startMesh(t, goBin)
+		meshExchange(t, d2, d1)
+	})
+}
+
+// Server side: a client with the mesh key may WatchConns (PeerPresent for
+// everyone, then changes) and ClosePeer; one without it is closed for
+// either frame.
+func TestMeshWatchConns(t *testing.T) {
+	t.Parallel()
+	psk := meshPSK(t)
+	d := startDaemon(t, daemonOpts{extra: []string{"-mesh-psk-file", psk}})
+	raw, err := os.ReadFile(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meshKey, err := key.ParseDERPMesh(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := d.connectHTTP(t, "X", key.NewNode())
+
+	hc, err := derphttp.NewClient(key.NewNode(), d.url(), logfFor(t, "watcher"), netmon.NewStatic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.TLSConfig = &tls.Config{RootCAs: pki.pool}
+	hc.SetURLDialer(d.dial)
+	hc.MeshKey = meshKey
+	hc.WatchConnectionChanges = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hc.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestClient(t, "watcher", key.NewNode(), hc)
+	t.Cleanup(func() { hc.Close(); <-w.done })
+	present := func(k key.NodePublic) func(derp.ReceivedMessage) bool {
+		return func(m derp.ReceivedMessage) bool {
+			p, ok := m.(derp.PeerPresentMessage)
+			return ok && p.Key == k
+		}
+	}
+	m, err := w.waitFor(10*time.Second, "PeerPresent X", present(x.pub()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp := m.(derp.PeerPresentMessage); !pp.IPPort.Addr().IsLoopback() || pp.IPPort.Port() == 0 ||
+		pp.Flags != derp.PeerPresentIsRegular {
+		t.Errorf("PeerPresent X = %+v, want a loopback address and IsRegular", pp)
+	}
+	y := d.connectHTTP(t, "Y", key.NewNode())
+	if _, err := w.waitFor(10*time.Second, "PeerPresent Y", present(y.pub())); err != nil {
+		t.Fatal(err)
+	}
+	y.hc.Close()
+	if _, err := w.waitFor(10*time.Second, "PeerGone Y", func(m derp.ReceivedMessage) bool {
+		g, ok := m.(derp.PeerGoneMessage)
+		return ok && g.Peer == y.pub()
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// ClosePeer from the mesh peer closes X.
+	if err := hc.ClosePeer(x.pub()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-x.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("X still connected 10 s after ClosePeer")
+	}
+
+	// Without the mesh key, WatchConns closes the connection.
+	zc, err := derphttp.NewClient(key.NewNode(), d.url(), logfFor(t, "Z"), netmon.NewStatic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	zc.TLSConfig = &tls.Config{RootCAs: pki.pool}
+	zc.SetURLDialer(d.dial)
+	zc.WatchConnectionChanges = true
+	if err := zc.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	z := newTestClient(t, "Z", key.NewNode(), zc)
+	t.Cleanup(func() { zc.Close(); <-z.done })
+	select {
+	case <-z.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client without the mesh key sent WatchConns and is still connected")
+	}
+}
