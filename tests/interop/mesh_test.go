@@ -214,21 +214,10 @@ func TestMeshWatchConns(t *testing.T) {
 	}
 	x := d.connectHTTP(t, "X", key.NewNode())
 
-	hc, err := derphttp.NewClient(key.NewNode(), d.url(), logfFor(t, "watcher"), netmon.NewStatic())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc.TLSConfig = &tls.Config{RootCAs: pki.pool}
-	hc.SetURLDialer(d.dial)
-	hc.MeshKey = meshKey
-	hc.WatchConnectionChanges = true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hc.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	w := newTestClient(t, "watcher", key.NewNode(), hc)
-	t.Cleanup(func() { hc.Close(); <-w.done })
+	w := d.connectHTTPWith(t, "watcher", key.NewNode(), func(c *derphttp.Client) {
+		c.MeshKey = meshKey
+		c.WatchConnectionChanges = true
+	})
 	present := func(k key.NodePublic) func(derp.ReceivedMessage) bool {
 		return func(m derp.ReceivedMessage) bool {
 			p, ok := m.(derp.PeerPresentMessage)
@@ -256,7 +245,7 @@ func TestMeshWatchConns(t *testing.T) {
 	}
 
 	// ClosePeer from the mesh peer closes X.
-	if err := hc.ClosePeer(x.pub()); err != nil {
+	if err := w.hc.ClosePeer(x.pub()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -273,6 +262,8 @@ func TestMeshWatchConns(t *testing.T) {
 	zc.TLSConfig = &tls.Config{RootCAs: pki.pool}
 	zc.SetURLDialer(d.dial)
 	zc.WatchConnectionChanges = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if err := zc.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
