@@ -111,14 +111,20 @@ struct wmsg *derp_peer_gone_msg_new(uint64_t conn_id, const uint8_t key[32])
 
 /* key left the server: tell the connections that received from it, and
  * only them (the registry's watchers; as the reference's peer-gone
- * watchers), so a departure costs O(its peers), not O(all clients). */
+ * watchers), so a departure costs O(its peers), not O(all clients). While
+ * a mesh peer still has the key it has not left the region: the forward
+ * table takes the watchers over instead (as the reference stays quiet
+ * while a forwarder remains). */
 static void derp_tell_watchers(struct worker *w, const uint8_t key[32],
 			       struct registry_watchers *ws)
 {
+	struct derp_server *ds = w->srv->proto_arg;
 	struct registry_conn rc;
 	size_t pos = 0;
 
 	while (registry_watchers_next(ws, &pos, &rc)) {
+		if (ds->fwd && ds->fwd->watch(ds->fwd_arg, key, &rc) == 0)
+			continue;
 		struct wmsg *m = derp_peer_gone_msg_new(rc.client_id, key);
 
 		if (!m)

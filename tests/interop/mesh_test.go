@@ -148,10 +148,28 @@ func TestMeshLocalWins(t *testing.T) {
 	}
 	local.expectPacket(a.pub(), data)
 	b.expectNoPacket(300 * time.Millisecond)
+	// A receives from the local B, so it watches B's key on d1.
+	data = randBytes(80)
+	if err := local.c.Send(a.pub(), data); err != nil {
+		t.Fatal(err)
+	}
+	a.expectPacket(bPriv.Public(), data)
 
-	// The local one gone, the route to d2 is used again.
+	// The local one gone, the route to d2 is used again, and B has not
+	// left the region: A hears no PeerGone (a packet from B through the
+	// mesh arrives after anything d1 queued for A before it).
 	local.hc.Close()
 	meshDeliver(t, a, b, 10*time.Second)
+	meshDeliver(t, b, a, 10*time.Second)
+	if _, err := a.waitFor(0, "PeerGone", func(m derp.ReceivedMessage) bool {
+		_, ok := m.(derp.PeerGoneMessage)
+		return ok
+	}); err == nil {
+		t.Fatal("A got PeerGone for B while B was still connected to d2")
+	}
+	// When B leaves d2, A hears it.
+	b.hc.Close()
+	expectPeerGone(t, a, bPriv.Public(), 10*time.Second)
 }
 
 // A mesh peer that restarts is redialled (with backoff), and routes follow.
