@@ -32,14 +32,17 @@ func meshPSK(t *testing.T) string {
 	return path
 }
 
-// meshOpts are the options of one mesh member on port self that meshes with
-// the member on port other. goBin names a Go derper to run instead of ours.
-func meshOpts(psk string, self, other int, goBin string) daemonOpts {
+// meshOpts are the options of one mesh member on port self of a mesh whose
+// members are on ports p1 and p2: both get the same list, which names the
+// member itself too (ours skips its own entry, the Go derper finds itself by
+// its key). goBin names a Go derper to run instead of ours.
+func meshOpts(psk string, self, p1, p2 int, goBin string) daemonOpts {
+	// host:port/dialhost, as the reference reads it: the URL (and the
+	// certificate name) is derp.test, the dial goes to loopback.
+	with := fmt.Sprintf("%s:%d/127.0.0.1,%s:%d/127.0.0.1", testHostname, p1, testHostname, p2)
 	return daemonOpts{
-		port: self,
-		// host:port/dialhost, as the reference reads it: the URL (and the
-		// certificate name) is derp.test, the dial goes to loopback.
-		extra: []string{"-mesh-psk-file", psk, "-mesh-with", fmt.Sprintf("%s:%d/127.0.0.1", testHostname, other)},
+		port:  self,
+		extra: []string{"-mesh-psk-file", psk, "-mesh-with", with},
 		env:   []string{"SSL_CERT_FILE=" + pki.caFile},
 		goBin: goBin,
 	}
@@ -50,8 +53,8 @@ func startMesh(t *testing.T, goBin string) (*daemon, *daemon) {
 	t.Helper()
 	psk := meshPSK(t)
 	p1, p2 := freeTCPPort(t, false), freeTCPPort(t, false)
-	d1 := startDaemon(t, meshOpts(psk, p1, p2, ""))
-	d2 := startDaemon(t, meshOpts(psk, p2, p1, goBin))
+	d1 := startDaemon(t, meshOpts(psk, p1, p1, p2, ""))
+	d2 := startDaemon(t, meshOpts(psk, p2, p1, p2, goBin))
 	return d1, d2
 }
 
