@@ -36,6 +36,9 @@
 #define DERP_MAX_FRAME	     (64 + DERP_MAX_PACKET_SIZE)
 #define DERP_CLIENT_INFO_MIN (DERP_KEY_LEN + DERP_NONCE_LEN)
 #define DERP_PING_MAX	     1000
+/* The reference's privilegedWriteTimeout: a mesh peer may take longer to
+ * read (a whole region's PeerPresent) than a client. */
+#define DERP_MESH_WRITE_TIMEOUT_MS 30000
 #define DERP_DUP_HEALTH                                                                            \
 	"duplicate connection: another connection with this node key is connected to this "        \
 	"DERP server; only the most recently active one receives packets"
@@ -321,6 +324,8 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	dc->can_mesh = ci.has_mesh_key && ds->has_mesh_key &&
 		       sodium_memcmp(ci.mesh_key, ds->mesh_key, 32) == 0;
 	sodium_memzero(ci.mesh_key, sizeof(ci.mesh_key));
+	if (dc->can_mesh)
+		c->write_timeout_ms = DERP_MESH_WRITE_TIMEOUT_MS;
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. A client being verified holds its slot. */
 	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {

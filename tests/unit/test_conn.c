@@ -742,6 +742,9 @@ static void test_mesh_peer(void **state)
 	hp_open_info(h, h->w, &m, json);
 	assert_true(derp_conn_is_mesh_peer(m.c->proto_state));
 	assert_false(derp_conn_is_mesh_peer(a.c->proto_state));
+	/* The reference's 30 s write timeout for mesh peers; others keep srv's. */
+	assert_int_equal(m.c->write_timeout_ms, 30000);
+	assert_int_equal(a.c->write_timeout_ms, 0);
 
 	/* WatchConns: a, b and the watcher itself are present. */
 	derp_frame_header_put(f, DERP_FRAME_WATCH_CONNS, 0);
