@@ -455,8 +455,9 @@ static void derp_not_here(struct conn *c, const uint8_t dst[32])
 	metrics_add(&c->w->metrics, METRIC_PEER_GONE_NOT_HERE, 1);
 }
 
-/* On the receiver's worker: queue a RecvPacket frame (m->data). */
-static void derp_deliver_msg(struct worker *w, struct wmsg *m)
+/* On the receiver's worker: queue a RecvPacket frame (m->data);
+ * forwarded: it came from a mesh peer (ForwardPacket). */
+static void derp_deliver(struct worker *w, struct wmsg *m, bool forwarded)
 {
 	struct conn *c = derp_find(w, m->conn_id);
 
@@ -476,14 +477,32 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 	 * departure), say so now, after the packet. */
 	if (first && c->state != CONN_CLOSED) {
 		struct registry_conn self = { .worker = w->idx, .client_id = c->id };
-
 		struct derp_server *ds = derp_of(c);
 
 		/* A client of a mesh peer: the forward table watches it. */
-		if (registry_watch(key, &self) == -ENOENT &&
-		    (!ds->fwd || ds->fwd->watch(ds->fwd_arg, key, &self) == -ENOENT))
+		if (registry_watch(key, &self) != -ENOENT ||
+		    (ds->fwd && ds->fwd->watch(ds->fwd_arg, key, &self) != -ENOENT))
+			return;
+		if (!forwarded) {
 			derp_peer_gone(c, key);
+		} else {
+			/* From a relay we do not watch (it meshes with us, we
+			 * not with it): nothing will say when the sender
+			 * leaves, so do not claim it has (the reference never
+			 * does); try again with its next packet. */
+			keyset_remove(&dc_of(c)->saw, key);
+		}
 	}
+}
+
+static void derp_deliver_msg(struct worker *w, struct wmsg *m)
+{
+	derp_deliver(w, m, false);
+}
+
+static void derp_deliver_fwd_msg(struct worker *w, struct wmsg *m)
+{
+	derp_deliver(w, m, true);
 }
 
 /* A packet from src for dst: to a local client (which always wins), else
@@ -515,7 +534,8 @@ static void derp_route_packet(struct conn *c, const uint8_t src[32], const uint8
 			derp_not_here(c, dst);
 		return;
 	}
-	m = wmsg_new(derp_deliver_msg, rc.client_id, DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
+	m = wmsg_new(forwarded ? derp_deliver_fwd_msg : derp_deliver_msg, rc.client_id,
+		     DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
 	if (!m) {
 		metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
 		return;

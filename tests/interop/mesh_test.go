@@ -218,6 +218,37 @@ func TestMeshWithGoDerper(t *testing.T) {
 	})
 }
 
+// A one-way mesh: the Go derper meshes with ours, ours only has the key
+// (no -mesh-with). Its clients' packets reach ours through ForwardPacket, and
+// ours must not claim their senders are gone (it cannot know when they
+// leave; the reference never says so either).
+func TestMeshOneWay(t *testing.T) {
+	t.Parallel()
+	goBin := os.Getenv("GO_DERPER_BIN")
+	if goBin == "" {
+		t.Fatal("GO_DERPER_BIN is not set (tests/interop/run.sh builds it with scripts/go-derper.sh)")
+	}
+	psk := meshPSK(t)
+	p1, p2 := freeTCPPort(t, false), freeTCPPort(t, false)
+	d1 := startDaemon(t, daemonOpts{port: p1, extra: []string{"-mesh-psk-file", psk}})
+	d2 := startDaemon(t, meshOpts(psk, p2, p1, p2, goBin))
+	b := d1.connectHTTP(t, "B@ours", key.NewNode())
+	a := d2.connectHTTP(t, "A@go", key.NewNode())
+	meshDeliver(t, a, b, 20*time.Second)
+	// A second packet arrives after anything ours queued for B with the first.
+	data := randBytes(64)
+	if err := a.c.Send(b.pub(), data); err != nil {
+		t.Fatal(err)
+	}
+	b.expectPacket(a.pub(), data)
+	if _, err := b.waitFor(0, "PeerGone", func(m derp.ReceivedMessage) bool {
+		_, ok := m.(derp.PeerGoneMessage)
+		return ok
+	}); err == nil {
+		t.Fatal("B got PeerGone for A, which is connected to the Go derper")
+	}
+}
+
 // Server side: a client with the mesh key may WatchConns (PeerPresent for
 // everyone, then changes) and ClosePeer; one without it is closed for
 // either frame.
