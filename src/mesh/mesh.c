@@ -74,7 +74,8 @@ struct mesh_peer {
 	struct mesh_target t;
 	pthread_t thread;
 	bool started;
-	bool self; /* the peer turned out to be us: thread ended */
+	bool self;   /* the peer turned out to be us: thread ended */
+	bool warned; /* this outage's connect error was logged at warn */
 	int evfd;
 	struct metrics metrics; /* this thread's counters */
 
@@ -502,16 +503,15 @@ static int mesh_handshake(struct mesh_peer *p)
 			return r;
 		}
 	}
-	if (p->t.explicit_port)
+	{
+		bool v6 = strchr(p->t.host, ':') != NULL;
+
 		snprintf(req, sizeof(req),
-			 "GET /derp HTTP/1.1\r\nHost: %s:%s\r\nConnection: Upgrade\r\n"
+			 "GET /derp HTTP/1.1\r\nHost: %s%s%s%s%s\r\nConnection: Upgrade\r\n"
 			 "Upgrade: DERP\r\nUser-Agent: derper-mesh\r\n\r\n",
-			 p->t.host, p->t.port);
-	else
-		snprintf(req, sizeof(req),
-			 "GET /derp HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
-			 "Upgrade: DERP\r\nUser-Agent: derper-mesh\r\n\r\n",
-			 p->t.host);
+			 v6 ? "[" : "", p->t.host, v6 ? "]" : "", p->t.explicit_port ? ":" : "",
+			 p->t.explicit_port ? p->t.port : "");
+	}
 	r = mesh_write_all(p, req, strlen(req), deadline);
 	if (r < 0)
 		return r;
@@ -744,6 +744,7 @@ static void *mesh_thread(void *arg)
 			log_info("mesh", "%s: connected, watching its clients", p->t.host);
 			atomic_store_explicit(&p->up, true, memory_order_release);
 			backoff = MESH_BACKOFF_MIN_MS;
+			p->warned = false;
 			r = mesh_serve(p);
 			mesh_down(p);
 			if (r != -ECANCELED)
@@ -751,7 +752,13 @@ static void *mesh_thread(void *arg)
 					 p->t.host, strerror(-r));
 		} else if (r != -ECANCELED) {
 			metrics_add(&p->metrics, METRIC_MESH_CONNECT_ERRORS, 1);
-			log_peer("mesh", "%s: connecting: %s", p->t.host, strerror(-r));
+			/* Once per outage at warn; the retries at debug. */
+			if (!p->warned)
+				log_warn("mesh", "%s: connecting: %s (retrying)", p->t.host,
+					 strerror(-r));
+			else
+				log_debug("mesh", "%s: connecting: %s", p->t.host, strerror(-r));
+			p->warned = true;
 		}
 		mesh_disconnect(p);
 		if (r == -ECANCELED)
