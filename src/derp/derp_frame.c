@@ -146,17 +146,18 @@ int derp_peer_present_parse(const uint8_t *p, size_t len, struct derp_peer_prese
 	memcpy(out->key, p, DERP_KEY_LEN);
 	p += DERP_KEY_LEN;
 	len -= DERP_KEY_LEN;
-	if (len >= 18) {
-		memcpy(out->ip16, p, 16);
-		out->port = (uint16_t)(p[16] << 8 | p[17]);
-		p += 18;
-		len -= 18;
-	}
-	if (len >= 1) {
-		out->flags = p[0];
-		p++;
-		len--;
-	}
+	/* Each field only after the whole previous one (as the Go client). */
+	if (len < 18)
+		return 0;
+	memcpy(out->ip16, p, 16);
+	out->port = (uint16_t)(p[16] << 8 | p[17]);
+	p += 18;
+	len -= 18;
+	if (len < 1)
+		return 0;
+	out->flags = p[0];
+	p++;
+	len--;
 	if (len >= 1) {
 		size_t n = p[0];
 

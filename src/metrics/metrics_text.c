@@ -51,6 +51,13 @@ static const struct {
 	  "admission checks that failed (timeout, transport, bad answer)" },
 	{ "derp_admission_cache_hits", "admission verdicts answered from the cache" },
 	{ "derp_admission_revoked", "connected clients closed because a re-check denied them" },
+	{ "derp_packets_forwarded_out",
+	  "packets sent on to the mesh peer that has the destination" },
+	{ "derp_packets_forwarded_in", "packets a mesh peer forwarded here (ForwardPacket)" },
+	{ "derp_mesh_forward_drops",
+	  "packets for a mesh peer dropped: its queue was full or its connection broke" },
+	{ "derp_mesh_connects", "outgoing mesh connections established" },
+	{ "derp_mesh_connect_errors", "outgoing mesh connection attempts that failed" },
 	{ "stun_requests", "STUN datagrams, by disposition" },
 	{ "stun_addrfamily", "STUN binding requests answered, by address family" },
 };
