@@ -230,6 +230,9 @@ static void mesh_flush_msg(struct worker *w, struct wmsg *m)
 	for (size_t i = 0; i < npend; i++) {
 		memcpy(buf + len, pend[i].b, pend[i].len);
 		len += pend[i].len;
+		/* The reference counts PeerGone to watchers with the rest. */
+		if (pend[i].b[0] == DERP_FRAME_PEER_GONE)
+			metrics_add(&w->metrics, METRIC_PEER_GONE_DISCONNECTED, 1);
 	}
 	free(pend);
 	if (len)

@@ -185,7 +185,12 @@ func TestMeshReconnect(t *testing.T) {
 
 	meshDeliver(t, b, a, 20*time.Second)
 
-	d2.stop()
+	// Killed: no Restarting frame, no goodbye; d1 sees its connection drop.
+	if err := d2.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d2.exited
+	d2.cmd = nil
 	// B's relay is gone: d1 drops the routes through it, so A, which
 	// received from B through the mesh, hears PeerGone for B.
 	expectPeerGone(t, a, b.pub(), 10*time.Second)

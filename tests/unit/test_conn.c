@@ -777,6 +777,7 @@ static void test_mesh_peer(void **state)
 	hp_read(&m);
 	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_GONE, pl, sizeof(pl)), 1);
 	assert_memory_equal(pl, b.pub, 32);
+	assert_int_equal(h->w->metrics.v[METRIC_PEER_GONE_DISCONNECTED], 1);
 	hp_open(h, &x);
 	hp_read(&m);
 	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_PRESENT, pl, sizeof(pl)), 1);
