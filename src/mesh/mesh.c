@@ -72,8 +72,9 @@ struct mesh_peer {
 	struct mesh_target t;
 	pthread_t thread;
 	bool started;
-	bool self;   /* the peer turned out to be us: thread ended */
-	bool warned; /* this outage's connect error was logged at warn */
+	bool self;     /* the peer turned out to be us: thread ended */
+	bool warned;   /* this outage's connect error was logged at warn */
+	char why[300]; /* the last attempt's failure in words, "" = strerror */
 	int evfd;
 	struct metrics metrics; /* this thread's counters */
 
@@ -327,7 +328,7 @@ static int mesh_dial(struct mesh_peer *p, int64_t deadline_ms)
 	int r = getaddrinfo(p->t.dial, p->t.port, &hints, &res), err = -EHOSTUNREACH;
 
 	if (r != 0) {
-		log_warn("mesh", "%s: resolving %s: %s", p->t.host, p->t.dial, gai_strerror(r));
+		snprintf(p->why, sizeof(p->why), "resolving %s: %s", p->t.dial, gai_strerror(r));
 		return -EHOSTUNREACH;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -390,8 +391,10 @@ static int mesh_handshake(struct mesh_peer *p)
 			long v = SSL_get_verify_result(p->ssl);
 
 			if (v != X509_V_OK)
-				log_warn("mesh", "%s: certificate not trusted: %s", p->t.host,
+				snprintf(p->why, sizeof(p->why), "certificate not trusted: %s",
 					 X509_verify_cert_error_string(v));
+			else if (r == -EPROTO)
+				snprintf(p->why, sizeof(p->why), "TLS handshake failed");
 			return r;
 		}
 	}
@@ -418,7 +421,8 @@ static int mesh_handshake(struct mesh_peer *p)
 	}
 	buf[hl] = '\0';
 	if (strncmp((char *)buf, "HTTP/1.1 101", 12) != 0) {
-		log_warn("mesh", "%s: upgrade refused: %.40s", p->t.host, (char *)buf);
+		buf[strcspn((char *)buf, "\r\n")] = '\0';
+		snprintf(p->why, sizeof(p->why), "upgrade refused: %.60s", (char *)buf);
 		return -EPROTO;
 	}
 	r = mesh_read_frame(p, &type, buf, sizeof(buf), &plen, deadline);
@@ -622,7 +626,10 @@ static void *mesh_thread(void *arg)
 
 	log_info("mesh", "%s: will dial %s port %s", p->t.host, p->t.dial, p->t.port);
 	while (!mesh_stopping(p)) {
-		int r = mesh_handshake(p);
+		int r;
+
+		p->why[0] = '\0';
+		r = mesh_handshake(p);
 
 		if (r == 1) {
 			log_info("mesh", "%s: is this server (same key): not meshing with it",
@@ -647,9 +654,10 @@ static void *mesh_thread(void *arg)
 			/* Once per outage at warn; the retries at debug. */
 			if (!p->warned)
 				log_warn("mesh", "%s: connecting: %s (retrying)", p->t.host,
-					 strerror(-r));
+					 *p->why ? p->why : strerror(-r));
 			else
-				log_debug("mesh", "%s: connecting: %s", p->t.host, strerror(-r));
+				log_debug("mesh", "%s: connecting: %s", p->t.host,
+					  *p->why ? p->why : strerror(-r));
 			p->warned = true;
 		}
 		mesh_disconnect(p);

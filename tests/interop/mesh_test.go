@@ -254,6 +254,35 @@ func TestMeshOneWay(t *testing.T) {
 	}
 }
 
+// The mesh client verifies the other relay's certificate: without the test
+// CA in its trust store it does not mesh, and says why.
+func TestMeshVerifiesCertificate(t *testing.T) {
+	t.Parallel()
+	if implGo {
+		t.Log("DERPER_IMPL=go: checking the Go derper's mesh client")
+	}
+	psk := meshPSK(t)
+	p1, p2 := freeTCPPort(t, false), freeTCPPort(t, false)
+	startDaemon(t, daemonOpts{port: p2, extra: []string{"-mesh-psk-file", psk}}) // the relay to mesh with
+	o := meshOpts(psk, p1, p1, p2, "")
+	o.env = nil // the system store only: the test CA is not in it
+	d1 := startDaemon(t, o)
+	want := "certificate not trusted"
+	if implGo {
+		want = "certificate signed by unknown authority"
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(d1.out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in d1's log within 15 s", want)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the log, not synchronisation
+	}
+	if strings.Contains(d1.out.String(), "connected, watching") {
+		t.Fatal("d1 meshed with a relay whose certificate it cannot verify")
+	}
+}
+
 // Server side: a client with the mesh key may WatchConns (PeerPresent for
 // everyone, then changes) and ClosePeer; one without it is closed for
 // either frame.
