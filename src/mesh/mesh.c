@@ -531,38 +531,43 @@ static int mesh_read_some(struct mesh_peer *p)
  * the socket takes. 0 or -errno. */
 static int mesh_write_some(struct mesh_peer *p)
 {
-	if (p->woff == p->wlen) {
-		struct wmsg *msg;
+	/* Until the queue is empty or the socket is full: the eventfd only
+	 * says "no longer empty", so nothing may be left behind here. */
+	for (;;) {
+		if (p->woff == p->wlen) {
+			struct wmsg *msg;
 
-		p->woff = p->wlen = 0;
-		pthread_mutex_lock(&p->qlock);
-		while ((msg = p->q.head) && p->wlen + msg->len <= MESH_WBATCH) {
-			wmsg_list_pop(&p->q);
-			p->qbytes -= msg->len;
-			memcpy(p->wbuf + p->wlen, msg->data, msg->len);
-			p->wlen += msg->len;
-			free(msg);
-		}
-		pthread_mutex_unlock(&p->qlock);
-	}
-	while (p->woff < p->wlen) {
-		size_t n = 0;
-		int ret = SSL_write_ex(p->ssl, p->wbuf + p->woff, p->wlen - p->woff, &n);
-
-		if (ret != 1) {
-			int e = SSL_get_error(p->ssl, ret);
-
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-				if (!p->wstall_ms)
-					p->wstall_ms = clock_mono_ms();
-				return 0;
+			p->woff = p->wlen = 0;
+			pthread_mutex_lock(&p->qlock);
+			while ((msg = p->q.head) && p->wlen + msg->len <= MESH_WBATCH) {
+				wmsg_list_pop(&p->q);
+				p->qbytes -= msg->len;
+				memcpy(p->wbuf + p->wlen, msg->data, msg->len);
+				p->wlen += msg->len;
+				free(msg);
 			}
-			return -EPIPE;
+			pthread_mutex_unlock(&p->qlock);
+			if (!p->wlen)
+				return 0;
 		}
-		p->woff += n;
-		p->wstall_ms = 0;
+		while (p->woff < p->wlen) {
+			size_t n = 0;
+			int ret = SSL_write_ex(p->ssl, p->wbuf + p->woff, p->wlen - p->woff, &n);
+
+			if (ret != 1) {
+				int e = SSL_get_error(p->ssl, ret);
+
+				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+					if (!p->wstall_ms)
+						p->wstall_ms = clock_mono_ms();
+					return 0;
+				}
+				return -EPIPE;
+			}
+			p->woff += n;
+			p->wstall_ms = 0;
+		}
 	}
-	return 0;
 }
 
 /* Connected: serve until an error or stop. */
