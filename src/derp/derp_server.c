@@ -328,7 +328,8 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 		c->write_timeout_ms = DERP_MESH_WRITE_TIMEOUT_MS;
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. A client being verified holds its slot. */
-	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
+	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients &&
+	    !dc->can_mesh) { /* a full relay still meshes */
 		atomic_fetch_sub(&ds->nclients, 1);
 		log_peer("derp", "%016llx %s: refused: server full (%d clients)",
 			 (unsigned long long)c->id, c->addr, ds->max_clients);

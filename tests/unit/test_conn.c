@@ -739,7 +739,10 @@ static void test_mesh_peer(void **state)
 	hp_open(h, &a);
 	hp_open_on(h, h->w2, &b);
 	assert_true(derp_mesh_client_info_json(json, sizeof(json), h->ds.mesh_key) > 0);
+	h->ds.max_clients = 2; /* full: a mesh peer is still let in */
 	hp_open_info(h, h->w, &m, json);
+	h->ds.max_clients = 0;
+	assert_int_equal(registry_conns(m.pub), 1);
 	assert_true(derp_conn_is_mesh_peer(m.c->proto_state));
 	assert_false(derp_conn_is_mesh_peer(a.c->proto_state));
 	/* The reference's 30 s write timeout for mesh peers; others keep srv's. */
