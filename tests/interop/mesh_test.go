@@ -276,7 +276,12 @@ func TestMeshOneWay(t *testing.T) {
 	}
 	psk := meshPSK(t)
 	p1, p2 := freeTCPPort(t, false), freeTCPPort(t, false)
-	d1 := startDaemon(t, daemonOpts{port: p1, extra: []string{"-mesh-psk-file", psk}})
+	// Ours takes the key from its INI here ([mesh] psk_file), the flag elsewhere.
+	o1 := daemonOpts{port: p1, ini: "[mesh]\npsk_file = " + psk}
+	if implGo {
+		o1 = daemonOpts{port: p1, extra: []string{"-mesh-psk-file", psk}}
+	}
+	d1 := startDaemon(t, o1)
 	d2 := startDaemon(t, meshOpts(psk, p2, p1, p2, goBin))
 	b := d1.connectHTTP(t, "B@ours", key.NewNode())
 	a := d2.connectHTTP(t, "A@go", key.NewNode())
