@@ -2,7 +2,8 @@
  * fuzz_derp_frame.c - libFuzzer harness for the DERP frame reader: the
  * 5-byte frame header (every byte a client sends passes through it) and the
  * ClientInfo JSON (what a client's sealed box decrypts to: any client holding
- * a key can make it say anything).
+ * a key can make it say anything), and the PeerPresent payload a mesh client
+ * reads from the other relays.
  *
  * Checks, besides the sanitizers: the header parser consumes exactly 5 bytes
  * or asks for more, and decodes big-endian; ClientInfo is zeroed on error and
@@ -57,6 +58,19 @@ static void check_client_info(const uint8_t *json, size_t len)
 	}
 }
 
+static void check_peer_present(const uint8_t *p, size_t len)
+{
+	struct derp_peer_present pp;
+
+	if (derp_peer_present_parse(p, len, &pp) < 0) {
+		FUZZ_CHECK(len < 32);
+		return;
+	}
+	FUZZ_CHECK(len >= 32 && memcmp(pp.key, p, 32) == 0);
+	FUZZ_CHECK(pp.app_len <= DERP_APP_NAME_MAX);
+	FUZZ_CHECK(strlen(pp.app) == pp.app_len || memchr(pp.app, 0, pp.app_len));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_header(data, size);
@@ -66,5 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_client_info(data, size);
 	if (size >= DERP_FRAME_HEADER_LEN && data[0] == DERP_FRAME_CLIENT_INFO)
 		check_client_info(data + DERP_FRAME_HEADER_LEN, size - DERP_FRAME_HEADER_LEN);
+	check_peer_present(data, size);
+	if (size >= DERP_FRAME_HEADER_LEN && data[0] == DERP_FRAME_PEER_PRESENT)
+		check_peer_present(data + DERP_FRAME_HEADER_LEN, size - DERP_FRAME_HEADER_LEN);
 	return 0;
 }

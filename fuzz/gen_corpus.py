@@ -48,6 +48,11 @@ seed("derp_frame", "frame_server_key.bin", frame(0x01, MAGIC + bytes(32)))
 seed("derp_frame", "frame_send_packet.bin", frame(0x04, bytes(range(32)) + b"hello"))
 seed("derp_frame", "frame_keepalive.bin", frame(0x06, b""))
 seed("derp_frame", "frame_huge_len.bin", b"\x04\xff\xff\xff\xff")
+# PeerPresent as a mesh watcher gets it: v1.102 (key, IPv4-mapped address,
+# port, flags) and v1.104 (then an AppName length byte and the name).
+PRESENT = bytes(range(32)) + bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1]) + b"\x01\xbb"
+seed("derp_frame", "frame_peer_present.bin", frame(0x09, PRESENT + b"\x01"))
+seed("derp_frame", "frame_peer_present_app.bin", frame(0x09, PRESENT + b"\x01\x0atailscaled"))
 
 # ---------------------------------------------------------------------- stun
 COOKIE = struct.pack(">I", 0x2112A442)

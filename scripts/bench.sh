@@ -78,14 +78,11 @@ if [ -n "${GO_DERPER_BIN:-}" ]; then
 	GODERPER=$(realpath "$GO_DERPER_BIN")
 	[ -x "$GODERPER" ] || die "GO_DERPER_BIN=$GO_DERPER_BIN is not an executable"
 else
-	# Tailscale's Go derper, built from the Go module proxy into the build
-	# directory only to compare against. It is run locally and never
-	# committed or shipped; the version is the one tests/interop pins.
-	echo "bench: building Tailscale's Go derper v1.102.5 in $BUILD/go (local comparison only)"
-	mkdir -p "$BUILD/go"
-	GOBIN=$BUILD/go go install tailscale.com/cmd/derper@v1.102.5 ||
-		die "go install tailscale.com/cmd/derper@v1.102.5 failed (needs the Go module proxy)"
-	GODERPER=$BUILD/go/derper
+	# Tailscale's Go derper, built from the Go module proxy (cached in
+	# ~/.cache, shared with the interop suite's mixed mesh test) only to
+	# compare against: run locally, never committed or shipped.
+	GODERPER=$("$ROOT/scripts/go-derper.sh") ||
+		die "building Tailscale's Go derper failed (needs the Go module proxy)"
 fi
 
 echo "bench: building the load generator (tests/bench)"

@@ -38,6 +38,7 @@
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/fileio.h"
 #include "core/log.h"
 #include "core/memtrim.h"
 #include "core/notify.h"
@@ -50,6 +51,7 @@
 #include "geoip/access.h"
 #include "geoip/geoip_cli.h"
 #include "geoip/geoip_mgr.h"
+#include "mesh/mesh.h"
 #include "metrics/metrics_page.h"
 #include "net/server.h"
 #include "ops/ops.h"
@@ -317,24 +319,97 @@ static double gauge_dup_conns(void *arg)
 	return n > 0 ? n : 0;
 }
 
+/* The mesh, for its gauges (set before the workers start, read by the
+ * exporter thread). */
+static struct mesh *_Atomic main_mesh;
+
+static double gauge_watchers(void *arg)
+{
+	return (double)derp_mesh_watchers(arg);
+}
+
+static double gauge_remote(void *arg)
+{
+	(void)arg;
+	return (double)mesh_routes(atomic_load(&main_mesh));
+}
+
+static double gauge_mesh_up(void *arg)
+{
+	(void)arg;
+	return (double)mesh_peers_up(atomic_load(&main_mesh));
+}
+
+/* The mesh key (-mesh-psk-file) and the outgoing mesh (-mesh-with):
+ * before the workers start. Fatal on a bad file or list. */
+static struct mesh *setup_mesh(const struct config *cfg, struct server *srv, struct derp_server *ds)
+{
+	struct mesh_opts mo = { .with = cfg->mesh_with,
+				.self_host = cfg->hostname,
+				.self_port = cfg->listen_port,
+				.priv = ds->priv,
+				.pub = ds->pub,
+				.mesh_key = ds->mesh_key,
+				.srv = srv,
+				.max_routes = (size_t)cfg->mesh_max_routes,
+				.queue_bytes = (size_t)cfg->mesh_queue_bytes };
+	struct mesh *m;
+	char err[512];
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!*cfg->mesh_psk_file)
+		return NULL;
+	r = fileio_read_all(cfg->mesh_psk_file, 4096, &text, &len);
+	if (r < 0)
+		log_fatal("mesh", "mesh-psk-file %s: %s", cfg->mesh_psk_file, strerror(-r));
+	r = mesh_parse_key(text, len, ds->mesh_key);
+	sodium_memzero(text, len);
+	free(text);
+	if (r < 0)
+		log_fatal("mesh", "mesh-psk-file %s: not 64 hexadecimal digits",
+			  cfg->mesh_psk_file);
+	ds->has_mesh_key = true;
+	if (derp_mesh_init(ds) < 0)
+		log_fatal("mesh", "out of memory");
+	log_info("mesh", "mesh key configured: mesh peers may connect");
+	if (!*cfg->mesh_with)
+		return NULL;
+	m = mesh_new(&mo, err, sizeof(err));
+	if (!m)
+		log_fatal("mesh", "%s", err);
+	ds->fwd = &mesh_forwarder;
+	ds->fwd_arg = m;
+	atomic_store(&main_mesh, m);
+	return m;
+}
+
 /* The exporter: its own listener if [metrics] listen is set, else the
  * main listener's routes (a page protocol in front of DERP). */
 static void start_metrics(struct server *srv, struct derp_server *ds, int listen_fd)
 {
-	static const struct metrics_gauge gauges[2] = {
+	static const struct metrics_gauge gauges[5] = {
 		{ "derp_current_connections", "DERP clients connected", gauge_connections, NULL },
 		{ "derp_current_dup_client_conns",
 		  "connections beyond the first of their key (duplicate keys)", gauge_dup_conns,
 		  NULL },
+		{ "derp_gauge_watchers", "mesh peers watching this server's clients",
+		  gauge_watchers, NULL },
+		{ "derp_gauge_clients_remote",
+		  "clients of other relays of the mesh (forward table)", gauge_remote, NULL },
+		{ "derp_mesh_peers_connected", "outgoing mesh connections up", gauge_mesh_up,
+		  NULL },
 	};
-	struct metrics_gauge g[2];
+	struct metrics_gauge g[5];
 	struct metrics_page_opts mo = {
-		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 2, .listen_fd = listen_fd
+		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 5, .listen_fd = listen_fd
 	};
 	char err[512];
 
 	memcpy(g, gauges, sizeof(g));
-	g[0].arg = g[1].arg = ds;
+	for (size_t i = 0; i < 5; i++)
+		g[i].arg = ds;
 	if (metrics_page_start(&mo, err, sizeof(err)) < 0)
 		log_fatal("metrics", "%s", err);
 	if (metrics_page_on_main()) {
@@ -507,6 +582,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	bool geoip_started = false;
 	struct acme_client *acme = NULL;
 	struct admission *adm = NULL;
+	struct mesh *mesh = NULL;
 	enum acme_chal_kind challenge = ACME_CHAL_AUTO;
 	const char *challenge_why = "";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -602,6 +678,7 @@ static int run(struct config *cfg, int argc, char **argv)
 		}
 	}
 
+	mesh = setup_mesh(cfg, &srv, &ds);
 	start_metrics(&srv, &ds, metrics_fd);
 
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
@@ -633,6 +710,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
+	if (mesh && mesh_run(mesh, err, sizeof(err)) < 0)
+		log_fatal("mesh", "%s", err);
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
 		/* After the workers: http-01 needs the port-80 listener up. */
 		struct acme_client_opts ao = {
@@ -768,9 +847,12 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
 	admission_stop(adm);	/* posts to workers: stop before they are freed */
+	mesh_stop(mesh);	/* posts to workers too */
 	worker_stop_all(&srv);
 	metrics_page_stop(); /* after the workers: they copy its snapshots */
 	admission_free(adm); /* workers called into it until they were joined */
+	mesh_free(mesh);     /* likewise (mesh_forwarder) */
+	derp_mesh_deinit(&ds);
 	ret = 0;
 	if (geoip_started)
 		geoip_mgr_stop();
@@ -786,6 +868,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	registry_deinit();
 	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));
+	sodium_memzero(ds.mesh_key, sizeof(ds.mesh_key));
 	log_stop();
 	return ret;
 }

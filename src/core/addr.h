@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sockaddr;
 
@@ -20,5 +21,9 @@ struct sockaddr;
  * ADDR_TEXT_LEN), and then buf holds "?" (truncated to len; nothing when
  * len is 0). Buffers are the caller's; any thread. */
 int addr_format(const struct sockaddr *sa, bool with_port, char *buf, size_t len);
+
+/* Parse "1.2.3.4:80" or "[::1]:80" (as addr_format writes them) into a
+ * 16-byte address (IPv4-mapped for IPv4) and a port. 0 or -EINVAL. Pure. */
+int addr_parse_ip16(const char *text, uint8_t ip16[16], uint16_t *port);
 
 #endif

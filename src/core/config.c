@@ -315,6 +315,9 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 		config_err(errs, "-verify-client-url: \"%s\" is not an http or https URL",
 			   cfg->verify_client_url);
 
+	if (cfg->mesh_with && *cfg->mesh_with && (!cfg->mesh_psk_file || !*cfg->mesh_psk_file))
+		config_err(errs, "-mesh-with requires -mesh-psk-file ([mesh] with, psk_file)");
+
 	if (cfg->geoip_mode != CONFIG_GEOIP_OFF) {
 		if (!cfg->geoip_database || !*cfg->geoip_database)
 			config_err(errs, "[geoip] mode %s needs [geoip] database",

@@ -91,8 +91,12 @@ struct config {
 	int64_t verify_client_timeout_ms; /* per check, default 5s */
 	int64_t verify_cache_ttl_ms;	  /* verdict cache, default 1m; 0 = off */
 	int64_t verify_recheck_ms;	  /* re-verify connected clients, default 5m; 0 = off */
-	char *mesh_psk_file;		  /* -mesh-psk-file (mesh issue) */
-	char *mesh_with;		  /* -mesh-with (mesh issue) */
+
+	/* [mesh] */
+	char *mesh_psk_file;  /* -mesh-psk-file: "" = not a mesh member */
+	char *mesh_with;      /* -mesh-with: host[:port][/dialhost],... */
+	int mesh_max_routes;  /* forward table bound, default 1,000,000 */
+	int mesh_queue_bytes; /* ForwardPacket bytes waiting per peer, default 4 MiB */
 
 	/* [log] */
 	int log_level; /* enum log_level, default info */

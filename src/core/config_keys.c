@@ -107,9 +107,14 @@ const struct config_row config_rows[] = {
 	  false, 0, DAY_MS, NULL },
 	{ "derp", "verify_recheck_interval", T(duration), OFF(verify_recheck_ms), "5m", false, true,
 	  false, 0, DAY_MS, NULL },
-	{ "derp", "mesh_psk_file", T(str), OFF(mesh_psk_file), "", false, false, false, 0, 0,
+
+	{ "mesh", "psk_file", T(str), OFF(mesh_psk_file), "", false, true, false, 0, 0,
 	  "mesh-psk-file" },
-	{ "derp", "mesh_with", T(str), OFF(mesh_with), "", false, false, false, 0, 0, "mesh-with" },
+	{ "mesh", "with", T(str), OFF(mesh_with), "", false, true, false, 0, 0, "mesh-with" },
+	{ "mesh", "max_routes", T(int), OFF(mesh_max_routes), "1000000", false, true, false, 1,
+	  100000000, NULL },
+	{ "mesh", "queue_bytes", T(int), OFF(mesh_queue_bytes), "4194304", false, true, false,
+	  65536 + 69, 1 << 30, NULL },
 
 	{ "log", "level", T(log_level), OFF(log_level), "info", true, true, false, 0, 0,
 	  "log-level" },
@@ -151,8 +156,8 @@ const size_t config_nrows = sizeof(config_rows) / sizeof(config_rows[0]);
 _Static_assert(sizeof(config_rows) / sizeof(config_rows[0]) <= CONFIG_ROWS_MAX,
 	       "more rows than CONFIG_ROWS_MAX: raise it (config_ini.c sizes an array by it)");
 
-static const char *const config_sections[] = { "server", "tls", "acme",	 "stun",
-					       "derp",	 "log", "geoip", "metrics" };
+static const char *const config_sections[] = { "server", "tls", "acme",	 "stun",   "derp",
+					       "mesh",	 "log", "geoip", "metrics" };
 
 bool config_section_known(const char *name)
 {

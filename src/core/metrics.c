@@ -95,6 +95,12 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_REFUSED_APP_NAME_DISALLOWED] =
 		"derp_clients_refused{reason=\"app_name_disallowed\"}",
 	[METRIC_STUN_NO_LOCAL_ADDR] = "stun_no_local_addr",
+	[METRIC_PACKETS_FORWARDED_OUT] = "derp_packets_forwarded_out",
+	[METRIC_PACKETS_FORWARDED_IN] = "derp_packets_forwarded_in",
+	[METRIC_DROP_UNKNOWN_DEST_ON_FWD] = "derp_packets_dropped{reason=\"unknown_dest_on_fwd\"}",
+	[METRIC_MESH_FORWARD_DROPS] = "derp_mesh_forward_drops",
+	[METRIC_MESH_CONNECTS] = "derp_mesh_connects",
+	[METRIC_MESH_CONNECT_ERRORS] = "derp_mesh_connect_errors",
 };
 
 const char *metrics_name(enum metric m)

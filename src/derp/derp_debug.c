@@ -89,7 +89,7 @@ struct dbg_row {
 	int64_t age_ms; /* how long it has been registered */
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, senders;
 	int version;
-	bool active, dup, home, not_ideal, prober;
+	bool active, dup, home, mesh_peer, not_ideal, prober;
 	char app[DERP_MAX_APP_NAME_LEN + 1];
 };
 
@@ -377,6 +377,7 @@ static void dbg_visit(struct conn *c, void *arg)
 	r.dup = dc->dup;
 	r.home = dc->preferred;
 	r.not_ideal = dc->not_ideal;
+	r.mesh_peer = derp_conn_is_mesh_peer(dc);
 	r.prober = dc->is_prober;
 	r.version = dc->version;
 	r.age_ms = wk->w->now_ms - dc->registered_ms;
@@ -584,13 +585,13 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 			"\t\t\t\"remote\": \"%s\",\n\t\t\t\"connectedAt\": \"%s\",\n"
 			"\t\t\t\"connected\": %lld,\n\t\t\t\"active\": %s,\n\t\t\t\"dup\": %s,\n"
 			"\t\t\t\"disabled\": false,\n\t\t\t\"home\": %s,\n"
-			"\t\t\t\"meshPeer\": false,\n\t\t\t\"notIdeal\": %s,\n"
+			"\t\t\t\"meshPeer\": %s,\n\t\t\t\"notIdeal\": %s,\n"
 			"\t\t\t\"prober\": %s,\n\t\t\t\"version\": %d,\n\t\t\t\"appName\": ",
 			i ? "," : "", (unsigned long long)r->conn_id, hex, remote, at,
 			(long long)((r->age_ms + 500) / 1000) * 1000000000LL,
 			r->active ? "true" : "false", r->dup ? "true" : "false",
-			r->home ? "true" : "false", r->not_ideal ? "true" : "false",
-			r->prober ? "true" : "false", r->version);
+			r->home ? "true" : "false", r->mesh_peer ? "true" : "false",
+			r->not_ideal ? "true" : "false", r->prober ? "true" : "false", r->version);
 		dbg_json_str(f, r->app);
 		fprintf(f,
 			",\n\t\t\t\"rxPkts\": %llu,\n\t\t\t\"rxBytes\": %llu,\n"
@@ -677,10 +678,12 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 			"<td><a href=\"?ip=",
 			(unsigned long long)r->conn_id, hex, hex);
 		dbg_url_str(f, ip);
-		fprintf(f, "\">%s</a></td>\n<td>%llds</td>\n<td>%s%s%s%s%s</td>\n<td>%d</td>\n<td>",
+		fprintf(f,
+			"\">%s</a></td>\n<td>%llds</td>\n<td>%s%s%s%s%s%s</td>\n<td>%d</td>\n<td>",
 			remote, (long long)((r->age_ms + 500) / 1000), r->home ? "home " : "",
-			r->prober ? "prober " : "", r->not_ideal ? "notideal " : "",
-			r->dup ? "dup" : "", r->dup && r->active ? "-active" : "", r->version);
+			r->prober ? "prober " : "", r->mesh_peer ? "mesh " : "",
+			r->not_ideal ? "notideal " : "", r->dup ? "dup" : "",
+			r->dup && r->active ? "-active" : "", r->version);
 		if (r->app[0]) {
 			fputs("<a href=\"?app=", f);
 			dbg_url_str(f, r->app);

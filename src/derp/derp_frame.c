@@ -11,9 +11,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "core/hex.h"
 
@@ -109,6 +111,78 @@ size_t derp_frame_peer_present(uint8_t *out, const uint8_t key[32], const uint8_
 	p[DERP_KEY_LEN + 17] = (uint8_t)port;
 	p[DERP_KEY_LEN + 18] = flags;
 	return DERP_FRAME_PEER_PRESENT_LEN;
+}
+
+size_t derp_frame_peer_present_app(uint8_t *out, const uint8_t key[32], const uint8_t ip16[16],
+				   uint16_t port, uint8_t flags, const char *app, size_t app_len)
+{
+	size_t n;
+
+	if (!app || app_len > DERP_APP_NAME_MAX)
+		app_len = app ? DERP_APP_NAME_MAX : 0;
+	n = derp_frame_peer_present(out, key, ip16, port, flags);
+	out[n] = (uint8_t)app_len;
+	if (app_len)
+		memcpy(out + n + 1, app, app_len);
+	n += 1 + app_len;
+	derp_frame_header_put(out, DERP_FRAME_PEER_PRESENT, (uint32_t)(n - DERP_FRAME_HEADER_LEN));
+	return n;
+}
+
+size_t derp_frame_forward_header(uint8_t out[DERP_FRAME_FORWARD_HEADER_LEN], const uint8_t src[32],
+				 const uint8_t dst[32], uint32_t pkt_len)
+{
+	derp_frame_header_put(out, DERP_FRAME_FORWARD_PACKET, 2 * DERP_KEY_LEN + pkt_len);
+	memcpy(out + DERP_FRAME_HEADER_LEN, src, DERP_KEY_LEN);
+	memcpy(out + DERP_FRAME_HEADER_LEN + DERP_KEY_LEN, dst, DERP_KEY_LEN);
+	return DERP_FRAME_FORWARD_HEADER_LEN;
+}
+
+int derp_peer_present_parse(const uint8_t *p, size_t len, struct derp_peer_present *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len < DERP_KEY_LEN)
+		return -EBADMSG;
+	memcpy(out->key, p, DERP_KEY_LEN);
+	p += DERP_KEY_LEN;
+	len -= DERP_KEY_LEN;
+	/* Each field only after the whole previous one (as the Go client). */
+	if (len < 18)
+		return 0;
+	memcpy(out->ip16, p, 16);
+	out->port = (uint16_t)(p[16] << 8 | p[17]);
+	p += 18;
+	len -= 18;
+	if (len < 1)
+		return 0;
+	out->flags = p[0];
+	p++;
+	len--;
+	if (len >= 1) {
+		size_t n = p[0];
+
+		if (n > len - 1)
+			n = len - 1;
+		if (n > DERP_APP_NAME_MAX)
+			n = DERP_APP_NAME_MAX;
+		memcpy(out->app, p + 1, n);
+		out->app[n] = '\0';
+		out->app_len = (uint8_t)n;
+	}
+	return 0;
+}
+
+size_t derp_mesh_client_info_json(char *out, size_t cap, const uint8_t mesh_key[32])
+{
+	char hex[65];
+	int n;
+
+	if (hex_encode(hex, sizeof(hex), mesh_key, 32) < 0)
+		return 0;
+	n = snprintf(out, cap, "{\"meshKey\":\"%s\",\"version\":%d,\"CanAckPings\":false}", hex,
+		     DERP_PROTOCOL_VERSION);
+	sodium_memzero(hex, sizeof(hex));
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 size_t derp_frame_health(uint8_t *out, size_t cap, const char *problem)

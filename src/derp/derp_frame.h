@@ -67,6 +67,13 @@ enum derp_frame_type {
 #define DERP_FRAME_RESTARTING_LEN	  (DERP_FRAME_HEADER_LEN + 8)		     /* 13 */
 #define DERP_FRAME_RECV_PACKET_HEADER_LEN (DERP_FRAME_HEADER_LEN + DERP_KEY_LEN)     /* 37 */
 #define DERP_FRAME_PEER_PRESENT_LEN	  (DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 16 + 2 + 1) /* 56 */
+/* ForwardPacket header + source and destination keys (the packet follows). */
+#define DERP_FRAME_FORWARD_HEADER_LEN (DERP_FRAME_HEADER_LEN + 2 * DERP_KEY_LEN) /* 69 */
+/* The longest AppName a PeerPresent carries (v1.104 refuses longer names). */
+#define DERP_APP_NAME_MAX 32
+/* PeerPresent as v1.104 sends it: + 1 length byte + up to 32 AppName bytes. */
+#define DERP_FRAME_PEER_PRESENT_APP_MAX                                                            \
+	(DERP_FRAME_PEER_PRESENT_LEN + 1 + DERP_APP_NAME_MAX) /* 89 */
 
 /* Parse a frame header from buf[0..len). Returns DERP_FRAME_HEADER_LEN and
  * fills type/plen, or -EAGAIN when len < 5. No validation of type or length:
@@ -100,6 +107,35 @@ size_t derp_frame_recv_packet_header(uint8_t out[DERP_FRAME_RECV_PACKET_HEADER_L
  * older clients ignore). */
 size_t derp_frame_peer_present(uint8_t *out, const uint8_t key[32], const uint8_t ip16[16],
 			       uint16_t port, uint8_t flags);
+/* PeerPresent as v1.104 sends it to mesh watchers: the 51 bytes above, then
+ * a length byte and the AppName (app_len 0: no name; cut to
+ * DERP_APP_NAME_MAX). out holds DERP_FRAME_PEER_PRESENT_APP_MAX bytes.
+ * Returns the bytes written. */
+size_t derp_frame_peer_present_app(uint8_t *out, const uint8_t key[32], const uint8_t ip16[16],
+				   uint16_t port, uint8_t flags, const char *app, size_t app_len);
+/* ForwardPacket header + src + dst; the caller appends pkt_len bytes. */
+size_t derp_frame_forward_header(uint8_t out[DERP_FRAME_FORWARD_HEADER_LEN], const uint8_t src[32],
+				 const uint8_t dst[32], uint32_t pkt_len);
+
+/* A PeerPresent payload as a mesh client reads it. Older servers send
+ * shorter frames: only the key is required; missing fields stay zero. */
+struct derp_peer_present {
+	uint8_t key[32];
+	uint8_t ip16[16];
+	uint16_t port;
+	uint8_t flags;
+	uint8_t app_len;
+	char app[DERP_APP_NAME_MAX + 1]; /* NUL-terminated, cut to 32 bytes */
+};
+
+/* Parse a PeerPresent payload p[0..len). 0, or -EBADMSG when len < 32. */
+int derp_peer_present_parse(const uint8_t *p, size_t len, struct derp_peer_present *out);
+
+/* Write the ClientInfo JSON of a mesh client ({"meshKey":"<64 hex>",
+ * "version":2,"CanAckPings":false}, as the Go mesh client sends) and a NUL
+ * into out. Returns its length without the NUL, or 0 if cap is too small. */
+size_t derp_mesh_client_info_json(char *out, size_t cap, const uint8_t mesh_key[32]);
+
 /* Health: problem text (NUL-terminated; "" = healthy, NULL treated as "").
  * Returns the bytes written, or 0 when 5 + strlen(problem) > cap. */
 size_t derp_frame_health(uint8_t *out, size_t cap, const char *problem);

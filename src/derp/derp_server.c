@@ -22,8 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core/log.h"
 #include "derp/derp_frame.h"
+#include "derp/derp_int.h"
 #include "derp/derp_key.h"
 #include "derp/registry.h"
 #include "net/conn.h"
@@ -34,29 +37,21 @@
 #define DERP_MAX_FRAME	     (64 + DERP_MAX_PACKET_SIZE)
 #define DERP_CLIENT_INFO_MIN (DERP_KEY_LEN + DERP_NONCE_LEN)
 #define DERP_PING_MAX	     1000
+/* The reference's privilegedWriteTimeout: a mesh peer may take longer to
+ * read (a whole region's PeerPresent) than a client. */
+#define DERP_MESH_WRITE_TIMEOUT_MS 30000
 #define DERP_DUP_HEALTH                                                                            \
 	"duplicate connection: another connection with this node key is connected to this "        \
 	"DERP server; only the most recently active one receives packets"
 
 /* ---- helpers ---- */
 
-static struct derp_server *derp_of(const struct conn *c)
-{
-	return c->w->srv->proto_arg;
-}
-
-static struct derp_conn *dc_of(const struct conn *c)
-{
-	return c->proto_state;
-}
-
 static void derp_queue_frame(struct conn *c, const uint8_t *frame, size_t len)
 {
 	conn_queue_bytes(c, frame, len);
 }
 
-/* The DERP connection with id on w, or NULL (gone, closed, or not DERP). */
-static struct conn *derp_find(struct worker *w, uint64_t id)
+struct conn *derp_find(struct worker *w, uint64_t id)
 {
 	struct conn *c = worker_find(w, id);
 
@@ -109,21 +104,35 @@ static void derp_gone_msg(struct worker *w, struct wmsg *m)
 	free(m);
 }
 
+struct wmsg *derp_peer_gone_msg_new(uint64_t conn_id, const uint8_t key[32])
+{
+	struct wmsg *m = wmsg_new(derp_gone_msg, conn_id, 32);
+
+	if (m)
+		memcpy(m->data, key, 32);
+	return m;
+}
+
 /* key left the server: tell the connections that received from it, and
  * only them (the registry's watchers; as the reference's peer-gone
- * watchers), so a departure costs O(its peers), not O(all clients). */
+ * watchers), so a departure costs O(its peers), not O(all clients). While
+ * a mesh peer still has the key it has not left the region: the forward
+ * table takes the watchers over instead (as the reference stays quiet
+ * while a forwarder remains). */
 static void derp_tell_watchers(struct worker *w, const uint8_t key[32],
 			       struct registry_watchers *ws)
 {
+	struct derp_server *ds = w->srv->proto_arg;
 	struct registry_conn rc;
 	size_t pos = 0;
 
 	while (registry_watchers_next(ws, &pos, &rc)) {
-		struct wmsg *m = wmsg_new(derp_gone_msg, rc.client_id, 32);
+		if (ds->fwd && ds->fwd->watch(ds->fwd_arg, key, &rc) == 0)
+			continue;
+		struct wmsg *m = derp_peer_gone_msg_new(rc.client_id, key);
 
 		if (!m)
 			break;
-		memcpy(m->data, key, 32);
 		worker_send(w, rc.worker, m);
 	}
 	registry_watchers_free(ws);
@@ -236,6 +245,7 @@ static int derp_register(struct conn *c)
 			  (unsigned long long)c->id, c->addr, hex, dc->is_prober ? " (prober)" : "",
 			  r > 1 ? " (duplicate key)" : "");
 	}
+	derp_mesh_client_up(c);
 	if (r > 1) {
 		derp_dup_update(c, false);
 		for (size_t i = 0; i < nothers; i++)
@@ -277,17 +287,6 @@ static void derp_admit_msg(struct worker *w, struct wmsg *m)
 	}
 }
 
-/* Is the sender of ci a trusted mesh peer? Mesh peers are exempt from
- * -disallow-app-names (and, with mesh, from admission). The mesh branch
- * answers this from the mesh key (ci->mesh_key against the configured
- * one); until then no client is a mesh peer. */
-static bool derp_is_mesh_peer(const struct derp_server *ds, const struct derp_client_info *ci)
-{
-	(void)ds;
-	(void)ci;
-	return false;
-}
-
 /* 0 if ci's AppName may connect, or -EPERM (logged, counted) when it is
  * invalid (derp.ValidAppName: refused even for mesh peers, as the
  * reference does while reading ClientInfo) or disallowed. */
@@ -303,7 +302,7 @@ static int derp_check_app_name(struct conn *c, const struct derp_client_info *ci
 			 (unsigned long long)c->id, c->addr, ci->app_name, DERP_MAX_APP_NAME_LEN);
 		return -EPERM;
 	}
-	if (derp_is_mesh_peer(ds, ci))
+	if (derp_conn_is_mesh_peer(dc_of(c))) /* set from the mesh key just before */
 		return 0;
 	for (size_t i = 0; i < ds->ndisallow_app_names; i++) {
 		if (strcmp(ds->disallow_app_names[i], ci->app_name) == 0) {
@@ -355,18 +354,20 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 			 (unsigned long long)c->id, c->addr);
 		return -EBADMSG;
 	}
-	if (ci.has_mesh_key) {
-		/* Mesh arrives with its own issue; until then a mesh client is
-		 * a client like any other, with no mesh rights. */
-		log_debug("derp", "%016llx %s: mesh key ignored (mesh not configured)",
-			  (unsigned long long)c->id, c->addr);
-	}
+	/* The mesh key makes a mesh peer (constant-time compare, as
+	 * key.DERPMesh.Equal); a wrong or unexpected one is just a client. */
+	dc->can_mesh = ci.has_mesh_key && ds->has_mesh_key &&
+		       sodium_memcmp(ci.mesh_key, ds->mesh_key, 32) == 0;
+	sodium_memzero(ci.mesh_key, sizeof(ci.mesh_key));
+	if (dc->can_mesh)
+		c->write_timeout_ms = DERP_MESH_WRITE_TIMEOUT_MS;
 	r = derp_check_app_name(c, &ci);
 	if (r < 0)
 		return r;
 	/* Take a slot first, so workers racing for the last one can't both
 	 * get it. A client being verified holds its slot. */
-	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients) {
+	if (atomic_fetch_add(&ds->nclients, 1) >= ds->max_clients && ds->max_clients &&
+	    !dc->can_mesh) { /* a full relay still meshes */
 		atomic_fetch_sub(&ds->nclients, 1);
 		log_peer("derp", "%016llx %s: refused: server full (%d clients)",
 			 (unsigned long long)c->id, c->addr, ds->max_clients);
@@ -379,7 +380,7 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	dc->version = ci.version;
 	/* Valid, so printable ASCII of at most 32 bytes: it fits. */
 	snprintf(dc->app_name, sizeof(dc->app_name), "%.32s", ci.app_name);
-	if (ds->admit) {
+	if (ds->admit && !dc->can_mesh) { /* mesh peers are trusted, as in the reference */
 		r = ds->admit(ds->admit_arg, w, c->id, dc->key, c->addr, derp_admit_msg);
 		if (r < 0) {
 			log_peer("derp", "%016llx %s: refused: not admitted (%s)",
@@ -416,9 +417,13 @@ static void derp_release(struct conn *c)
 		derp_of(c)->forget(derp_of(c)->admit_arg, w->idx, c->id);
 	if (dc->registered) {
 		/* No longer a watcher of the keys it received from. */
-		while ((src = keyset_next(&dc->saw, &pos)))
+		while ((src = keyset_next(&dc->saw, &pos))) {
 			registry_unwatch(src, c->id);
+			if (derp_of(c)->fwd)
+				derp_of(c)->fwd->unwatch(derp_of(c)->fwd_arg, src, c->id);
+		}
 		left = registry_remove_gone(dc->key, c->id, others, &nothers, &gone);
+		derp_mesh_client_down(c, dc, left == 0);
 		if (left == 0)
 			derp_tell_watchers(w, dc->key, &gone);
 		for (size_t i = 0; i < nothers; i++)
@@ -492,8 +497,9 @@ static void derp_not_here(struct conn *c, const uint8_t dst[32])
 	metrics_add(&c->w->metrics, METRIC_PEER_GONE_NOT_HERE, 1);
 }
 
-/* On the receiver's worker: queue a RecvPacket frame (m->data). */
-static void derp_deliver_msg(struct worker *w, struct wmsg *m)
+/* On the receiver's worker: queue a RecvPacket frame (m->data);
+ * forwarded: it came from a mesh peer (ForwardPacket). */
+static void derp_deliver(struct worker *w, struct wmsg *m, bool forwarded)
 {
 	struct conn *c = derp_find(w, m->conn_id);
 
@@ -515,46 +521,84 @@ static void derp_deliver_msg(struct worker *w, struct wmsg *m)
 	 * departure), say so now, after the packet. */
 	if (first && c->state != CONN_CLOSED) {
 		struct registry_conn self = { .worker = w->idx, .client_id = c->id };
+		struct derp_server *ds = derp_of(c);
 
-		if (registry_watch(key, &self) == -ENOENT)
+		/* A client of a mesh peer: the forward table watches it. */
+		if (registry_watch(key, &self) != -ENOENT ||
+		    (ds->fwd && ds->fwd->watch(ds->fwd_arg, key, &self) != -ENOENT))
+			return;
+		if (!forwarded) {
 			derp_peer_gone(c, key);
+		} else {
+			/* From a relay we do not watch (it meshes with us, we
+			 * not with it): nothing will say when the sender
+			 * leaves, so do not claim it has (the reference never
+			 * does); try again with its next packet. */
+			keyset_remove(&dc_of(c)->saw, key);
+		}
 	}
 }
 
-static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
+static void derp_deliver_msg(struct worker *w, struct wmsg *m)
+{
+	derp_deliver(w, m, false);
+}
+
+static void derp_deliver_fwd_msg(struct worker *w, struct wmsg *m)
+{
+	derp_deliver(w, m, true);
+}
+
+/* A packet from src for dst: to a local client (which always wins), else
+ * (unless it came from a mesh peer: one hop only) to the mesh peer that
+ * has dst, else dropped. */
+static void derp_route_packet(struct conn *c, const uint8_t src[32], const uint8_t dst[32],
+			      const uint8_t *pkt, uint32_t n, bool forwarded)
 {
 	struct worker *w = c->w;
-	const uint8_t *dst = p;
-	const uint8_t *pkt = p + DERP_KEY_LEN;
-	uint32_t n = plen - DERP_KEY_LEN;
+	struct derp_server *ds = derp_of(c);
 	bool disco = derp_looks_like_disco(pkt, n);
 	struct registry_conn rc;
 	struct wmsg *m;
 	int r;
 
-	metrics_add(&w->metrics, METRIC_PACKETS_RECEIVED, 1);
-	dc_of(c)->rx_pkts++;
-	dc_of(c)->rx_bytes += n;
 	r = registry_lookup(dst, &rc);
+	if (r == 0 && !forwarded && ds->fwd &&
+	    ds->fwd->forward(ds->fwd_arg, w, src, dst, pkt, n) == 1) {
+		metrics_add(&w->metrics, METRIC_PACKETS_FORWARDED_OUT, 1);
+		return;
+	}
 	if (r != 1) {
 		metrics_add(&w->metrics,
-			    r == -EBUSY ? METRIC_DROP_DUP_CLIENT : METRIC_DROP_UNKNOWN_DEST, 1);
+			    r == -EBUSY ? METRIC_DROP_DUP_CLIENT
+			    : forwarded ? METRIC_DROP_UNKNOWN_DEST_ON_FWD
+					: METRIC_DROP_UNKNOWN_DEST,
+			    1);
 		if (disco)
 			derp_not_here(c, dst);
 		return;
 	}
-	m = wmsg_new(derp_deliver_msg, rc.client_id, DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
+	m = wmsg_new(forwarded ? derp_deliver_fwd_msg : derp_deliver_msg, rc.client_id,
+		     DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + n);
 	if (!m) {
 		metrics_add(&w->metrics, METRIC_DROP_QUEUE_TAIL, 1);
 		return;
 	}
 	m->prio = disco ? CONN_PRIO_HIGH : CONN_PRIO_LOW;
 	m->flags = WMSG_F_DROPPABLE;
-	derp_frame_recv_packet_header(m->data, dc_of(c)->key, n);
+	derp_frame_recv_packet_header(m->data, src, n);
 	memcpy(m->data + DERP_FRAME_HEADER_LEN + DERP_KEY_LEN, pkt, n);
 	if (rc.worker != w->idx)
 		metrics_add(&w->metrics, METRIC_PACKETS_CROSS_WORKER, 1);
 	worker_send(w, rc.worker, m);
+}
+
+static void derp_send_packet(struct conn *c, const uint8_t *p, uint32_t plen)
+{
+	metrics_add(&c->w->metrics, METRIC_PACKETS_RECEIVED, 1);
+	dc_of(c)->rx_pkts++;
+	dc_of(c)->rx_bytes += plen - DERP_KEY_LEN;
+	derp_route_packet(c, dc_of(c)->key, p, p + DERP_KEY_LEN, plen - DERP_KEY_LEN, false);
 }
 
 /* Dispatch one frame of a registered client. 0 or -errno (close). */
@@ -596,9 +640,27 @@ static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t p
 	case DERP_FRAME_FORWARD_PACKET:
 	case DERP_FRAME_WATCH_CONNS:
 	case DERP_FRAME_CLOSE_PEER:
-		log_peer("derp", "%016llx %s: mesh frame 0x%02x without mesh rights",
-			 (unsigned long long)c->id, c->addr, type);
-		return -EPERM;
+		/* The reference checks the length before the rights for
+		 * WatchConns and ClosePeer; either way the peer is closed. */
+		if (!dc->can_mesh) {
+			log_peer("derp", "%016llx %s: mesh frame 0x%02x without mesh rights",
+				 (unsigned long long)c->id, c->addr, type);
+			return -EPERM;
+		}
+		if (type == DERP_FRAME_WATCH_CONNS)
+			return plen == 0 ? derp_mesh_watch(c) : -EBADMSG;
+		if (type == DERP_FRAME_CLOSE_PEER) {
+			if (plen != DERP_KEY_LEN)
+				return -EBADMSG;
+			derp_mesh_close_peer(c, p);
+			return 0;
+		}
+		if (plen < 2 * DERP_KEY_LEN || plen > 2 * DERP_KEY_LEN + DERP_MAX_PACKET_SIZE)
+			return -EBADMSG;
+		metrics_add(&c->w->metrics, METRIC_PACKETS_FORWARDED_IN, 1);
+		derp_route_packet(c, p, p + DERP_KEY_LEN, p + 2 * DERP_KEY_LEN,
+				  plen - 2 * DERP_KEY_LEN, true);
+		return 0;
 	case DERP_FRAME_PONG:
 	case DERP_FRAME_KEEP_ALIVE:
 		return 0;

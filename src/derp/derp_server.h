@@ -17,12 +17,32 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "derp/keyset.h"
 #include "net/worker.h"
 
 struct conn_proto;
+struct derp_mesh_state;
+struct registry_conn;
+
+/*
+ * The mesh's forward table (mesh/, plugged in by main; NULL = no outgoing
+ * mesh). Called on workers; none may block.
+ */
+struct derp_forwarder {
+	/* A packet from src for dst, which has no connection here: send it
+	 * to the mesh peer that has dst. 1 = on its way, 0 = no route. */
+	int (*forward)(void *arg, struct worker *w, const uint8_t src[32], const uint8_t dst[32],
+		       const uint8_t *pkt, uint32_t len);
+	/* watcher received a packet from key, a client of a mesh peer: note
+	 * it, so that PeerGone reaches watcher when key leaves the region.
+	 * 0, or -ENOENT when key is not routed (it left already). */
+	int (*watch)(void *arg, const uint8_t key[32], const struct registry_conn *watcher);
+	/* watcher client_id is leaving: forget it as a watcher of key. */
+	void (*unwatch)(void *arg, const uint8_t key[32], uint64_t client_id);
+};
 
 struct derp_server {
 	uint8_t priv[32]; /* server private key; never logged */
@@ -48,9 +68,16 @@ struct derp_server {
 
 	/* ClientInfo AppNames refused (-disallow-app-names); main's config
 	 * owns the strings, unchanged while the workers run. Mesh peers are
-	 * exempt (derp_is_mesh_peer in derp_server.c). */
+	 * exempt (derp_conn_is_mesh_peer). */
 	char *const *disallow_app_names;
 	size_t ndisallow_app_names;
+	/* Mesh (set by main before the workers start). A client whose
+	 * ClientInfo carries mesh_key is a mesh peer. */
+	bool has_mesh_key;
+	uint8_t mesh_key[32];	      /* secret: never logged */
+	struct derp_mesh_state *mesh; /* derp_mesh.c; NULL without a mesh key */
+	const struct derp_forwarder *fwd;
+	void *fwd_arg;
 };
 
 /* Per-connection DERP state (conn->proto_state). */
@@ -72,6 +99,9 @@ struct derp_conn {
 	/* For /debug/clients: packets (and their payload bytes) the client
 	 * sent, and those queued to it. */
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
+	bool can_mesh;	   /* presented the mesh key: a mesh peer */
+	bool watching;	   /* a mesh watcher (sent WatchConns) */
+	bool mesh_present; /* counted in the mesh presence table */
 	int64_t next_keepalive_ms;
 	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
 	uint32_t nothere_tokens;
@@ -81,6 +111,26 @@ struct derp_conn {
 /* The client's self-reported ClientInfo AppName ("" if none): printable
  * ASCII, at most 32 bytes. dc is owned by its worker: that thread only. */
 const char *derp_conn_app_name(const struct derp_conn *dc);
+
+/* True when the client presented the mesh key (a mesh peer: exempt from
+ * admission and rate limits, may WatchConns, ClosePeer, ForwardPacket).
+ * The connection's worker. */
+static inline bool derp_conn_is_mesh_peer(const struct derp_conn *dc)
+{
+	return dc && dc->can_mesh;
+}
+
+/* Mesh state of ds when ds->has_mesh_key (0 or -ENOMEM); main, before the
+ * workers. deinit: after they are joined; NULL state is a no-op. */
+int derp_mesh_init(struct derp_server *ds);
+void derp_mesh_deinit(struct derp_server *ds);
+/* Number of mesh watchers (any thread). */
+size_t derp_mesh_watchers(const struct derp_server *ds);
+
+/* A PeerGone(Disconnected) for key to connection conn_id, as a message for
+ * its worker (the mesh client posts it when a remote client leaves). NULL
+ * on ENOMEM. */
+struct wmsg *derp_peer_gone_msg_new(uint64_t conn_id, const uint8_t key[32]);
 
 /* The protocol the HTTP upgrade on /derp hands connections to. */
 extern const struct conn_proto derp_proto;

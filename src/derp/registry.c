@@ -283,6 +283,18 @@ int registry_conns(const uint8_t key[32])
 	return n;
 }
 
+int registry_list(const uint8_t key[32], struct registry_conn out[REGISTRY_MAX_DUPS])
+{
+	struct reg_shard *s;
+	struct reg_entry *e = reg_find_locked(key, false, &s);
+	size_t n = 0;
+
+	if (e)
+		reg_copy_others(e, 0, out, &n); /* ids start at 1: 0 excludes none */
+	pthread_rwlock_unlock(&s->lock);
+	return (int)n;
+}
+
 size_t registry_count(void)
 {
 	size_t n = 0;

@@ -89,6 +89,10 @@ int registry_set_active(const uint8_t key[32], uint64_t client_id,
 /* Number of connections registered with key (0 if none). Any thread. */
 int registry_conns(const uint8_t key[32]);
 
+/* Fill out with the connections of key (up to REGISTRY_MAX_DUPS); returns
+ * how many (0 if none). Any thread; read lock only. */
+int registry_list(const uint8_t key[32], struct registry_conn out[REGISTRY_MAX_DUPS]);
+
 /* Number of distinct keys registered. Any thread. */
 size_t registry_count(void);
 

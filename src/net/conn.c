@@ -646,8 +646,9 @@ void conn_tick(struct conn *c, int64_t now_ms)
 		conn_close(c, "handshake timeout");
 		return;
 	}
-	if (c->wbuf && srv->write_timeout_ms && c->stall_since_ms &&
-	    now_ms - c->stall_since_ms >= srv->write_timeout_ms) {
+	int64_t wt = c->write_timeout_ms ? c->write_timeout_ms : srv->write_timeout_ms;
+
+	if (c->wbuf && wt && c->stall_since_ms && now_ms - c->stall_since_ms >= wt) {
 		metrics_add(&c->w->metrics, METRIC_WRITE_TIMEOUTS, 1);
 		conn_close(c, "write timeout");
 		return;

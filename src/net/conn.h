@@ -120,7 +120,8 @@ struct conn {
 	uint32_t qbytes; /* bytes of the packets in high and low */
 	uint8_t *wbuf;	 /* unwritten tail of the last flush; NULL when drained */
 	uint32_t wlen, woff;
-	int64_t stall_since_ms; /* when wbuf got stuck; 0 = not stuck */
+	int64_t stall_since_ms;	  /* when wbuf got stuck; 0 = not stuck */
+	int64_t write_timeout_ms; /* > 0: instead of srv's (the protocol sets it) */
 
 	int64_t deadline_ms; /* handshake deadline; 0 = none (the protocol clears it) */
 };

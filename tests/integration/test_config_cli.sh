@@ -57,9 +57,9 @@ rc=$?
 grep -qF 'flag -stun-port: 0 is out of range 1..65535' <<<"$out" || fail "no flag error: $out"
 grep -qF 'unknown flag -nosuchflag' <<<"$out" || fail "no unknown-flag error: $out"
 out=$("$DERPER_BIN" -config "$ini" -mesh-with a,b --check-config 2>&1)
-[ $? -eq 1 ] || fail "-mesh-with accepted: $out"
-grep -qF 'flag -mesh-with: not supported yet by this derper' <<<"$out" ||
-	fail "no not-supported error: $out"
+[ $? -eq 1 ] || fail "-mesh-with without -mesh-psk-file accepted: $out"
+grep -qF -- '-mesh-with requires -mesh-psk-file' <<<"$out" ||
+	fail "no error for -mesh-with without a key: $out"
 
 # TLS rule: the default certmode on a port other than 443 serves plain
 # HTTP (Go derper); an explicit letsencrypt serves TLS there too (issue 8)

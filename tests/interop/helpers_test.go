@@ -99,6 +99,7 @@ func improvement(t *testing.T, name string, err error) {
 
 type testPKI struct {
 	dir      string         // certdir: derp.test.crt (the leaf alone) and derp.test.key
+	caFile   string         // the test CA in PEM (SSL_CERT_FILE for daemons that dial out)
 	pool     *x509.CertPool // holds the test CA
 	leafHash string         // lowercase hex SHA-256 of the leaf's DER, for "sha256-raw:"
 }
@@ -167,10 +168,14 @@ func newTestPKI() (*testPKI, error) {
 	}
 
 	sum := sha256.Sum256(leafDER)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0644); err != nil {
+		return nil, err
+	}
 
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return &testPKI{dir: dir, pool: pool, leafHash: hex.EncodeToString(sum[:])}, nil
+	return &testPKI{dir: dir, caFile: caFile, pool: pool, leafHash: hex.EncodeToString(sum[:])}, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -186,7 +191,10 @@ type daemonOpts struct {
 	// bare lines extend [derp], a "[section]" line starts another
 	plainHTTP bool // no -certmode manual: on a port other than 443 the
 	// default certmode (letsencrypt) means plain HTTP, no TLS
-	nofile int // > 0: start under prlimit --nofile=N:N (file-descriptor attacks)
+	nofile int      // > 0: start under prlimit --nofile=N:N (file-descriptor attacks)
+	port   int      // > 0: this TLS port instead of a free one (mesh peers name each other)
+	env    []string // more environment (e.g. SSL_CERT_FILE), appended to ours
+	goBin  string   // run this Go derper instead of DERPER_BIN (mixed meshes)
 }
 
 type daemon struct {
@@ -262,19 +270,22 @@ func startDaemon(t *testing.T, opts daemonOpts) *daemon {
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
-			t.Logf("daemon output (%s):\n%s", derperBin, d.out.String())
+			t.Logf("daemon output (%s):\n%s", d.bin(), d.out.String())
 		}
 	})
 	// A port picked here may be taken by a parallel test before the daemon
 	// binds it: retry with fresh ports when that happens.
 	for attempt := 1; ; attempt++ {
-		d.port = freeTCPPort(t, opts.listenAll)
+		d.port = opts.port
+		if d.port == 0 {
+			d.port = freeTCPPort(t, opts.listenAll)
+		}
 		d.stunPort = freeUDPPort(t, opts.listenAll)
 		err := d.tryStart()
 		if err == nil {
 			break
 		}
-		if attempt < 3 && strings.Contains(strings.ToLower(d.out.String()), "in use") {
+		if attempt < 3 && opts.port == 0 && strings.Contains(strings.ToLower(d.out.String()), "in use") {
 			t.Logf("retrying with other ports: %v", err)
 			continue
 		}
@@ -303,7 +314,7 @@ func (d *daemon) args() []string {
 	if !d.opts.plainHTTP {
 		args = append(args, "-certmode", "manual")
 	}
-	if !implGo {
+	if !d.isGo() {
 		// Our daemon: an explicit INI (so no /etc/derper/derper.ini is read),
 		// a short handshake timeout and two workers so that clients land on
 		// different threads and packets cross between them.
@@ -334,20 +345,34 @@ func (d *daemon) start() {
 	}
 }
 
+// isGo reports whether this daemon is Tailscale's Go derper.
+func (d *daemon) isGo() bool { return implGo || d.opts.goBin != "" }
+
+// bin is the daemon's executable.
+func (d *daemon) bin() string {
+	if d.opts.goBin != "" {
+		return d.opts.goBin
+	}
+	return derperBin
+}
+
 func (d *daemon) tryStart() error {
 	if d.out == nil {
 		d.out = new(syncBuffer)
 	}
 	if d.opts.nofile > 0 {
 		// prlimit sets the limit and execs the daemon: same pid.
-		args := append([]string{fmt.Sprintf("--nofile=%d:%d", d.opts.nofile, d.opts.nofile), "--", derperBin}, d.args()...)
+		args := append([]string{fmt.Sprintf("--nofile=%d:%d", d.opts.nofile, d.opts.nofile), "--", d.bin()}, d.args()...)
 		d.cmd = exec.Command("prlimit", args...)
 	} else {
-		d.cmd = exec.Command(derperBin, d.args()...)
+		d.cmd = exec.Command(d.bin(), d.args()...)
+	}
+	if len(d.opts.env) > 0 {
+		d.cmd.Env = append(os.Environ(), d.opts.env...)
 	}
 	d.cmd.Stdout = d.out
 	d.cmd.Stderr = d.out
-	fmt.Fprintf(d.out, "### start: %s %s\n", derperBin, strings.Join(d.cmd.Args[1:], " "))
+	fmt.Fprintf(d.out, "### start: %s %s\n", d.bin(), strings.Join(d.cmd.Args[1:], " "))
 	if err := d.cmd.Start(); err != nil {
 		d.cmd = nil
 		return fmt.Errorf("starting %s: %v", derperBin, err)
@@ -372,7 +397,7 @@ func (d *daemon) tryStart() error {
 			// The port answering is not enough: a parallel test's
 			// daemon may hold it while ours failed to bind and is
 			// exiting. Ours says it is up once it has bound.
-			if implGo || strings.Contains(d.out.String(), "info main: derper ") {
+			if d.isGo() || strings.Contains(d.out.String(), "info main: derper ") {
 				return nil
 			}
 		}

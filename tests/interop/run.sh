@@ -13,6 +13,8 @@
 #                     go.mod/go.sum in v1104/), with GOTOOLCHAIN=go1.27.3,
 #                     which it needs. derpprobe stays at v1.102.5: v1.104's
 #                     cmd/derpprobe has dependencies the proxy does not serve.
+#       GO_DERPER_BIN Tailscale's Go derper for the mixed mesh test (default:
+#                     built and cached by scripts/go-derper.sh)
 # Needs Go >= 1.26 and the Go module proxy (or a warm module cache).
 set -euo pipefail
 
@@ -83,6 +85,12 @@ else
 	echo "interop: building the test binary (tailscale.com v1.104.6, $(cd "$src" && go env GOVERSION))"
 	(cd "$src" && go test -c -o "$out/interop.test" .)
 fi
+# Tailscale's Go derper for the mixed mesh test (ours and theirs in one
+# mesh): built once from the module proxy and cached in ~/.cache.
+if [ -z "${GO_DERPER_BIN:-}" ]; then
+	GO_DERPER_BIN=$("$here/../../scripts/go-derper.sh")
+fi
+export GO_DERPER_BIN
 
 echo "interop: DERPER_BIN=$DERPER_BIN DERPER_IMPL=${DERPER_IMPL:-ours}"
 args=(-test.v -test.count=1 -test.parallel=16 -test.timeout=5m)

@@ -702,8 +702,6 @@ static void test_flag_errors(void **state)
 		"http(s) URL)",
 		"flag -a: \"::1:443\" is not host:port (IPv6 addresses need brackets: [::1]:443)",
 		"bad flag syntax: ---a",
-		"flag -mesh-psk-file: not supported yet by this derper",
-		"flag -mesh-with: not supported yet by this derper",
 		"flag -secrets-url: not supported yet by this derper",
 		"flag -secrets-path-prefix: not supported yet by this derper",
 		"flag -secrets-cache-dir: not supported yet by this derper",

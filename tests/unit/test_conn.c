@@ -607,11 +607,11 @@ static void h_run_both(struct harness *h)
 }
 
 /* Connect and register p with a fresh key on worker w; drain its greeting. */
-static void hp_open_on(struct harness *h, struct worker *w, struct hpeer *p)
+/* A client on w saying json in its ClientInfo. */
+static void hp_open_info(struct harness *h, struct worker *w, struct hpeer *p, const char *json)
 {
 	static const char up[] = "GET /derp HTTP/1.1\r\nHost: x\r\nUpgrade: DERP\r\n"
 				 "Connection: Upgrade\r\n\r\n";
-	const char *json = "{\"version\":2}";
 	uint8_t buf[512], box[256];
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(40001) };
 	int sv[2];
@@ -640,6 +640,11 @@ static void hp_open_on(struct harness *h, struct worker *w, struct hpeer *p)
 	h_run_both(h);
 	hp_read(p);
 	p->olen = 0;
+}
+
+static void hp_open_on(struct harness *h, struct worker *w, struct hpeer *p)
+{
+	hp_open_info(h, w, p, "{\"version\":2}");
 }
 
 static void hp_open(struct harness *h, struct hpeer *p)
@@ -716,6 +721,86 @@ static void test_peer_gone_directed(void **state)
 	h_run(h);
 	assert_int_equal(registry_count(), 0);
 	assert_int_equal(h->w->nconns, 0);
+}
+
+/* Mesh, server side: a client with the mesh key watches (PeerPresent for
+ * everyone, then PeerGone), forwards packets to local clients (never on),
+ * and the same frames close a client without the key. */
+static void test_mesh_peer(void **state)
+{
+	struct harness *h = *state;
+	struct hpeer m, a, b, x;
+	uint8_t f[DERP_FRAME_HEADER_LEN + 64 + 100], pl[128], src[32];
+	char json[160];
+
+	memset(h->ds.mesh_key, 0x5a, 32);
+	h->ds.has_mesh_key = true;
+	assert_int_equal(derp_mesh_init(&h->ds), 0);
+	hp_open(h, &a);
+	hp_open_on(h, h->w2, &b);
+	assert_true(derp_mesh_client_info_json(json, sizeof(json), h->ds.mesh_key) > 0);
+	h->ds.max_clients = 2; /* full: a mesh peer is still let in */
+	hp_open_info(h, h->w, &m, json);
+	h->ds.max_clients = 0;
+	assert_int_equal(registry_conns(m.pub), 1);
+	assert_true(derp_conn_is_mesh_peer(m.c->proto_state));
+	assert_false(derp_conn_is_mesh_peer(a.c->proto_state));
+	/* The reference's 30 s write timeout for mesh peers; others keep srv's. */
+	assert_int_equal(m.c->write_timeout_ms, 30000);
+	assert_int_equal(a.c->write_timeout_ms, 0);
+
+	/* WatchConns: a, b and the watcher itself are present. */
+	derp_frame_header_put(f, DERP_FRAME_WATCH_CONNS, 0);
+	assert_int_equal(write(m.fd, f, DERP_FRAME_HEADER_LEN), DERP_FRAME_HEADER_LEN);
+	h_run_both(h);
+	hp_read(&m);
+	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_PRESENT, pl, sizeof(pl)), 3);
+	assert_int_equal(derp_mesh_watchers(&h->ds), 1);
+	m.olen = 0;
+
+	/* ForwardPacket from a client of another relay reaches b on w2. */
+	memset(src, 0x77, 32);
+	derp_frame_forward_header(f, src, b.pub, 100);
+	memset(f + DERP_FRAME_FORWARD_HEADER_LEN, 0xee, 100);
+	assert_int_equal(write(m.fd, f, sizeof(f)), (ssize_t)sizeof(f));
+	h_run_both(h);
+	hp_read(&b);
+	assert_int_equal(hp_count(&b, DERP_FRAME_RECV_PACKET, pl, sizeof(pl)), 1);
+	assert_memory_equal(pl, src, 32);
+	assert_int_equal(h->w->metrics.v[METRIC_PACKETS_FORWARDED_IN], 1);
+	/* For nobody here: dropped, not forwarded on. */
+	derp_frame_forward_header(f, src, src, 100);
+	assert_int_equal(write(m.fd, f, sizeof(f)), (ssize_t)sizeof(f));
+	h_run_both(h);
+	assert_int_equal(h->w->metrics.v[METRIC_DROP_UNKNOWN_DEST_ON_FWD], 1);
+
+	/* b leaves: the watcher hears PeerGone; a newcomer is announced. */
+	close(b.fd);
+	h_run_both(h);
+	hp_read(&m);
+	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_GONE, pl, sizeof(pl)), 1);
+	assert_memory_equal(pl, b.pub, 32);
+	assert_int_equal(h->w->metrics.v[METRIC_PEER_GONE_DISCONNECTED], 1);
+	hp_open(h, &x);
+	hp_read(&m);
+	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_PRESENT, pl, sizeof(pl)), 1);
+	assert_memory_equal(pl, x.pub, 32);
+	assert_int_equal(pl[32 + 18], DERP_PEER_PRESENT_IS_REGULAR);
+	assert_int_equal(pl[32 + 19], 0); /* AppName length */
+
+	/* Without the key, WatchConns closes the client. */
+	derp_frame_header_put(f, DERP_FRAME_WATCH_CONNS, 0);
+	assert_int_equal(write(a.fd, f, DERP_FRAME_HEADER_LEN), DERP_FRAME_HEADER_LEN);
+	h_run_both(h);
+	assert_int_equal(registry_conns(a.pub), 0);
+
+	close(a.fd);
+	close(m.fd);
+	close(x.fd);
+	h_run_both(h);
+	assert_int_equal(derp_mesh_watchers(&h->ds), 0);
+	assert_int_equal(registry_count(), 0);
+	derp_mesh_deinit(&h->ds);
 }
 
 /* A worker that falls behind its senders: its inbox stays bounded, the
@@ -1278,6 +1363,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_random_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mesh_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_websocket_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closed_conn_not_written, setup, teardown),

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -159,6 +161,118 @@ static void test_peer_present(void **state)
 		56);
 	assert_memory_equal(out, want, 56);
 	assert_int_equal(out[56], 0xcc);
+}
+
+/* v1.104's PeerPresent: the 51 bytes, a length byte, the AppName. */
+static void test_peer_present_app(void **state)
+{
+	uint8_t key[32], ip[16], out[DERP_FRAME_PEER_PRESENT_APP_MAX + 1];
+	char longname[40];
+
+	(void)state;
+	fill(key, 32, 0x20);
+	fill(ip, 16, 0x30);
+	memset(out, 0xcc, sizeof(out));
+	assert_int_equal(
+		derp_frame_peer_present_app(out, key, ip, 443, DERP_PEER_PRESENT_IS_REGULAR, "", 0),
+		57);
+	assert_memory_equal(out, "\x09\x00\x00\x00\x34", 5); /* 52 */
+	assert_int_equal(out[55], DERP_PEER_PRESENT_IS_REGULAR);
+	assert_int_equal(out[56], 0);
+	assert_int_equal(out[57], 0xcc);
+
+	assert_int_equal(derp_frame_peer_present_app(out, key, ip, 443, 2, "tailscaled", 10), 67);
+	assert_memory_equal(out, "\x09\x00\x00\x00\x3e", 5); /* 62 */
+	assert_int_equal(out[56], 10);
+	assert_memory_equal(out + 57, "tailscaled", 10);
+
+	/* Cut to 32 bytes: the frame never outgrows its buffer. */
+	memset(longname, 'a', sizeof(longname));
+	memset(out, 0xcc, sizeof(out));
+	assert_int_equal(
+		derp_frame_peer_present_app(out, key, ip, 1, 1, longname, sizeof(longname)),
+		DERP_FRAME_PEER_PRESENT_APP_MAX);
+	assert_int_equal(out[56], 32);
+	assert_int_equal(out[DERP_FRAME_PEER_PRESENT_APP_MAX], 0xcc);
+}
+
+static void test_forward_header(void **state)
+{
+	uint8_t src[32], dst[32], out[DERP_FRAME_FORWARD_HEADER_LEN + 1];
+
+	(void)state;
+	fill(src, 32, 0x01);
+	fill(dst, 32, 0x41);
+	memset(out, 0xcc, sizeof(out));
+	assert_int_equal(derp_frame_forward_header(out, src, dst, 65536), 69);
+	/* 64 + 65536 = 0x00010040 */
+	assert_memory_equal(out, "\x0a\x00\x01\x00\x40", 5);
+	assert_memory_equal(out + 5, src, 32);
+	assert_memory_equal(out + 37, dst, 32);
+	assert_int_equal(out[69], 0xcc);
+}
+
+/* Every length of a PeerPresent payload, placed against a guard page so
+ * an over-read crashes: shorter than a key is an error; each further
+ * field appears once it is whole; the AppName is cut to what is there. */
+static void test_peer_present_parse(void **state)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *base =
+		mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t key[32], ip[16], frame[DERP_FRAME_PEER_PRESENT_APP_MAX];
+	struct derp_peer_present pp;
+	size_t full;
+
+	(void)state;
+	assert_true(base != MAP_FAILED);
+	assert_int_equal(mprotect(base + page, page, PROT_NONE), 0);
+	fill(key, 32, 0x50);
+	fill(ip, 16, 0x60);
+	full = derp_frame_peer_present_app(frame, key, ip, 0x1234, 0x0a, "app", 3) -
+	       DERP_FRAME_HEADER_LEN;
+	assert_int_equal(full, 55); /* 51 + 1 + "app" */
+	for (size_t len = 0; len <= full; len++) {
+		uint8_t *p = base + page - len;
+
+		memcpy(p, frame + DERP_FRAME_HEADER_LEN, len);
+		if (len < 32) {
+			assert_int_equal(derp_peer_present_parse(p, len, &pp), -EBADMSG);
+			continue;
+		}
+		assert_int_equal(derp_peer_present_parse(p, len, &pp), 0);
+		assert_memory_equal(pp.key, key, 32);
+		assert_int_equal(pp.port, len >= 50 ? 0x1234 : 0);
+		if (len >= 50)
+			assert_memory_equal(pp.ip16, ip, 16);
+		assert_int_equal(pp.flags, len >= 51 ? 0x0a : 0);
+		assert_int_equal(pp.app_len, len >= 52 ? len - 52 : 0);
+		assert_int_equal(strlen(pp.app), pp.app_len);
+	}
+	assert_string_equal(pp.app, "app");
+	munmap(base, 2 * page);
+}
+
+/* What the mesh client says is what the server (ours) reads. */
+static void test_mesh_client_info(void **state)
+{
+	uint8_t mk[32];
+	char json[160];
+	struct derp_client_info ci;
+	size_t n;
+
+	(void)state;
+	fill(mk, 32, 0xa0);
+	n = derp_mesh_client_info_json(json, sizeof(json), mk);
+	assert_true(n > 0);
+	assert_int_equal(strlen(json), n);
+	assert_non_null(strstr(json, "\"meshKey\":\"a0a1a2"));
+	assert_int_equal(derp_client_info_parse((const uint8_t *)json, n, &ci), 0);
+	assert_true(ci.has_mesh_key);
+	assert_memory_equal(ci.mesh_key, mk, 32);
+	assert_int_equal(ci.version, 2);
+	assert_false(ci.can_ack_pings);
+	assert_int_equal(derp_mesh_client_info_json(json, n, mk), 0); /* no room for the NUL */
 }
 
 static void test_health(void **state)
@@ -449,6 +563,10 @@ int main(void)
 		cmocka_unit_test(test_restarting),
 		cmocka_unit_test(test_recv_packet_header),
 		cmocka_unit_test(test_peer_present),
+		cmocka_unit_test(test_peer_present_app),
+		cmocka_unit_test(test_forward_header),
+		cmocka_unit_test(test_peer_present_parse),
+		cmocka_unit_test(test_mesh_client_info),
 		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_server_info_json),
 		cmocka_unit_test(test_disco),

@@ -48,9 +48,9 @@ static void test_prometheus(void **state)
 				  "derp_packets_received_total 42\n"));
 	assert_non_null(strstr(t, "derp_packets_dropped_total{reason=\"queue_head\"} 7\n"));
 	assert_non_null(strstr(t, "stun_requests_total{disposition=\"success\"} 5\n"));
-	/* One header for the six drop reasons, each sample right after it. */
+	/* One header for the seven drop reasons, each sample right after it. */
 	assert_int_equal(count(t, "# TYPE derp_packets_dropped_total counter\n"), 1);
-	assert_int_equal(count(t, "derp_packets_dropped_total{"), 6);
+	assert_int_equal(count(t, "derp_packets_dropped_total{"), 7);
 	assert_non_null(strstr(t, "# HELP derp_current_connections DERP clients connected\n"
 				  "# TYPE derp_current_connections gauge\n"
 				  "derp_current_connections 3\n"));
