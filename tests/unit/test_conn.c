@@ -729,7 +729,7 @@ static void test_peer_gone_directed(void **state)
 static void test_mesh_peer(void **state)
 {
 	struct harness *h = *state;
-	struct hpeer m, a, b, x;
+	struct hpeer m, a, b, x, y;
 	uint8_t f[DERP_FRAME_HEADER_LEN + 64 + 100], pl[128], src[32];
 	char json[160];
 
@@ -787,6 +787,14 @@ static void test_mesh_peer(void **state)
 	assert_memory_equal(pl, x.pub, 32);
 	assert_int_equal(pl[32 + 18], DERP_PEER_PRESENT_IS_REGULAR);
 	assert_int_equal(pl[32 + 19], 0); /* AppName length */
+	/* v1.104: a client's AppName follows its length byte. */
+	m.olen = 0;
+	hp_open_info(h, h->w, &y, "{\"version\":2,\"AppName\":\"tailcat\"}");
+	hp_read(&m);
+	assert_int_equal(hp_count(&m, DERP_FRAME_PEER_PRESENT, pl, sizeof(pl)), 1);
+	assert_memory_equal(pl, y.pub, 32);
+	assert_int_equal(pl[32 + 19], 7);
+	assert_memory_equal(pl + 32 + 20, "tailcat", 7);
 
 	/* Without the key, WatchConns closes the client. */
 	derp_frame_header_put(f, DERP_FRAME_WATCH_CONNS, 0);
@@ -797,6 +805,7 @@ static void test_mesh_peer(void **state)
 	close(a.fd);
 	close(m.fd);
 	close(x.fd);
+	close(y.fd);
 	h_run_both(h);
 	assert_int_equal(derp_mesh_watchers(&h->ds), 0);
 	assert_int_equal(registry_count(), 0);
