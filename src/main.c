@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <float.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -33,10 +34,12 @@
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/tbucket.h"
 #include "core/log.h"
 #include "core/memtrim.h"
 #include "core/notify.h"
 #include "derp/derp_key.h"
+#include "derp/derp_rate.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
 #include "derp/registry.h"
@@ -306,6 +309,28 @@ static void start_metrics(struct server *srv, struct derp_server *ds)
 	}
 }
 
+/* A -rate-config file was applied (a reload without one lifts its limits). */
+static bool rate_config_applied;
+
+/* -rate-config: read the file and make it the limits of every client.
+ * An unreadable or broken file changes nothing. 0 or -errno. */
+static int apply_rate_config(struct derp_server *ds, const char *path)
+{
+	struct derp_rate_config rc;
+	char err[512];
+	int r = derp_rate_config_load(path, &rc, err, sizeof(err));
+
+	if (r < 0) {
+		log_err("derp", "rate config %s", err);
+		return r;
+	}
+	derp_rate_apply(ds, &rc);
+	rate_config_applied = true;
+	log_info("derp", "rate config applied: client-rate=%llu bytes/sec, client-burst=%llu bytes",
+		 (unsigned long long)rc.bytes_per_sec, (unsigned long long)rc.burst_bytes);
+	return 0;
+}
+
 /* SIGHUP: re-read everything; apply what can change without a restart. */
 static void reload(struct server *srv, int argc, char **argv)
 {
@@ -338,6 +363,16 @@ static void reload(struct server *srv, int argc, char **argv)
 			log_info("tls", "certificate reloaded");
 	}
 	geoip_mgr_reload(&ncfg);
+	if (*ncfg.rate_config) {
+		if (apply_rate_config(srv->proto_arg, ncfg.rate_config) < 0)
+			log_err("derp", "rate config not reloaded: the limits in force stay");
+	} else if (rate_config_applied) {
+		static const struct derp_rate_config none = { 0, 0 };
+
+		derp_rate_apply(srv->proto_arg, &none);
+		rate_config_applied = false;
+		log_info("derp", "rate config removed: clients are no longer rate limited");
+	}
 	config_free(&ncfg);
 }
 
@@ -369,6 +404,18 @@ static int run(struct config *cfg, int argc, char **argv)
 	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
 	ds.keepalive_ms = 60000;
 	ds.max_clients = cfg->max_clients;
+	if (cfg->accept_conn_limit <= DBL_MAX) {
+		/* As the Go derper's rate.NewLimiter(limit, burst): starts full. */
+		srv.accept_limit = cfg->accept_conn_limit;
+		srv.accept_burst = (double)cfg->accept_conn_burst;
+		pthread_mutex_init(&srv.accept_lock, NULL);
+		tbucket_init(&srv.accept_bucket, srv.accept_limit, srv.accept_burst,
+			     clock_mono_ms());
+		log_info("main", "accepting at most %g connections/s (burst %lld)",
+			 srv.accept_limit, (long long)cfg->accept_conn_burst);
+	}
+	if (*cfg->rate_config && apply_rate_config(&ds, cfg->rate_config) < 0)
+		log_fatal("derp", "cannot start without the rate config it names");
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
 	/* Every thread started from here on (geo-IP manager, workers)

@@ -49,6 +49,8 @@ struct config {
 	int64_t tcp_keepalive_ms;			       /* -tcp-keepalive-time, 10m */
 	int64_t tcp_user_timeout_ms;			       /* -tcp-user-timeout, 15s */
 	int64_t tcp_write_timeout_ms;			       /* -tcp-write-timeout, 2s; 0 none */
+	double accept_conn_limit;  /* -accept-connection-limit, connections/s; +Inf = none */
+	int64_t accept_conn_burst; /* -accept-connection-burst, default INT64_MAX */
 
 	/* [tls] */
 	enum config_certmode certmode; /* -certmode */
@@ -86,6 +88,7 @@ struct config {
 	int64_t verify_client_timeout_ms; /* per check, default 5s */
 	int64_t verify_cache_ttl_ms;	  /* verdict cache, default 1m; 0 = off */
 	int64_t verify_recheck_ms;	  /* re-verify connected clients, default 5m; 0 = off */
+	char *rate_config;		  /* -rate-config: JSON per-client read limit; "" = none */
 	char *mesh_psk_file;		  /* -mesh-psk-file (mesh issue) */
 	char *mesh_with;		  /* -mesh-with (mesh issue) */
 

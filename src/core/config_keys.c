@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,10 @@ const struct config_row config_rows[] = {
 	  false, 0, DAY_MS, "tcp-user-timeout" },
 	{ "server", "tcp_write_timeout", T(duration), OFF(tcp_write_timeout_ms), "2s", false, true,
 	  false, 0, DAY_MS, "tcp-write-timeout" },
+	{ "server", "accept_connection_limit", T(rate), OFF(accept_conn_limit), "+Inf", false, true,
+	  false, 0, 0, "accept-connection-limit" },
+	{ "server", "accept_connection_burst", T(int64), OFF(accept_conn_burst),
+	  "9223372036854775807", false, true, false, 1, INT64_MAX, "accept-connection-burst" },
 
 	{ "tls", "certmode", T(certmode), OFF(certmode), "letsencrypt", false, true, false, 0, 0,
 	  "certmode" },
@@ -104,6 +109,8 @@ const struct config_row config_rows[] = {
 	  false, 0, DAY_MS, NULL },
 	{ "derp", "verify_recheck_interval", T(duration), OFF(verify_recheck_ms), "5m", false, true,
 	  false, 0, DAY_MS, NULL },
+	{ "derp", "rate_config", T(str), OFF(rate_config), "", true, true, false, 0, 0,
+	  "rate-config" },
 	{ "derp", "mesh_psk_file", T(str), OFF(mesh_psk_file), "", false, false, false, 0, 0,
 	  "mesh-psk-file" },
 	{ "derp", "mesh_with", T(str), OFF(mesh_with), "", false, false, false, 0, 0, "mesh-with" },

@@ -33,6 +33,13 @@ bool tbucket_take(struct tbucket *b, double n, int64_t now_ms)
 	return true;
 }
 
+void tbucket_refund(struct tbucket *b, double n)
+{
+	b->tokens += n;
+	if (b->tokens > b->burst)
+		b->tokens = b->burst;
+}
+
 int64_t tbucket_wait_ms(struct tbucket *b, double n, int64_t now_ms)
 {
 	double missing, ms;

@@ -25,6 +25,8 @@ void tbucket_init(struct tbucket *b, double rate, double burst, int64_t now_ms);
 /* Take n tokens if the bucket holds them at now_ms: true, else false and
  * nothing is taken. */
 bool tbucket_take(struct tbucket *b, double n, int64_t now_ms);
+/* Give back n tokens taken but not used (never above burst). */
+void tbucket_refund(struct tbucket *b, double n);
 /* Milliseconds from now_ms until n tokens are there (0: now), rounded up;
  * n above burst is treated as burst. */
 int64_t tbucket_wait_ms(struct tbucket *b, double n, int64_t now_ms);

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
+#include "derp/derp_rate.h"
 #include "derp/registry.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -553,6 +554,42 @@ static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t p
 }
 
 /* Consume whole frames; see struct conn_proto's input. */
+/* Mesh peers are exempt from -rate-config, as in the Go derper: they carry
+ * many clients' traffic. The one place that decides it. */
+static bool derp_rate_exempt(const struct derp_conn *dc)
+{
+	return dc->can_mesh;
+}
+
+/* -rate-config: take the tokens for a frame of plen payload bytes from the
+ * client's bucket. True when the bucket is short: reads are paused until
+ * the tokens are due, and the frame waits unhandled in the input. */
+static bool derp_rate_wait(struct conn *c, struct derp_conn *dc, uint32_t plen)
+{
+	struct derp_server *ds = derp_of(c);
+	uint32_t gen = atomic_load_explicit(&ds->rate_gen, memory_order_acquire);
+	int64_t now = c->w->now_ms, wait;
+	/* A frame larger than the smallest bucket waits for a full one, no
+	 * more (such a frame is refused anyway). */
+	double n = plen < DERP_RATE_MIN_BURST ? plen : DERP_RATE_MIN_BURST;
+
+	if (gen != dc->rate_gen) {
+		uint64_t bps = atomic_load_explicit(&ds->rate_bytes_per_sec, memory_order_relaxed);
+		uint64_t burst = atomic_load_explicit(&ds->rate_burst_bytes, memory_order_relaxed);
+
+		dc->rate_gen = gen;
+		dc->rate_limited = bps > 0 && !derp_rate_exempt(dc);
+		if (dc->rate_limited)
+			tbucket_init(&dc->rate, (double)bps, (double)burst, now);
+	}
+	if (!dc->rate_limited || tbucket_take(&dc->rate, n, now))
+		return false;
+	wait = tbucket_wait_ms(&dc->rate, n, now);
+	metrics_add(&c->w->metrics, METRIC_RATE_LIMIT_WAITS, 1);
+	conn_pause_reads_for(c, now + (wait > 0 ? wait : 1));
+	return true;
+}
+
 static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 {
 	struct derp_conn *dc = dc_of(c);
@@ -578,6 +615,8 @@ static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 			return -1;
 		}
 		if (len - off < DERP_FRAME_HEADER_LEN + (size_t)plen)
+			break;
+		if (dc->registered && derp_rate_wait(c, dc, plen))
 			break;
 		const uint8_t *p = buf + off + DERP_FRAME_HEADER_LEN;
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/tbucket.h"
 #include "derp/keyset.h"
 #include "net/worker.h"
 
@@ -45,6 +46,12 @@ struct derp_server {
 		     const char *addr, wmsg_fn fn);
 	void (*forget)(void *arg, uint32_t worker, uint64_t conn_id);
 	void *admit_arg;
+
+	/* -rate-config (derp_rate.h): written by main (derp_rate_apply),
+	 * read by workers; rate_gen changes with every apply. 0 = no limit. */
+	_Atomic uint64_t rate_bytes_per_sec;
+	_Atomic uint64_t rate_burst_bytes;
+	_Atomic uint32_t rate_gen;
 };
 
 /* Per-connection DERP state (conn->proto_state). */
@@ -63,7 +70,11 @@ struct derp_conn {
 	int64_t next_keepalive_ms;
 	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
 	uint32_t nothere_tokens;
-	struct keyset saw; /* sources this client received from (PeerGone) */
+	bool can_mesh;	     /* a mesh peer (mesh key): exempt from the rate limit */
+	bool rate_limited;   /* -rate-config limits this client (rate below) */
+	uint32_t rate_gen;   /* the derp_server.rate_gen rate was set from */
+	struct tbucket rate; /* what this client may send: frame payload bytes */
+	struct keyset saw;   /* sources this client received from (PeerGone) */
 };
 
 /* The protocol the HTTP upgrade on /derp hands connections to. */

@@ -664,10 +664,20 @@ void conn_pause_reads(struct conn *c)
 	worker_epoll_update(c->w, c);
 }
 
+void conn_pause_reads_for(struct conn *c, int64_t resume_ms)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	conn_pause_reads(c);
+	c->resume_ms = resume_ms;
+	worker_timer_arm(c->w, c);
+}
+
 void conn_resume_reads(struct conn *c)
 {
 	struct worker *w = c->w;
 
+	worker_timer_cancel(w, c);
 	if (c->state == CONN_CLOSED || !c->reads_paused)
 		return;
 	c->reads_paused = false;

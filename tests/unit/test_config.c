@@ -697,10 +697,8 @@ static void test_flag_errors(void **state)
 		"flag -secrets-path-prefix: not supported yet by this derper",
 		"flag -secrets-cache-dir: not supported yet by this derper",
 		"flag -unpublished-bootstrap-dns-names: not supported yet by this derper",
-		"flag -accept-connection-limit: not supported yet by this derper",
-		"flag -accept-connection-burst: not supported yet by this derper",
-		"flag -accept-connection-limit: invalid value \"ten\"",
-		"flag -rate-config: not supported yet by this derper",
+		"flag -accept-connection-limit: \"ten\" is not a number (e.g. \"50\", \"2.5\", "
+		"\"+Inf\")",
 		"flag -ace: not supported yet by this derper",
 		"flag -hostname: needs an argument",
 	};
@@ -726,6 +724,57 @@ static void test_flag_errors(void **state)
 	/* The ACME flags are supported: their values are kept. */
 	assert_string_equal(c.acme_eab_key, "c2VjcmV0");
 	assert_true(c.acme_ip_certs);
+	/* The rate limits are supported since issue 10: kept. */
+	assert_true(c.accept_conn_limit == 10.0);
+	assert_int_equal(c.accept_conn_burst, 5);
+	assert_string_equal(c.rate_config, "/r.json");
+	config_free(&c);
+	config_errors_free(&e);
+}
+
+/* The rate-limit keys: defaults as the Go derper's flags, values read
+ * back from a dump, bad values named. */
+static void test_rate_keys(void **state)
+{
+	struct config_errors e = { 0 };
+	struct config c;
+	char *argv[] = { "-accept-connection-limit=2.5", "-accept-connection-burst", "3",
+			 "-rate-config", "/etc/derper/rate.json" };
+	char *d;
+	char *bad[] = { "-accept-connection-limit=0", "-accept-connection-limit=-1",
+			"-accept-connection-limit=nan", "-accept-connection-burst=0",
+			"-accept-connection-burst=1.5" };
+
+	(void)state;
+	assert_int_equal(config_defaults(&c), 0);
+	assert_true(c.accept_conn_limit > 1e308);
+	assert_true(c.accept_conn_burst == INT64_MAX);
+	assert_string_equal(c.rate_config, "");
+	assert_int_equal(config_apply_flags(&c, 5, argv, &e), 0);
+	assert_true(c.accept_conn_limit == 2.5);
+	assert_int_equal(c.accept_conn_burst, 3);
+	assert_string_equal(c.rate_config, "/etc/derper/rate.json");
+	d = dump_to_string(&c);
+	assert_non_null(
+		strstr(d, "\naccept_connection_limit = 2.5\naccept_connection_burst = 3\n"));
+	assert_non_null(strstr(d, "\nrate_config = /etc/derper/rate.json\n"));
+	free(d);
+	config_free(&c);
+	assert_int_equal(config_defaults(&c), 0);
+	d = dump_to_string(&c);
+	assert_non_null(strstr(d, "\naccept_connection_limit = +Inf\n"
+				  "accept_connection_burst = 9223372036854775807\n"));
+	free(d);
+	config_free(&c);
+
+	assert_int_equal(config_defaults(&c), 0);
+	assert_int_equal(config_apply_flags(&c, 5, bad, &e), -EINVAL);
+	assert_int_equal(e.n, 5);
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: 0 must be above 0"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: -1 must be above 0"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: \"nan\" is not a number"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-burst: 0 is out of range"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-burst: \"1.5\" is not an integer"));
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -1053,6 +1102,8 @@ static void test_reload_restart_only_keys(void **state)
 		{ "[derp]\nqueue_depth = 64\n", "[derp] queue_depth" },
 		{ "[derp]\nhandshake_timeout = 9s\n", "[derp] handshake_timeout" },
 		{ "[derp]\nmax_clients = 10\n", "[derp] max_clients" },
+		{ "[server]\naccept_connection_limit = 50\n", "[server] accept_connection_limit" },
+		{ "[server]\naccept_connection_burst = 10\n", "[server] accept_connection_burst" },
 	};
 
 	(void)state;
@@ -1188,6 +1239,7 @@ int main(void)
 		cmocka_unit_test(test_finish_rules),
 		cmocka_unit_test(test_dump_redacts_and_round_trips),
 		cmocka_unit_test(test_reload_check),
+		cmocka_unit_test(test_rate_keys),
 		cmocka_unit_test(test_reload_restart_only_keys),
 		cmocka_unit_test(test_shipped_ini),
 		cmocka_unit_test(test_usage_and_errors_print),

@@ -83,6 +83,13 @@ static void test_slow_rate(void **state)
 	assert_int_equal(tbucket_wait_ms(&b, 1, 0), 500);
 	assert_false(tbucket_take(&b, 1, 499));
 	assert_true(tbucket_take(&b, 1, 500));
+	/* A token taken for a connection that was not there comes back,
+	 * and a full bucket stays at its burst. */
+	tbucket_refund(&b, 1);
+	assert_true(tbucket_take(&b, 1, 500));
+	tbucket_refund(&b, 5);
+	assert_true(tbucket_take(&b, 1, 500));
+	assert_false(tbucket_take(&b, 1, 500));
 }
 
 int main(void)
