@@ -309,6 +309,19 @@ static void start_metrics(struct server *srv, struct derp_server *ds)
 	}
 }
 
+/* The admission settings of cfg (strings point into it). */
+static struct admission_opts admission_opts_of(const struct config *cfg, struct server *srv)
+{
+	return (struct admission_opts){ .url = cfg->verify_client_url,
+					.fail_open = cfg->verify_client_url_fail_open,
+					.verify_clients = cfg->verify_clients,
+					.socket = cfg->tailscaled_socket,
+					.timeout_ms = cfg->verify_client_timeout_ms,
+					.cache_ttl_ms = cfg->verify_cache_ttl_ms,
+					.recheck_ms = cfg->verify_recheck_ms,
+					.srv = srv };
+}
+
 /* A -rate-config file was applied (a reload without one lifts its limits). */
 static bool rate_config_applied;
 
@@ -332,7 +345,7 @@ static int apply_rate_config(struct derp_server *ds, const char *path)
 }
 
 /* SIGHUP: re-read everything; apply what can change without a restart. */
-static void reload(struct server *srv, int argc, char **argv)
+static void reload(struct server *srv, struct admission *adm, int argc, char **argv)
 {
 	struct config ncfg;
 	struct config_errors errs = { 0 };
@@ -363,6 +376,14 @@ static void reload(struct server *srv, int argc, char **argv)
 			log_info("tls", "certificate reloaded");
 	}
 	geoip_mgr_reload(&ncfg);
+	/* Admission running and staying on: its keys apply live (turning it
+	 * on or off was reported above as needing a restart). */
+	if (adm && (ncfg.verify_clients || *ncfg.verify_client_url)) {
+		struct admission_opts ao = admission_opts_of(&ncfg, srv);
+
+		if (admission_reconfigure(adm, &ao) < 0)
+			log_err("admission", "reload: out of memory; keeping the old settings");
+	}
 	if (*ncfg.rate_config) {
 		if (apply_rate_config(srv->proto_arg, ncfg.rate_config) < 0)
 			log_err("derp", "rate config not reloaded: the limits in force stay");
@@ -511,14 +532,7 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	if (cfg->verify_clients || *cfg->verify_client_url) {
 		/* Before the workers: they call it from their first handshake. */
-		struct admission_opts ao = { .url = cfg->verify_client_url,
-					     .fail_open = cfg->verify_client_url_fail_open,
-					     .verify_clients = cfg->verify_clients,
-					     .socket = cfg->tailscaled_socket,
-					     .timeout_ms = cfg->verify_client_timeout_ms,
-					     .cache_ttl_ms = cfg->verify_cache_ttl_ms,
-					     .recheck_ms = cfg->verify_recheck_ms,
-					     .srv = &srv };
+		struct admission_opts ao = admission_opts_of(cfg, &srv);
 
 		adm = admission_start(&ao, err, sizeof(err));
 		if (!adm)
@@ -633,7 +647,7 @@ static int run(struct config *cfg, int argc, char **argv)
 			continue;
 		if (si.ssi_signo == SIGHUP) {
 			notify_reloading("reloading the configuration (SIGHUP)");
-			reload(&srv, argc, argv);
+			reload(&srv, adm, argc, argv);
 			notify_sendf("READY=1\nSTATUS=%s (reloaded)", status);
 			continue;
 		}

@@ -195,7 +195,9 @@ void config_errors_print(const struct config_errors *errs, int fd);
 int config_usage(int fd);
 
 /* For a SIGHUP reload: append to *errs one message per key that differs
- * between old and new but cannot change without a restart. Returns 0 when
+ * between old and new but cannot change without a restart (the admission
+ * keys apply live, but verify_clients and verify_client_url turning
+ * admission on or off need one). Returns 0 when
  * new can be swapped in, -EINVAL otherwise. Secrets are not printed. */
 int config_reload_check(const struct config *old, const struct config *new_cfg,
 			struct config_errors *errs);

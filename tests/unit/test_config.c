@@ -1125,6 +1125,68 @@ static void test_reload_restart_only_keys(void **state)
 	}
 }
 
+/* Issue 10: the admission keys apply on SIGHUP while admission stays on,
+ * one key at a time; turning admission on or off names the key that did
+ * it and needs a restart. */
+static void test_reload_admission_keys(void **state)
+{
+	static const char base[] = "[derp]\nverify_client_url = http://127.0.0.1:1/a\n";
+	static const char *const live[] = {
+		NULL, /* the webhook's URL itself: base with another URL */
+		"verify_client_url_fail_open = no\n",
+		"verify_clients = yes\n",
+		"tailscaled_socket = /run/other.sock\n",
+		"verify_client_timeout = 1s\n",
+		"verify_cache_ttl = 0s\n",
+		"verify_recheck_interval = 1s\n",
+	};
+	static const struct {
+		const char *from, *to, *want;
+	} toggles[] = {
+		{ "", base,
+		  "[derp] verify_client_url: changed from \"\" to \"http://127.0.0.1:1/a\"; "
+		  "restart derper to apply" },
+		{ base, "",
+		  "[derp] verify_client_url: changed from \"http://127.0.0.1:1/a\" to \"\"" },
+		{ "", "[derp]\nverify_clients = yes\n",
+		  "[derp] verify_clients: changed from \"no\" to \"yes\"; restart derper to apply" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		struct config_errors e = { 0 };
+		struct config a, b;
+		char text[256];
+
+		if (live[i])
+			snprintf(text, sizeof(text), "%s%s", base, live[i]);
+		else
+			snprintf(text, sizeof(text),
+				 "[derp]\nverify_client_url = http://[::1]:2/b\n");
+		assert_int_equal(load_text(base, &a, &e, NULL), 0);
+		assert_int_equal(load_text(text, &b, &e, NULL), 0);
+		if (config_reload_check(&a, &b, &e) != 0)
+			fail_msg("%s: %s", text, e.v[0]);
+		config_free(&a);
+		config_free(&b);
+		config_errors_free(&e);
+	}
+	for (size_t i = 0; i < sizeof(toggles) / sizeof(toggles[0]); i++) {
+		struct config_errors e = { 0 };
+		struct config a, b;
+
+		assert_int_equal(load_text(toggles[i].from, &a, &e, NULL), 0);
+		assert_int_equal(load_text(toggles[i].to, &b, &e, NULL), 0);
+		assert_int_equal(config_reload_check(&a, &b, &e), -EINVAL);
+		assert_int_equal(e.n, 1);
+		if (!errs_has_sub(&e, toggles[i].want))
+			fail_msg("got %s, want %s", e.v[0], toggles[i].want);
+		config_free(&a);
+		config_free(&b);
+		config_errors_free(&e);
+	}
+}
+
 /* conf/derper.ini as shipped: parses cleanly, and names every key. */
 static void test_shipped_ini(void **state)
 {
@@ -1241,6 +1303,7 @@ int main(void)
 		cmocka_unit_test(test_reload_check),
 		cmocka_unit_test(test_rate_keys),
 		cmocka_unit_test(test_reload_restart_only_keys),
+		cmocka_unit_test(test_reload_admission_keys),
 		cmocka_unit_test(test_shipped_ini),
 		cmocka_unit_test(test_usage_and_errors_print),
 	};
