@@ -162,7 +162,7 @@ void conn_resume_reads(struct conn *c);
 /* As conn_pause_reads, and resume by itself at resume_ms (worker clock,
  * w->now_ms scale) unless conn_resume_reads comes first. For a rate
  * limit: the peer's TCP window closes meanwhile. May be called from
- * proto->input. */
+ * proto->input; out of memory closes c. */
 void conn_pause_reads_for(struct conn *c, int64_t resume_ms);
 /* Periodic checks: handshake deadline, write stall, then proto->tick. */
 void conn_tick(struct conn *c, int64_t now_ms);

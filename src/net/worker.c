@@ -222,10 +222,9 @@ void worker_timer_arm(struct worker *w, struct conn *c)
 		struct conn **t = realloc(w->timers, cap * sizeof(*t));
 
 		if (!t) {
-			/* Resume now rather than never: the limit is lost for
-			 * this once, the connection is not. */
-			c->resume_ms = w->now_ms;
-			conn_resume_reads(c);
+			/* Never paused for ever, and never resumed here: the
+			 * caller may be inside this connection's input. */
+			conn_close(c, "out of memory");
 			return;
 		}
 		w->timers = t;
