@@ -581,6 +581,9 @@ static bool derp_rate_wait(struct conn *c, struct derp_conn *dc, uint32_t plen)
 		dc->rate_limited = bps > 0 && !derp_rate_exempt(dc);
 		if (dc->rate_limited)
 			tbucket_init(&dc->rate, (double)bps, (double)burst, now);
+		/* A paused client holds what its last read took beyond the frame
+		 * that paused it: no more than the bucket could ever pass. */
+		c->read_max = dc->rate_limited && burst < UINT32_MAX ? (uint32_t)burst : 0;
 	}
 	if (!dc->rate_limited || tbucket_take(&dc->rate, n, now))
 		return false;

@@ -124,7 +124,11 @@ struct conn {
 
 	int64_t deadline_ms; /* handshake deadline; 0 = none (the protocol clears it) */
 	int64_t resume_ms;   /* conn_pause_reads_for: when reads resume */
-	uint32_t timer_idx;  /* 1 + position in the worker's timer heap; 0 = none */
+	/* Bytes one read may take (0: the worker's scratch, 256 KiB). A rate-
+	 * limited protocol lowers it: what a read takes beyond the unit that
+	 * pauses c is held in rbuf until it resumes. */
+	uint32_t read_max;
+	uint32_t timer_idx; /* 1 + position in the worker's timer heap; 0 = none */
 };
 
 /* Start a connection on fd (already non-blocking); ssl may be NULL; proto

@@ -884,6 +884,8 @@ static void test_rate_limit_pauses_reads(void **state)
 	assert_true(h->c->resume_ms - h->w->now_ms >= 400);
 	assert_true(h->c->resume_ms - h->w->now_ms <= 600);
 	assert_int_equal(h->w->metrics.v[METRIC_RATE_LIMIT_WAITS], 1);
+	/* A limited client's reads take at most its burst. */
+	assert_int_equal(h->c->read_max, DERP_RATE_MIN_BURST);
 
 	/* Resumed early (as by another reason): the bucket still says no. */
 	conn_resume_reads(h->c);
@@ -899,11 +901,19 @@ static void test_rate_limit_pauses_reads(void **state)
 	h_run(h);
 	assert_false(h->c->reads_paused);
 	assert_int_equal(h->w->ntimers, 0);
+	/* Lifted: reads take the whole scratch again. */
+	derp_rate_apply(&h->ds, &(struct derp_rate_config){ 0, 0 });
+	derp_frame_ping(ping, (const uint8_t *)"lifted!!");
+	assert_int_equal(write(h->peer, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+	h_run(h);
+	assert_int_equal(h->c->read_max, 0);
 	/* Written in one flush: control frames go before packets. */
 	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
 	assert_memory_equal(p, "abcdefgh", 8);
 	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_RECV_PACKET);
 	assert_int_equal(plen, 65000 + 32);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+	assert_memory_equal(p, "lifted!!", 8);
 	assert_int_equal(h->olen, 0);
 	close(h->peer);
 	h->peer = -1;
