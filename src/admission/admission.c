@@ -19,8 +19,14 @@
  * once per recheck_ms, bypassing the cache; a definitive deny closes every
  * connection of that key and source.
  *
- * Threading: the lock guards queue, cache, live table and `stopped`; the
- * thread alone touches curl easy handles and in-flight requests.
+ * SIGHUP: admission_reconfigure leaves new settings in `pending`; the
+ * thread swaps them in under the lock at its next wake-up, so workers
+ * (which read the settings under the lock) and in-flight requests (which
+ * copied theirs into curl) never see them change mid-use.
+ *
+ * Threading: the lock guards queue, cache, live table, `pending`, the
+ * settings and `stopped`; the thread alone writes the settings and
+ * touches curl easy handles and in-flight requests.
  * curl_multi_wakeup (thread-safe) wakes it for new work.
  */
 #include "admission/admission.h"
