@@ -553,7 +553,6 @@ static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t p
 	}
 }
 
-/* Consume whole frames; see struct conn_proto's input. */
 /* Mesh peers are exempt from -rate-config, as in the Go derper: they carry
  * many clients' traffic. The one place that decides it. */
 static bool derp_rate_exempt(const struct derp_conn *dc)
@@ -593,6 +592,7 @@ static bool derp_rate_wait(struct conn *c, struct derp_conn *dc, uint32_t plen)
 	return true;
 }
 
+/* Consume whole frames; see struct conn_proto's input. */
 static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 {
 	struct derp_conn *dc = dc_of(c);
