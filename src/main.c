@@ -721,9 +721,20 @@ int main(int argc, char **argv)
 		printf("derper %s\n", DERPER_VERSION);
 		ret = 0;
 	} else if (cfg.action_check_config) {
-		printf("config ok%s%s\n", cfg.config_path ? ": " : "",
-		       cfg.config_path ? cfg.config_path : "");
-		ret = 0;
+		struct derp_rate_config rc;
+		char err[512];
+
+		/* The file it names is part of the configuration: a broken one
+		 * would stop the daemon at start. */
+		if (*cfg.rate_config &&
+		    derp_rate_config_load(cfg.rate_config, &rc, err, sizeof(err)) < 0) {
+			printf("rate config %s\n", err);
+			ret = 1;
+		} else {
+			printf("config ok%s%s\n", cfg.config_path ? ": " : "",
+			       cfg.config_path ? cfg.config_path : "");
+			ret = 0;
+		}
 	} else if (cfg.action_dump_config) {
 		fflush(stdout);
 		ret = config_dump(&cfg, STDOUT_FILENO) < 0 ? 1 : 0;
