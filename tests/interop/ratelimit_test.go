@@ -15,9 +15,11 @@
 package interop
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/net/netmon"
@@ -369,5 +372,71 @@ func TestAcceptConnectionLimit(t *testing.T) {
 	_, page := d.scrape(t, "/metrics")
 	if v := sample(page, `derp_accept_pauses_total{reason="rate_limit"}`); v < 1 {
 		t.Errorf(`derp_accept_pauses_total{reason="rate_limit"} = %v, want >= 1`, v)
+	}
+}
+
+// TestRateLimitWebSocket: the limit holds for a client whose DERP stream
+// comes in WebSocket messages (paused reads keep the WebSocket framing
+// state), and every packet arrives.
+func TestRateLimitWebSocket(t *testing.T) {
+	t.Parallel()
+	const bps, n = 200000, 60 // 600 KB: about 2.7 s
+	rc := filepath.Join(t.TempDir(), "rate.json")
+	writeRateConfig(t, rc, bps, 0)
+	d := startDaemon(t, daemonOpts{extra: []string{"-rate-config", rc}})
+	b := d.rateClient(t, "B")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.dial, TLSClientConfig: d.tlsConfig()}}
+	ws, _, err := websocket.Dial(ctx, fmt.Sprintf("wss://%s:%d/derp", testHostname, d.port),
+		&websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"derp"}})
+	if err != nil {
+		t.Fatalf("websocket dial: %v", err)
+	}
+	nc := websocket.NetConn(ctx, ws, websocket.MessageBinary)
+	t.Cleanup(func() { nc.Close() })
+	wKey := key.NewNode()
+	brw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
+	dc, err := derp.NewClient(wKey, nc, brw, logfFor(t, "W"))
+	if err != nil {
+		t.Fatalf("derp handshake over websocket: %v", err)
+	}
+	go func() { // the server's frames must be read for the stream to flow
+		for {
+			if _, err := dc.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+
+	arrive := n
+	if implGo {
+		arrive = n * 9 / 10
+	}
+	want := expectedRateDuration(arrive, bps, rateMinBurst)
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		data := make([]byte, ratePktSize)
+		for i := 0; i < n; i++ {
+			if err := dc.Send(b.pub(), data); err != nil {
+				errc <- fmt.Errorf("W: send %d: %v", i, err)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	last, err := b.waitCount(wKey.Public(), arrive, 2*want+10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	got := last.Sub(start)
+	t.Logf("W (WebSocket) -> B: %d x %d B in %v (expected %v)", arrive, ratePktSize, got.Round(time.Millisecond), want.Round(time.Millisecond))
+	if got < want*3/4 || got > want*5/4 {
+		t.Errorf("W -> B took %v, want %v +-25%%", got.Round(time.Millisecond), want.Round(time.Millisecond))
 	}
 }
