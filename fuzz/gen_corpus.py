@@ -251,6 +251,19 @@ seed("keyfile", "not_object.json", '["privkey:%s"]' % PRIV)
 seed("keyfile", "truncated.json", '{\n\t"PrivateKey": "privkey:%s' % PRIV[:20])
 seed("keyfile", "empty.json", "")
 
+# --------------------------------------------------------------- rate_config
+# The Go derper's RateConfig JSON (-rate-config), as operators write it.
+seed("rate_config", "go_derper.json",
+     '{"PerClientRateLimitBytesPerSec": 500000, "PerClientRateBurstBytes": 1000000}')
+seed("rate_config", "rate_only.json", '{"PerClientRateLimitBytesPerSec": 100}')
+seed("rate_config", "case_null_extra.json",
+     '{"perclientratelimitbytespersec": 70000, "PerClientRateBurstBytes": null, "X": [1, {}]}')
+seed("rate_config", "negative.json", '{"PerClientRateLimitBytesPerSec": -1}')
+seed("rate_config", "real.json", '{"PerClientRateLimitBytesPerSec": 7e0}')
+seed("rate_config", "huge.json", '{"PerClientRateBurstBytes": 18446744073709551615}')
+seed("rate_config", "not_object.json", '[500000]')
+seed("rate_config", "truncated.json", '{"PerClientRateLimitBytesPerSec": 5')
+
 # ---------------------------------------------------------------------- acme
 # Documents as pebble v2.10 and Let's Encrypt send them (RFC 8555 7.1,
 # RFC 7807, RFC 9773), plus a few broken ones.

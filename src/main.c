@@ -18,6 +18,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <float.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -45,6 +46,8 @@
 #include "core/privdrop.h"
 #include "derp/derp_key.h"
 #include "derp/derp_debug.h"
+#include "core/tbucket.h"
+#include "derp/derp_rate.h"
 #include "derp/derp_server.h"
 #include "derp/keyfile.h"
 #include "derp/registry.h"
@@ -419,8 +422,43 @@ static void start_metrics(struct server *srv, struct derp_server *ds, int listen
 	}
 }
 
+/* The admission settings of cfg (strings point into it). */
+static struct admission_opts admission_opts_of(const struct config *cfg, struct server *srv)
+{
+	return (struct admission_opts){ .url = cfg->verify_client_url,
+					.fail_open = cfg->verify_client_url_fail_open,
+					.verify_clients = cfg->verify_clients,
+					.socket = cfg->tailscaled_socket,
+					.timeout_ms = cfg->verify_client_timeout_ms,
+					.cache_ttl_ms = cfg->verify_cache_ttl_ms,
+					.recheck_ms = cfg->verify_recheck_ms,
+					.srv = srv };
+}
+
+/* A -rate-config file was applied (a reload without one lifts its limits). */
+static bool rate_config_applied;
+
+/* -rate-config: read the file and make it the limits of every client.
+ * An unreadable or broken file changes nothing. 0 or -errno. */
+static int apply_rate_config(struct derp_server *ds, const char *path)
+{
+	struct derp_rate_config rc;
+	char err[512];
+	int r = derp_rate_config_load(path, &rc, err, sizeof(err));
+
+	if (r < 0) {
+		log_err("derp", "rate config %s", err);
+		return r;
+	}
+	derp_rate_apply(ds, &rc);
+	rate_config_applied = true;
+	log_info("derp", "rate config applied: client-rate=%llu bytes/sec, client-burst=%llu bytes",
+		 (unsigned long long)rc.bytes_per_sec, (unsigned long long)rc.burst_bytes);
+	return 0;
+}
+
 /* SIGHUP: re-read everything; apply what can change without a restart. */
-static void reload(struct server *srv, int argc, char **argv)
+static void reload(struct server *srv, struct admission *adm, int argc, char **argv)
 {
 	struct config ncfg;
 	struct config_errors errs = { 0 };
@@ -451,6 +489,24 @@ static void reload(struct server *srv, int argc, char **argv)
 			log_info("tls", "certificate reloaded");
 	}
 	geoip_mgr_reload(&ncfg);
+	/* Admission running and staying on: its keys apply live (turning it
+	 * on or off was reported above as needing a restart). */
+	if (adm && (ncfg.verify_clients || *ncfg.verify_client_url)) {
+		struct admission_opts ao = admission_opts_of(&ncfg, srv);
+
+		if (admission_reconfigure(adm, &ao) < 0)
+			log_err("admission", "reload: out of memory; keeping the old settings");
+	}
+	if (*ncfg.rate_config) {
+		if (apply_rate_config(srv->proto_arg, ncfg.rate_config) < 0)
+			log_err("derp", "rate config not reloaded: the limits in force stay");
+	} else if (rate_config_applied) {
+		static const struct derp_rate_config none = { 0, 0 };
+
+		derp_rate_apply(srv->proto_arg, &none);
+		rate_config_applied = false;
+		log_info("derp", "rate config removed: clients are no longer rate limited");
+	}
 	config_free(&ncfg);
 }
 
@@ -601,6 +657,18 @@ static int run(struct config *cfg, int argc, char **argv)
 	ds.max_clients = cfg->max_clients;
 	ds.disallow_app_names = cfg->disallow_app_names.v;
 	ds.ndisallow_app_names = cfg->disallow_app_names.n;
+	if (cfg->accept_conn_limit <= DBL_MAX) {
+		/* As the Go derper's rate.NewLimiter(limit, burst): starts full. */
+		srv.accept_limit = cfg->accept_conn_limit;
+		srv.accept_burst = (double)cfg->accept_conn_burst;
+		pthread_mutex_init(&srv.accept_lock, NULL);
+		tbucket_init(&srv.accept_bucket, srv.accept_limit, srv.accept_burst,
+			     clock_mono_ms());
+		log_info("main", "accepting at most %g connections/s (burst %lld)",
+			 srv.accept_limit, (long long)cfg->accept_conn_burst);
+	}
+	if (*cfg->rate_config && apply_rate_config(&ds, cfg->rate_config) < 0)
+		log_fatal("derp", "cannot start without the rate config it names");
 	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
 
 	/* The privileged part, while main is the only thread. */
@@ -689,14 +757,7 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	if (cfg->verify_clients || *cfg->verify_client_url) {
 		/* Before the workers: they call it from their first handshake. */
-		struct admission_opts ao = { .url = cfg->verify_client_url,
-					     .fail_open = cfg->verify_client_url_fail_open,
-					     .verify_clients = cfg->verify_clients,
-					     .socket = cfg->tailscaled_socket,
-					     .timeout_ms = cfg->verify_client_timeout_ms,
-					     .cache_ttl_ms = cfg->verify_cache_ttl_ms,
-					     .recheck_ms = cfg->verify_recheck_ms,
-					     .srv = &srv };
+		struct admission_opts ao = admission_opts_of(cfg, &srv);
 
 		adm = admission_start(&ao, err, sizeof(err));
 		if (!adm)
@@ -836,7 +897,7 @@ static int run(struct config *cfg, int argc, char **argv)
 		}
 		if (si.ssi_signo == SIGHUP) {
 			notify_reloading("reloading the configuration (SIGHUP)");
-			reload(&srv, argc, argv);
+			reload(&srv, adm, argc, argv);
 			notify_sendf("READY=1\nSTATUS=%s (reloaded)", status);
 			continue;
 		}
@@ -916,9 +977,20 @@ int main(int argc, char **argv)
 		printf("derper %s\n", DERPER_VERSION);
 		ret = 0;
 	} else if (cfg.action_check_config) {
-		printf("config ok%s%s\n", cfg.config_path ? ": " : "",
-		       cfg.config_path ? cfg.config_path : "");
-		ret = 0;
+		struct derp_rate_config rc;
+		char err[512];
+
+		/* The file it names is part of the configuration: a broken one
+		 * would stop the daemon at start. */
+		if (*cfg.rate_config &&
+		    derp_rate_config_load(cfg.rate_config, &rc, err, sizeof(err)) < 0) {
+			printf("rate config %s\n", err);
+			ret = 1;
+		} else {
+			printf("config ok%s%s\n", cfg.config_path ? ": " : "",
+			       cfg.config_path ? cfg.config_path : "");
+			ret = 0;
+		}
 	} else if (cfg.action_dump_config) {
 		fflush(stdout);
 		ret = config_dump(&cfg, STDOUT_FILENO) < 0 ? 1 : 0;

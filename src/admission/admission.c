@@ -19,8 +19,14 @@
  * once per recheck_ms, bypassing the cache; a definitive deny closes every
  * connection of that key and source.
  *
- * Threading: the lock guards queue, cache, live table and `stopped`; the
- * thread alone touches curl easy handles and in-flight requests.
+ * SIGHUP: admission_reconfigure leaves new settings in `pending`; the
+ * thread swaps them in under the lock at its next wake-up, so workers
+ * (which read the settings under the lock) and in-flight requests (which
+ * copied theirs into curl) never see them change mid-use.
+ *
+ * Threading: the lock guards queue, cache, live table, `pending`, the
+ * settings and `stopped`; the thread alone writes the settings and
+ * touches curl easy handles and in-flight requests.
  * curl_multi_wakeup (thread-safe) wakes it for new work.
  */
 #include "admission/admission.h"
@@ -92,6 +98,21 @@ struct adm_req {
 	size_t blen;
 };
 
+/* New settings from a SIGHUP, waiting for the thread to take them. */
+struct adm_pending {
+	struct admission_opts o; /* url and socket below */
+	char *url, *socket;
+};
+
+static void adm_pending_free(struct adm_pending *p)
+{
+	if (!p)
+		return;
+	free(p->url);
+	free(p->socket);
+	free(p);
+}
+
 struct admission {
 	struct admission_opts o; /* strings below are copies */
 	char *url, *socket;
@@ -108,6 +129,8 @@ struct admission {
 	uint32_t nqueued;
 	struct hashtab cache; /* struct adm_cache_ent */
 	struct hashtab live;  /* struct adm_live */
+
+	struct adm_pending *pending; /* admission_reconfigure's, for the thread */
 
 	struct adm_req *inflight; /* thread only (joined: main) */
 	uint32_t ninflight;
@@ -562,6 +585,59 @@ static void adm_queue_rechecks(struct admission *a)
 	hashtab_deinit(&seen);
 }
 
+static bool adm_str_differ(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Take the settings a SIGHUP left (the thread, at the top of its loop).
+ * Requests in flight finish as they started; the next ones use the new
+ * settings. Verdicts from another webhook, socket or TTL are forgotten. */
+static void adm_apply_pending(struct admission *a, int64_t now)
+{
+	struct adm_pending *p;
+	bool flush, recheck;
+
+	pthread_mutex_lock(&a->lock);
+	p = a->pending;
+	a->pending = NULL;
+	if (!p) {
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
+	flush = adm_str_differ(a->url, p->url) || strcmp(a->socket, p->socket) != 0 ||
+		a->o.verify_clients != p->o.verify_clients ||
+		a->o.cache_ttl_ms != p->o.cache_ttl_ms;
+	recheck = a->o.recheck_ms != p->o.recheck_ms;
+	/* Swap: p takes the old strings to free them outside the lock. */
+	char *url = a->url, *sock = a->socket;
+
+	a->url = p->url;
+	a->socket = p->socket;
+	p->url = url;
+	p->socket = sock;
+	a->o.fail_open = p->o.fail_open;
+	a->o.verify_clients = p->o.verify_clients;
+	a->o.timeout_ms = p->o.timeout_ms > 0 ? p->o.timeout_ms : 5000;
+	a->o.cache_ttl_ms = p->o.cache_ttl_ms;
+	a->o.recheck_ms = p->o.recheck_ms;
+	if (flush) {
+		hashtab_deinit(&a->cache);
+		hashtab_init(&a->cache, sizeof(struct adm_cache_ent), sizeof(struct adm_key));
+	}
+	if (recheck)
+		a->next_recheck_ms = now + a->o.recheck_ms;
+	pthread_mutex_unlock(&a->lock);
+	log_info("admission",
+		 "settings reloaded:%s%s%s fail-open %s, timeout %lld ms, cache %lld ms, "
+		 "re-check %lld ms%s",
+		 a->o.verify_clients ? " tailscaled " : "", a->o.verify_clients ? a->socket : "",
+		 a->url ? " webhook" : "", a->o.fail_open ? "on" : "off",
+		 (long long)a->o.timeout_ms, (long long)a->o.cache_ttl_ms,
+		 (long long)a->o.recheck_ms, flush ? " (verdict cache cleared)" : "");
+	adm_pending_free(p);
+}
+
 static void *adm_main(void *arg)
 {
 	struct admission *a = arg;
@@ -572,6 +648,7 @@ static void *adm_main(void *arg)
 		CURLMsg *msg;
 		int running, left;
 
+		adm_apply_pending(a, now);
 		if (a->o.recheck_ms && now >= a->next_recheck_ms) {
 			a->next_recheck_ms = now + a->o.recheck_ms;
 			adm_queue_rechecks(a);
@@ -669,6 +746,31 @@ fail:
 	return NULL;
 }
 
+int admission_reconfigure(struct admission *a, const struct admission_opts *o)
+{
+	struct adm_pending *p = calloc(1, sizeof(*p)), *old;
+
+	if (!p)
+		return -ENOMEM;
+	p->o = *o;
+	p->o.url = p->o.socket = NULL;
+	p->o.srv = NULL;
+	if (o->url && *o->url)
+		p->url = strdup(o->url);
+	p->socket = strdup(o->socket && *o->socket ? o->socket : ADMISSION_DEFAULT_SOCKET);
+	if ((o->url && *o->url && !p->url) || !p->socket) {
+		adm_pending_free(p);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&a->lock);
+	old = a->pending;
+	a->pending = p;
+	pthread_mutex_unlock(&a->lock);
+	adm_pending_free(old); /* two SIGHUPs before the thread woke: the last wins */
+	curl_multi_wakeup(a->multi);
+	return 0;
+}
+
 void admission_stop(struct admission *a)
 {
 	struct adm_req *req;
@@ -711,6 +813,7 @@ void admission_free(struct admission *a)
 	hashtab_deinit(&a->cache);
 	hashtab_deinit(&a->live);
 	pthread_mutex_destroy(&a->lock);
+	adm_pending_free(a->pending);
 	free(a->url);
 	free(a->socket);
 	free(a);

@@ -61,6 +61,15 @@ int admission_check(void *a, struct worker *w, uint64_t conn_id, const uint8_t k
 /* The connection (worker, conn_id) is gone: stop tracking it. Any thread. */
 void admission_forget(void *a, uint32_t worker, uint64_t conn_id);
 
+/* SIGHUP: use o from now on (url, fail_open, verify_clients, socket,
+ * timeout_ms, cache_ttl_ms, recheck_ms; o->srv and the limits are kept).
+ * The thread takes it at its next wake-up (it is woken): requests in
+ * flight finish with the old settings, the verdict cache is emptied when
+ * what decides a verdict changed, and it logs "admission: settings
+ * reloaded". Strings are copied. 0 or -ENOMEM. Main thread, while running;
+ * turning admission on or off needs a restart (config_reload_check). */
+int admission_reconfigure(struct admission *a, const struct admission_opts *o);
+
 /* Stop and join the thread: no verdict is posted afterwards and checks
  * return -ESHUTDOWN. Main thread; NULL: no-op. */
 void admission_stop(struct admission *a);

@@ -440,31 +440,42 @@ int config_dump(const struct config *cfg, int fd)
 	return config_stream_write(f, &buf, &len, fd);
 }
 
+/* One row for the reload check: a message when its value differs. */
+static void config_reload_row(const struct config *old, const struct config *new_cfg,
+			      const struct config_row *row, struct config_errors *errs)
+{
+	char *a = config_row_text(old, row), *b = config_row_text(new_cfg, row);
+
+	if (!a || !b)
+		config_err(errs, "out of memory");
+	else if (strcmp(a, b) != 0 && row->secret)
+		config_err(errs, "[%s] %s: changed; restart derper to apply", row->section,
+			   row->key);
+	else if (strcmp(a, b) != 0)
+		config_err(errs, "[%s] %s: changed from \"%s\" to \"%s\"; restart derper to apply",
+			   row->section, row->key, a, b);
+	free(a);
+	free(b);
+}
+
+static bool config_admission_on(const struct config *cfg)
+{
+	return cfg->verify_clients || (cfg->verify_client_url && *cfg->verify_client_url);
+}
+
 int config_reload_check(const struct config *old, const struct config *new_cfg,
 			struct config_errors *errs)
 {
 	size_t nerr = errs->n;
 
-	for (size_t i = 0; i < config_nrows; i++) {
-		const struct config_row *row = &config_rows[i];
-		char *a, *b;
-
-		if (row->reloadable)
-			continue;
-		a = config_row_text(old, row);
-		b = config_row_text(new_cfg, row);
-		if (!a || !b)
-			config_err(errs, "out of memory");
-		else if (strcmp(a, b) != 0 && row->secret)
-			config_err(errs, "[%s] %s: changed; restart derper to apply", row->section,
-				   row->key);
-		else if (strcmp(a, b) != 0)
-			config_err(
-				errs,
-				"[%s] %s: changed from \"%s\" to \"%s\"; restart derper to apply",
-				row->section, row->key, a, b);
-		free(a);
-		free(b);
+	for (size_t i = 0; i < config_nrows; i++)
+		if (!config_rows[i].reloadable)
+			config_reload_row(old, new_cfg, &config_rows[i], errs);
+	/* The admission keys apply live while admission is on; turning it on
+	 * or off (its thread, the handshake hook) needs a restart. */
+	if (config_admission_on(old) != config_admission_on(new_cfg)) {
+		config_reload_row(old, new_cfg, config_row_find("derp", "verify_clients"), errs);
+		config_reload_row(old, new_cfg, config_row_find("derp", "verify_client_url"), errs);
 	}
 	return errs->n > nerr ? -EINVAL : 0;
 }

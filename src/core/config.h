@@ -50,6 +50,8 @@ struct config {
 	int64_t tcp_user_timeout_ms;			       /* -tcp-user-timeout, 15s */
 	int64_t tcp_write_timeout_ms;			       /* -tcp-write-timeout, 2s; 0 none */
 	char *user; /* -user (derper only): started as root, run as this user; "" = no switch */
+	double accept_conn_limit;  /* -accept-connection-limit, connections/s; +Inf = none */
+	int64_t accept_conn_burst; /* -accept-connection-burst, default INT64_MAX */
 
 	/* [tls] */
 	enum config_certmode certmode; /* -certmode */
@@ -97,6 +99,8 @@ struct config {
 	char *mesh_with;      /* -mesh-with: host[:port][/dialhost],... */
 	int mesh_max_routes;  /* forward table bound, default 1,000,000 */
 	int mesh_queue_bytes; /* ForwardPacket bytes waiting per peer, default 4 MiB */
+	/* [derp] rate_config (-rate-config): JSON per-client read limit; "" = none */
+	char *rate_config;
 
 	/* [log] */
 	int log_level; /* enum log_level, default info */
@@ -201,7 +205,9 @@ void config_errors_print(const struct config_errors *errs, int fd);
 int config_usage(int fd);
 
 /* For a SIGHUP reload: append to *errs one message per key that differs
- * between old and new but cannot change without a restart. Returns 0 when
+ * between old and new but cannot change without a restart (the admission
+ * keys apply live, but verify_clients and verify_client_url turning
+ * admission on or off need one). Returns 0 when
  * new can be swapped in, -EINVAL otherwise. Secrets are not printed. */
 int config_reload_check(const struct config *old, const struct config *new_cfg,
 			struct config_errors *errs);

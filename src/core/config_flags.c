@@ -39,7 +39,7 @@ enum config_flag_kind {
 struct config_flag {
 	const char *name;
 	enum config_flag_kind kind;
-	char vtype;	 /* FLAG_UNSUPPORTED: 'b' bool, 's' string, 'i' int, 'f' float */
+	char vtype;	 /* FLAG_UNSUPPORTED: 'b' bool, 's' string */
 	const char *def; /* FLAG_UNSUPPORTED: the Go default; setting it is harmless */
 	const char *help;
 };
@@ -55,9 +55,6 @@ static const struct config_flag config_extra_flags[] = {
 	{ "secrets-path-prefix", FLAG_UNSUPPORTED, 's', "prod/derp", NULL },
 	{ "secrets-cache-dir", FLAG_UNSUPPORTED, 's', NULL /* $HOME/.cache/derper-secrets */,
 	  NULL },
-	{ "accept-connection-limit", FLAG_UNSUPPORTED, 'f', "+Inf", NULL },
-	{ "accept-connection-burst", FLAG_UNSUPPORTED, 'i', "9223372036854775807", NULL },
-	{ "rate-config", FLAG_UNSUPPORTED, 's', "", NULL },
 	{ "ace", FLAG_UNSUPPORTED, 'b', "false", NULL },
 };
 
@@ -78,27 +75,6 @@ static bool config_unsupported_is_default(const struct config_flag *f, const cha
 		}
 		config_bool_from_text(f->def, &d);
 		return v == d;
-	}
-	case 'i': {
-		int64_t v;
-
-		if (config_int_from_text(val, &v) < 0) {
-			*bad = true;
-			return false;
-		}
-		return v == INT64_MAX;
-	}
-	case 'f': {
-		char *end;
-		double v;
-
-		errno = 0;
-		v = strtod(val, &end);
-		if (!*val || *end) {
-			*bad = true;
-			return false;
-		}
-		return v > 1e308; /* +Inf */
 	}
 	default:
 		if (!f->def) {

@@ -69,7 +69,7 @@ int config_stream_write(FILE *f, char **buf, const size_t *len, int fd);
 /* ------------------------------------------------- the table (config_keys.c) */
 
 /* Upper bound of config_nrows, for arrays indexed by row (checked there). */
-#define CONFIG_ROWS_MAX 64
+#define CONFIG_ROWS_MAX 80
 
 extern const struct config_row config_rows[];
 extern const size_t config_nrows;
@@ -93,11 +93,11 @@ int config_row_set(struct config *cfg, const struct config_row *row, const char 
 /* ------------------------------------------------ value types (config_value.c) */
 
 extern const struct config_type config_type_str, config_type_home, config_type_listen,
-	config_type_nft_name, config_type_bool, config_type_int, config_type_duration,
-	config_type_certmode, config_type_geoip_mode, config_type_geoip_field,
-	config_type_unknown_policy, config_type_fail_policy, config_type_log_level,
-	config_type_list, config_type_app_names, config_type_countries, config_type_subdivisions,
-	config_type_cidrs, config_type_asns;
+	config_type_nft_name, config_type_bool, config_type_int, config_type_int64,
+	config_type_rate, config_type_duration, config_type_certmode, config_type_geoip_mode,
+	config_type_geoip_field, config_type_unknown_policy, config_type_fail_policy,
+	config_type_log_level, config_type_list, config_type_app_names, config_type_countries,
+	config_type_subdivisions, config_type_cidrs, config_type_asns;
 
 /* Text of each enum value, indexed by the value. */
 extern const char *const config_certmode_names[];

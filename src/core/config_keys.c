@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,10 @@ const struct config_row config_rows[] = {
 	{ "server", "tcp_write_timeout", T(duration), OFF(tcp_write_timeout_ms), "2s", false, true,
 	  false, 0, DAY_MS, "tcp-write-timeout" },
 	{ "server", "user", T(str), OFF(user), "", false, true, false, 0, 0, "user" },
+	{ "server", "accept_connection_limit", T(rate), OFF(accept_conn_limit), "+Inf", false, true,
+	  false, 0, 0, "accept-connection-limit" },
+	{ "server", "accept_connection_burst", T(int64), OFF(accept_conn_burst),
+	  "9223372036854775807", false, true, false, 1, INT64_MAX, "accept-connection-burst" },
 
 	{ "tls", "certmode", T(certmode), OFF(certmode), "letsencrypt", false, true, false, 0, 0,
 	  "certmode" },
@@ -93,20 +98,22 @@ const struct config_row config_rows[] = {
 	  NULL },
 	{ "derp", "disallow_app_names", T(app_names), OFF(disallow_app_names), "", false, true,
 	  false, 0, 0, "disallow-app-names" },
-	{ "derp", "verify_clients", T(bool), OFF(verify_clients), "no", false, true, false, 0, 0,
+	{ "derp", "verify_clients", T(bool), OFF(verify_clients), "no", true, true, false, 0, 0,
 	  "verify-clients" },
-	{ "derp", "verify_client_url", T(str), OFF(verify_client_url), "", false, true, false, 0, 0,
+	{ "derp", "verify_client_url", T(str), OFF(verify_client_url), "", true, true, false, 0, 0,
 	  "verify-client-url" },
 	{ "derp", "verify_client_url_fail_open", T(bool), OFF(verify_client_url_fail_open), "yes",
-	  false, true, false, 0, 0, "verify-client-url-fail-open" },
-	{ "derp", "tailscaled_socket", T(str), OFF(tailscaled_socket), "", false, true, false, 0, 0,
+	  true, true, false, 0, 0, "verify-client-url-fail-open" },
+	{ "derp", "tailscaled_socket", T(str), OFF(tailscaled_socket), "", true, true, false, 0, 0,
 	  "socket" },
-	{ "derp", "verify_client_timeout", T(duration), OFF(verify_client_timeout_ms), "5s", false,
+	{ "derp", "verify_client_timeout", T(duration), OFF(verify_client_timeout_ms), "5s", true,
 	  true, false, 100, 60000, NULL },
-	{ "derp", "verify_cache_ttl", T(duration), OFF(verify_cache_ttl_ms), "1m", false, true,
+	{ "derp", "verify_cache_ttl", T(duration), OFF(verify_cache_ttl_ms), "1m", true, true,
 	  false, 0, DAY_MS, NULL },
-	{ "derp", "verify_recheck_interval", T(duration), OFF(verify_recheck_ms), "5m", false, true,
+	{ "derp", "verify_recheck_interval", T(duration), OFF(verify_recheck_ms), "5m", true, true,
 	  false, 0, DAY_MS, NULL },
+	{ "derp", "rate_config", T(str), OFF(rate_config), "", true, true, false, 0, 0,
+	  "rate-config" },
 
 	{ "mesh", "psk_file", T(str), OFF(mesh_psk_file), "", false, true, false, 0, 0,
 	  "mesh-psk-file" },

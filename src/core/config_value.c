@@ -15,6 +15,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,20 +248,29 @@ int config_int_from_text(const char *val, int64_t *out)
 	return 0;
 }
 
+/* A whole decimal within row->min..row->max into *v, else the reason. */
+static int parse_ranged(const struct config_row *row, const char *val, int64_t *v, char *msg,
+			size_t msglen)
+{
+	if (config_int_from_text(val, v) < 0) {
+		snprintf(msg, msglen, "\"%s\" is not an integer", val);
+		return -EINVAL;
+	}
+	if (*v < row->min || *v > row->max) {
+		snprintf(msg, msglen, "%s is out of range %lld..%lld", val, (long long)row->min,
+			 (long long)row->max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_int(struct config *cfg, const struct config_row *row, const char *val, char *msg,
 		     size_t msglen)
 {
 	int64_t v;
 
-	if (config_int_from_text(val, &v) < 0) {
-		snprintf(msg, msglen, "\"%s\" is not an integer", val);
+	if (parse_ranged(row, val, &v, msg, msglen) < 0)
 		return -EINVAL;
-	}
-	if (v < row->min || v > row->max) {
-		snprintf(msg, msglen, "%s is out of range %lld..%lld", val, (long long)row->min,
-			 (long long)row->max);
-		return -EINVAL;
-	}
 	*FIELD(cfg, row, int) = (int)v;
 	return 0;
 }
@@ -270,6 +281,68 @@ static void format_int(const struct config *cfg, const struct config_row *row, F
 }
 
 const struct config_type config_type_int = { parse_int, format_int, NULL, false, false };
+
+/* int64: the same text as int, bounded by the row's min..max. */
+static int parse_int64(struct config *cfg, const struct config_row *row, const char *val, char *msg,
+		       size_t msglen)
+{
+	int64_t v;
+
+	if (parse_ranged(row, val, &v, msg, msglen) < 0)
+		return -EINVAL;
+	*FIELD(cfg, row, int64_t) = v;
+	return 0;
+}
+
+static void format_int64(const struct config *cfg, const struct config_row *row, FILE *out)
+{
+	fprintf(out, "%lld", (long long)*CFIELD(cfg, row, int64_t));
+}
+
+const struct config_type config_type_int64 = { parse_int64, format_int64, NULL, false, false };
+
+/* A rate (events per second) as Go's strconv.ParseFloat reads it, "+Inf"
+ * (or "inf") meaning no limit. Zero, negative and NaN are refused: at zero
+ * a limiter that holds connections in the backlog would never let one in
+ * again. */
+static int parse_rate(struct config *cfg, const struct config_row *row, const char *val, char *msg,
+		      size_t msglen)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(val, &end);
+	if (!*val || *end || isspace((unsigned char)*val) || isnan(v)) {
+		snprintf(msg, msglen, "\"%s\" is not a number (e.g. \"50\", \"2.5\", \"+Inf\")",
+			 val);
+		return -EINVAL;
+	}
+	if (!(v > 0)) {
+		snprintf(msg, msglen, "%s must be above 0 (+Inf: no limit)", val);
+		return -EINVAL;
+	}
+	*FIELD(cfg, row, double) = v;
+	return 0;
+}
+
+static void format_rate(const struct config *cfg, const struct config_row *row, FILE *out)
+{
+	double v = *CFIELD(cfg, row, double);
+	char buf[64];
+
+	if (v > DBL_MAX) {
+		fputs("+Inf", out);
+		return;
+	}
+	/* The shortest text that reads back to the same value. */
+	snprintf(buf, sizeof(buf), "%.15g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, sizeof(buf), "%.17g", v);
+	fputs(buf, out);
+}
+
+const struct config_type config_type_rate = { parse_rate, format_rate, NULL, false, false };
 
 int config_parse_duration(const char *s, int64_t *ms)
 {

@@ -78,6 +78,8 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_WRITE_TIMEOUTS] = "derp_sclient_write_timeouts",
 	[METRIC_CTRL_OVERFLOW_CLOSES] = "derp_ctrl_queue_overflow_closes",
 	[METRIC_ACCEPT_PAUSES_HANDSHAKES] = "derp_accept_pauses{reason=\"handshakes\"}",
+	[METRIC_ACCEPT_PAUSES_RATE] = "derp_accept_pauses{reason=\"rate_limit\"}",
+	[METRIC_RATE_LIMIT_WAITS] = "derp_rate_limit_per_client_waited",
 	[METRIC_STUN_SUCCESS] = "stun_requests{disposition=\"success\"}",
 	[METRIC_STUN_NOT_STUN] = "stun_requests{disposition=\"not_stun\"}",
 	[METRIC_STUN_REFUSED_ACCESS] = "stun_requests{disposition=\"refused_access\"}",

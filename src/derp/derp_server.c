@@ -28,6 +28,7 @@
 #include "derp/derp_frame.h"
 #include "derp/derp_int.h"
 #include "derp/derp_key.h"
+#include "derp/derp_rate.h"
 #include "derp/registry.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -670,6 +671,45 @@ static int derp_frame(struct conn *c, uint8_t type, const uint8_t *p, uint32_t p
 	}
 }
 
+/* Mesh peers are exempt from -rate-config, as in the Go derper: they carry
+ * many clients' traffic. The one place that decides it. */
+static bool derp_rate_exempt(const struct derp_conn *dc)
+{
+	return derp_conn_is_mesh_peer(dc);
+}
+
+/* -rate-config: take the tokens for a frame of plen payload bytes from the
+ * client's bucket. True when the bucket is short: reads are paused until
+ * the tokens are due, and the frame waits unhandled in the input. */
+static bool derp_rate_wait(struct conn *c, struct derp_conn *dc, uint32_t plen)
+{
+	struct derp_server *ds = derp_of(c);
+	uint32_t gen = atomic_load_explicit(&ds->rate_gen, memory_order_acquire);
+	int64_t now = c->w->now_ms, wait;
+	/* A frame larger than the smallest bucket waits for a full one, no
+	 * more (such a frame is refused anyway). */
+	double n = plen < DERP_RATE_MIN_BURST ? plen : DERP_RATE_MIN_BURST;
+
+	if (gen != dc->rate_gen) {
+		uint64_t bps = atomic_load_explicit(&ds->rate_bytes_per_sec, memory_order_relaxed);
+		uint64_t burst = atomic_load_explicit(&ds->rate_burst_bytes, memory_order_relaxed);
+
+		dc->rate_gen = gen;
+		dc->rate_limited = bps > 0 && !derp_rate_exempt(dc);
+		if (dc->rate_limited)
+			tbucket_init(&dc->rate, (double)bps, (double)burst, now);
+		/* A paused client holds what its last read took beyond the frame
+		 * that paused it: no more than the bucket could ever pass. */
+		c->read_max = dc->rate_limited && burst < UINT32_MAX ? (uint32_t)burst : 0;
+	}
+	if (!dc->rate_limited || tbucket_take(&dc->rate, n, now))
+		return false;
+	wait = tbucket_wait_ms(&dc->rate, n, now);
+	metrics_add(&c->w->metrics, METRIC_RATE_LIMIT_WAITS, 1);
+	conn_pause_reads_for(c, now + (wait > 0 ? wait : 1));
+	return true;
+}
+
 /* Consume whole frames; see struct conn_proto's input. */
 static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 {
@@ -696,6 +736,8 @@ static long derp_input(struct conn *c, const uint8_t *buf, size_t len)
 			return -1;
 		}
 		if (len - off < DERP_FRAME_HEADER_LEN + (size_t)plen)
+			break;
+		if (dc->registered && derp_rate_wait(c, dc, plen))
 			break;
 		const uint8_t *p = buf + off + DERP_FRAME_HEADER_LEN;
 

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/tbucket.h"
 #include "derp/keyset.h"
 #include "net/worker.h"
 
@@ -78,6 +79,11 @@ struct derp_server {
 	struct derp_mesh_state *mesh; /* derp_mesh.c; NULL without a mesh key */
 	const struct derp_forwarder *fwd;
 	void *fwd_arg;
+	/* -rate-config (derp_rate.h): written by main (derp_rate_apply),
+	 * read by workers; rate_gen changes with every apply. 0 = no limit. */
+	_Atomic uint64_t rate_bytes_per_sec;
+	_Atomic uint64_t rate_burst_bytes;
+	_Atomic uint32_t rate_gen;
 };
 
 /* Per-connection DERP state (conn->proto_state). */
@@ -105,7 +111,10 @@ struct derp_conn {
 	int64_t next_keepalive_ms;
 	int64_t nothere_ts_ms; /* NotHere token bucket: 1/s, burst 3 */
 	uint32_t nothere_tokens;
-	struct keyset saw; /* sources this client received from (PeerGone) */
+	bool rate_limited;   /* -rate-config limits this client (rate below) */
+	uint32_t rate_gen;   /* the derp_server.rate_gen rate was set from */
+	struct tbucket rate; /* what this client may send: frame payload bytes */
+	struct keyset saw;   /* sources this client received from (PeerGone) */
 };
 
 /* The client's self-reported ClientInfo AppName ("" if none): printable

@@ -590,12 +590,15 @@ void conn_on_event(struct conn *c, uint32_t events)
 		worker_epoll_update(w, c);
 	}
 	for (int i = 0; i < CONN_READS_PER_EVENT && c->state != CONN_CLOSED; i++) {
-		size_t pre = c->ws ? c->ws->stash_len : 0;
+		size_t pre = c->ws ? c->ws->stash_len : 0, room;
 		long n;
 
 		if (pre)
 			memcpy(w->scratch, c->ws->stash, pre);
-		n = conn_io(c, w->scratch + pre, WORKER_SCRATCH - pre, false);
+		room = WORKER_SCRATCH - pre;
+		if (c->read_max && room > c->read_max)
+			room = c->read_max;
+		n = conn_io(c, w->scratch + pre, room, false);
 		if (n == -EAGAIN) {
 			if (c->rd_want_write)
 				worker_epoll_update(w, c); /* arm EPOLLOUT */
@@ -665,10 +668,20 @@ void conn_pause_reads(struct conn *c)
 	worker_epoll_update(c->w, c);
 }
 
+void conn_pause_reads_for(struct conn *c, int64_t resume_ms)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	conn_pause_reads(c);
+	c->resume_ms = resume_ms;
+	worker_timer_arm(c->w, c);
+}
+
 void conn_resume_reads(struct conn *c)
 {
 	struct worker *w = c->w;
 
+	worker_timer_cancel(w, c);
 	if (c->state == CONN_CLOSED || !c->reads_paused)
 		return;
 	c->reads_paused = false;

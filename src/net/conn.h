@@ -124,6 +124,12 @@ struct conn {
 	int64_t write_timeout_ms; /* > 0: instead of srv's (the protocol sets it) */
 
 	int64_t deadline_ms; /* handshake deadline; 0 = none (the protocol clears it) */
+	int64_t resume_ms;   /* conn_pause_reads_for: when reads resume */
+	/* Bytes one read may take (0: the worker's scratch, 256 KiB). A rate-
+	 * limited protocol lowers it: what a read takes beyond the unit that
+	 * pauses c is held in rbuf until it resumes. */
+	uint32_t read_max;
+	uint32_t timer_idx; /* 1 + position in the worker's timer heap; 0 = none */
 };
 
 /* Start a connection on fd (already non-blocking); ssl may be NULL; proto
@@ -158,6 +164,11 @@ void conn_pause_reads(struct conn *c);
 /* Read again: hand the input kept while paused to the protocol first,
  * then wait for the socket. No-op unless paused; may close c. */
 void conn_resume_reads(struct conn *c);
+/* As conn_pause_reads, and resume by itself at resume_ms (worker clock,
+ * w->now_ms scale) unless conn_resume_reads comes first. For a rate
+ * limit: the peer's TCP window closes meanwhile. May be called from
+ * proto->input; out of memory closes c. */
+void conn_pause_reads_for(struct conn *c, int64_t resume_ms);
 /* Periodic checks: handshake deadline, write stall, then proto->tick. */
 void conn_tick(struct conn *c, int64_t now_ms);
 /* Graceful shutdown: proto->shutdown after an upgrade, else close. */

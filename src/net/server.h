@@ -7,12 +7,14 @@
 #ifndef DERPER_SERVER_H
 #define DERPER_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/tbucket.h"
 #include "net/http.h"
 
 struct config;
@@ -58,6 +60,15 @@ struct server {
 	 * past it, new packets are dropped (queue_tail). 0 = default. */
 	size_t queued_max_bytes;
 
+	/* -accept-connection-limit/-burst: one bucket for the main listener
+	 * of every worker (the kernel spreads connections over them). A
+	 * worker that finds it empty takes its listener out of epoll until
+	 * a token is due, so the rest wait in the backlog. accept_limit 0 =
+	 * no limit. accept_bucket under accept_lock. */
+	double accept_limit;
+	double accept_burst;
+	struct tbucket accept_bucket;
+	pthread_mutex_t accept_lock;
 	struct worker **workers;
 	size_t nworkers;
 

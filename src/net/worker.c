@@ -106,6 +106,7 @@ static int worker_add_conn(struct worker *w, struct conn *c)
 
 static void worker_remove_conn(struct worker *w, struct conn *c)
 {
+	worker_timer_cancel(w, c);
 	hashtab_remove(&w->ids, hashtab_hash_u64(c->id), &c->id);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -156,6 +157,99 @@ void worker_epoll_update(struct worker *w, struct conn *c)
 	ev.events = want;
 	ev.data.ptr = c;
 	epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* ---- read-resume timers: a min-heap on conn->resume_ms ---- */
+
+static void worker_timer_set(struct worker *w, uint32_t i, struct conn *c)
+{
+	w->timers[i] = c;
+	c->timer_idx = i + 1;
+}
+
+static void worker_timer_up(struct worker *w, uint32_t i)
+{
+	struct conn *c = w->timers[i];
+
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+
+		if (w->timers[parent]->resume_ms <= c->resume_ms)
+			break;
+		worker_timer_set(w, i, w->timers[parent]);
+		i = parent;
+	}
+	worker_timer_set(w, i, c);
+}
+
+static void worker_timer_down(struct worker *w, uint32_t i)
+{
+	struct conn *c = w->timers[i];
+
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+
+		if (l >= w->ntimers)
+			break;
+		m = l;
+		if (l + 1 < w->ntimers && w->timers[l + 1]->resume_ms < w->timers[l]->resume_ms)
+			m = l + 1;
+		if (w->timers[m]->resume_ms >= c->resume_ms)
+			break;
+		worker_timer_set(w, i, w->timers[m]);
+		i = m;
+	}
+	worker_timer_set(w, i, c);
+}
+
+void worker_timer_cancel(struct worker *w, struct conn *c)
+{
+	uint32_t i;
+
+	if (!c->timer_idx)
+		return;
+	i = c->timer_idx - 1;
+	c->timer_idx = 0;
+	if (--w->ntimers == i)
+		return;
+	/* The last one takes the hole and moves whichever way it must. */
+	struct conn *moved = w->timers[w->ntimers];
+
+	worker_timer_set(w, i, moved);
+	worker_timer_up(w, i);
+	worker_timer_down(w, moved->timer_idx - 1);
+}
+
+void worker_timer_arm(struct worker *w, struct conn *c)
+{
+	if (c->timer_idx)
+		worker_timer_cancel(w, c);
+	if (w->ntimers == w->timers_cap) {
+		uint32_t cap = w->timers_cap ? 2 * w->timers_cap : 16;
+		struct conn **t = realloc(w->timers, cap * sizeof(*t));
+
+		if (!t) {
+			/* Never paused for ever, and never resumed here: the
+			 * caller may be inside this connection's input. */
+			conn_close(c, "out of memory");
+			return;
+		}
+		w->timers = t;
+		w->timers_cap = cap;
+	}
+	w->timers[w->ntimers] = c;
+	worker_timer_up(w, w->ntimers++);
+}
+
+/* Resume every connection whose time has come. */
+static void worker_run_timers(struct worker *w)
+{
+	while (w->ntimers && w->timers[0]->resume_ms <= w->now_ms) {
+		struct conn *c = w->timers[0];
+
+		worker_timer_cancel(w, c);
+		conn_resume_reads(c);
+	}
 }
 
 /* ---- messages ---- */
@@ -301,14 +395,46 @@ static void worker_tune_socket(struct worker *w, int fd)
 	}
 }
 
+/* -accept-connection-limit: take a token for one more connection on the
+ * main listener, or take the listener out of epoll until one is due
+ * (the connection stays in the kernel's backlog). */
+static bool worker_accept_token(struct worker *w)
+{
+	struct server *srv = w->srv;
+	int64_t wait;
+
+	pthread_mutex_lock(&srv->accept_lock);
+	if (tbucket_take(&srv->accept_bucket, 1, w->now_ms)) {
+		pthread_mutex_unlock(&srv->accept_lock);
+		return true;
+	}
+	wait = tbucket_wait_ms(&srv->accept_bucket, 1, w->now_ms);
+	pthread_mutex_unlock(&srv->accept_lock);
+	metrics_add(&w->metrics, METRIC_ACCEPT_PAUSES_RATE, 1);
+	w->accept_throttled = true;
+	w->accept_throttle_ms = w->now_ms + (wait > 0 ? wait : 1);
+	worker_listen_update(w);
+	return false;
+}
+
 static void worker_accept(struct worker *w, int lfd, bool port80)
 {
 	for (int i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
+
+		if (!port80 && w->srv->accept_limit > 0 && !worker_accept_token(w))
+			return;
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
+			if (!port80 && w->srv->accept_limit > 0) {
+				/* Nothing was waiting (another worker got it):
+				 * the token was not used. */
+				pthread_mutex_lock(&w->srv->accept_lock);
+				tbucket_refund(&w->srv->accept_bucket, 1);
+				pthread_mutex_unlock(&w->srv->accept_lock);
+			}
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
 				/* Out of descriptors: stop accepting for a second
@@ -392,19 +518,23 @@ static int epoll_add_own(int epfd, int fd, void *tag)
 static void worker_listen_update(struct worker *w)
 {
 	bool want = !w->shutting_down && !w->accept_paused && !w->hs_paused;
+	/* The accept limit is the main listener's (as the Go derper's). */
+	bool want_main = want && !w->accept_throttled;
 
-	if (want == w->listening)
+	if (want_main != w->listening_main) {
+		w->listening_main = want_main;
+		if (want_main)
+			epoll_add_own(w->epfd, w->listen_fd, &tag_listen);
+		else
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+	}
+	if (want == w->listening || w->http80_fd < 0)
 		return;
 	w->listening = want;
-	if (want) {
-		epoll_add_own(w->epfd, w->listen_fd, &tag_listen);
-		if (w->http80_fd >= 0)
-			epoll_add_own(w->epfd, w->http80_fd, &tag_http80);
-	} else {
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listen_fd, NULL);
-		if (w->http80_fd >= 0)
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
-	}
+	if (want)
+		epoll_add_own(w->epfd, w->http80_fd, &tag_http80);
+	else
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->http80_fd, NULL);
 }
 
 void worker_handshake_done(struct worker *w)
@@ -434,7 +564,13 @@ bool worker_turn(struct worker *w, int max_wait_ms)
 	struct epoll_event evs[WORKER_MAX_EVENTS];
 	/* Work queued during the last turn's frees (PeerGone, Health) or TLS
 	 * records already decrypted: don't sleep on them. */
-	int timeout = (w->again || w->dirty) ? 0 : (int)(w->next_tick_ms - w->now_ms);
+	int64_t next = w->next_tick_ms;
+
+	if (w->ntimers && w->timers[0]->resume_ms < next)
+		next = w->timers[0]->resume_ms;
+	if (w->accept_throttled && w->accept_throttle_ms < next)
+		next = w->accept_throttle_ms;
+	int timeout = (w->again || w->dirty) ? 0 : (int)(next - w->now_ms);
 
 	if (timeout < 0)
 		timeout = 0;
@@ -475,6 +611,11 @@ bool worker_turn(struct worker *w, int max_wait_ms)
 			conn_on_event(c, EPOLLIN);
 		}
 	}
+	if (w->accept_throttled && w->now_ms >= w->accept_throttle_ms) {
+		w->accept_throttled = false;
+		worker_listen_update(w);
+	}
+	worker_run_timers(w);
 	if (w->now_ms >= w->next_tick_ms) {
 		w->next_tick_ms = w->now_ms + 1000;
 		worker_tick(w);
@@ -554,7 +695,8 @@ struct worker *worker_new(struct server *srv, uint32_t idx)
 		goto fail;
 	if (w->http80_fd >= 0 && epoll_add_own(w->epfd, w->http80_fd, &tag_http80) < 0)
 		goto fail;
-	w->listening = true;
+	w->listening = w->http80_fd >= 0;
+	w->listening_main = true;
 	if (w->udp_fd >= 0 && epoll_add_own(w->epfd, w->udp_fd, &tag_udp) < 0)
 		goto fail;
 	metrics_register(&w->metrics);
@@ -589,6 +731,7 @@ void worker_free(struct worker *w)
 	free(w->outbox);
 	free(w->outbox_bytes);
 	free(w->udp_state);
+	free(w->timers);
 	free(w);
 }
 

@@ -127,9 +127,16 @@ struct worker {
 	struct conn *dirty;  /* connections with output queued */
 	struct conn *closed; /* closed, freed at the end of the turn */
 	struct conn *again;  /* connections with TLS records still buffered */
-	bool listening;	     /* the listeners are in epoll */
+	bool listening;	     /* the port-80 listener is in epoll */
+	bool listening_main; /* the main listener is in epoll */
 	bool accept_paused;  /* out of descriptors: retry at accept_resume_ms */
 	int64_t accept_resume_ms;
+	bool accept_throttled; /* srv->accept_limit: main listener off until ... */
+	int64_t accept_throttle_ms;
+	/* Connections whose reads resume at a time (conn_pause_reads_for): a
+	 * min-heap on conn->resume_ms, conn->timer_idx is 1 + the position. */
+	struct conn **timers;
+	uint32_t ntimers, timers_cap;
 	bool hs_paused;	      /* too many connections in their handshake */
 	uint32_t nhandshakes; /* conns with in_handshake set */
 	bool shutting_down;

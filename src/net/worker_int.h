@@ -33,6 +33,11 @@ struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, s
 void worker_handshake_done(struct worker *w);
 /* Put c on the to-flush list (no-op when there or closed). */
 void worker_mark_dirty(struct worker *w, struct conn *c);
+/* Resume c's reads at c->resume_ms: put it in the timer heap, or move it
+ * there if it is in already. Out of memory closes c. */
+void worker_timer_arm(struct worker *w, struct conn *c);
+/* Take c out of the timer heap (no-op when not in it). */
+void worker_timer_cancel(struct worker *w, struct conn *c);
 /* Update the epoll interest of c (EPOLLOUT when output is stuck). */
 void worker_epoll_update(struct worker *w, struct conn *c);
 

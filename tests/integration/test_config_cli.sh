@@ -61,6 +61,16 @@ out=$("$DERPER_BIN" -config "$ini" -mesh-with a,b --check-config 2>&1)
 grep -qF -- '-mesh-with requires -mesh-psk-file' <<<"$out" ||
 	fail "no error for -mesh-with without a key: $out"
 
+# The -rate-config file is checked too (a broken one would stop the daemon).
+printf '{"PerClientRateLimitBytesPerSec": -5}' >"$tmp/rate.json"
+out=$("$DERPER_BIN" -config "$ini" -rate-config "$tmp/rate.json" --check-config 2>&1)
+[ $? -eq 1 ] || fail "--check-config with a broken rate config: $out"
+grep -qF "rate config $tmp/rate.json: PerClientRateLimitBytesPerSec: not an unsigned integer" \
+	<<<"$out" || fail "no error naming the rate config file: $out"
+printf '{"PerClientRateLimitBytesPerSec": 500000}' >"$tmp/rate.json"
+out=$("$DERPER_BIN" -config "$ini" -rate-config "$tmp/rate.json" --check-config 2>&1)
+[ $? -eq 0 ] || fail "--check-config with a good rate config: $out"
+
 # TLS rule: the default certmode on a port other than 443 serves plain
 # HTTP (Go derper); an explicit letsencrypt serves TLS there too (issue 8)
 # and the ACME client's needs are checked: challenge auto needs :443

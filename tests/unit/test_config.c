@@ -707,10 +707,8 @@ static void test_flag_errors(void **state)
 		"flag -secrets-cache-dir: not supported yet by this derper",
 		"flag -disallow-app-names: \"0123456789abcdef0123456789abcdefX\": longer than 32 "
 		"bytes (no client may send it)",
-		"flag -accept-connection-limit: not supported yet by this derper",
-		"flag -accept-connection-burst: not supported yet by this derper",
-		"flag -accept-connection-limit: invalid value \"ten\"",
-		"flag -rate-config: not supported yet by this derper",
+		"flag -accept-connection-limit: \"ten\" is not a number (e.g. \"50\", \"2.5\", "
+		"\"+Inf\")",
 		"flag -ace: not supported yet by this derper",
 		"flag -hostname: needs an argument",
 	};
@@ -736,6 +734,57 @@ static void test_flag_errors(void **state)
 	/* The ACME flags are supported: their values are kept. */
 	assert_string_equal(c.acme_eab_key, "c2VjcmV0");
 	assert_true(c.acme_ip_certs);
+	/* The rate limits are supported since issue 10: kept. */
+	assert_true(c.accept_conn_limit == 10.0);
+	assert_int_equal(c.accept_conn_burst, 5);
+	assert_string_equal(c.rate_config, "/r.json");
+	config_free(&c);
+	config_errors_free(&e);
+}
+
+/* The rate-limit keys: defaults as the Go derper's flags, values read
+ * back from a dump, bad values named. */
+static void test_rate_keys(void **state)
+{
+	struct config_errors e = { 0 };
+	struct config c;
+	char *argv[] = { "-accept-connection-limit=2.5", "-accept-connection-burst", "3",
+			 "-rate-config", "/etc/derper/rate.json" };
+	char *d;
+	char *bad[] = { "-accept-connection-limit=0", "-accept-connection-limit=-1",
+			"-accept-connection-limit=nan", "-accept-connection-burst=0",
+			"-accept-connection-burst=1.5" };
+
+	(void)state;
+	assert_int_equal(config_defaults(&c), 0);
+	assert_true(c.accept_conn_limit > 1e308);
+	assert_true(c.accept_conn_burst == INT64_MAX);
+	assert_string_equal(c.rate_config, "");
+	assert_int_equal(config_apply_flags(&c, 5, argv, &e), 0);
+	assert_true(c.accept_conn_limit == 2.5);
+	assert_int_equal(c.accept_conn_burst, 3);
+	assert_string_equal(c.rate_config, "/etc/derper/rate.json");
+	d = dump_to_string(&c);
+	assert_non_null(
+		strstr(d, "\naccept_connection_limit = 2.5\naccept_connection_burst = 3\n"));
+	assert_non_null(strstr(d, "\nrate_config = /etc/derper/rate.json\n"));
+	free(d);
+	config_free(&c);
+	assert_int_equal(config_defaults(&c), 0);
+	d = dump_to_string(&c);
+	assert_non_null(strstr(d, "\naccept_connection_limit = +Inf\n"
+				  "accept_connection_burst = 9223372036854775807\n"));
+	free(d);
+	config_free(&c);
+
+	assert_int_equal(config_defaults(&c), 0);
+	assert_int_equal(config_apply_flags(&c, 5, bad, &e), -EINVAL);
+	assert_int_equal(e.n, 5);
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: 0 must be above 0"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: -1 must be above 0"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-limit: \"nan\" is not a number"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-burst: 0 is out of range"));
+	assert_true(errs_has_sub(&e, "flag -accept-connection-burst: \"1.5\" is not an integer"));
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -1063,6 +1112,8 @@ static void test_reload_restart_only_keys(void **state)
 		{ "[derp]\nqueue_depth = 64\n", "[derp] queue_depth" },
 		{ "[derp]\nhandshake_timeout = 9s\n", "[derp] handshake_timeout" },
 		{ "[derp]\nmax_clients = 10\n", "[derp] max_clients" },
+		{ "[server]\naccept_connection_limit = 50\n", "[server] accept_connection_limit" },
+		{ "[server]\naccept_connection_burst = 10\n", "[server] accept_connection_burst" },
 	};
 
 	(void)state;
@@ -1078,6 +1129,68 @@ static void test_reload_restart_only_keys(void **state)
 		if (!errs_has_sub(&e, want) || !errs_has_sub(&e, "restart derper to apply"))
 			fail_msg("%s: no 'needs a restart' message", cases[i].key);
 		assert_int_equal(e.n, 1);
+		config_free(&a);
+		config_free(&b);
+		config_errors_free(&e);
+	}
+}
+
+/* Issue 10: the admission keys apply on SIGHUP while admission stays on,
+ * one key at a time; turning admission on or off names the key that did
+ * it and needs a restart. */
+static void test_reload_admission_keys(void **state)
+{
+	static const char base[] = "[derp]\nverify_client_url = http://127.0.0.1:1/a\n";
+	static const char *const live[] = {
+		NULL, /* the webhook's URL itself: base with another URL */
+		"verify_client_url_fail_open = no\n",
+		"verify_clients = yes\n",
+		"tailscaled_socket = /run/other.sock\n",
+		"verify_client_timeout = 1s\n",
+		"verify_cache_ttl = 0s\n",
+		"verify_recheck_interval = 1s\n",
+	};
+	static const struct {
+		const char *from, *to, *want;
+	} toggles[] = {
+		{ "", base,
+		  "[derp] verify_client_url: changed from \"\" to \"http://127.0.0.1:1/a\"; "
+		  "restart derper to apply" },
+		{ base, "",
+		  "[derp] verify_client_url: changed from \"http://127.0.0.1:1/a\" to \"\"" },
+		{ "", "[derp]\nverify_clients = yes\n",
+		  "[derp] verify_clients: changed from \"no\" to \"yes\"; restart derper to apply" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		struct config_errors e = { 0 };
+		struct config a, b;
+		char text[256];
+
+		if (live[i])
+			snprintf(text, sizeof(text), "%s%s", base, live[i]);
+		else
+			snprintf(text, sizeof(text),
+				 "[derp]\nverify_client_url = http://[::1]:2/b\n");
+		assert_int_equal(load_text(base, &a, &e, NULL), 0);
+		assert_int_equal(load_text(text, &b, &e, NULL), 0);
+		if (config_reload_check(&a, &b, &e) != 0)
+			fail_msg("%s: %s", text, e.v[0]);
+		config_free(&a);
+		config_free(&b);
+		config_errors_free(&e);
+	}
+	for (size_t i = 0; i < sizeof(toggles) / sizeof(toggles[0]); i++) {
+		struct config_errors e = { 0 };
+		struct config a, b;
+
+		assert_int_equal(load_text(toggles[i].from, &a, &e, NULL), 0);
+		assert_int_equal(load_text(toggles[i].to, &b, &e, NULL), 0);
+		assert_int_equal(config_reload_check(&a, &b, &e), -EINVAL);
+		assert_int_equal(e.n, 1);
+		if (!errs_has_sub(&e, toggles[i].want))
+			fail_msg("got %s, want %s", e.v[0], toggles[i].want);
 		config_free(&a);
 		config_free(&b);
 		config_errors_free(&e);
@@ -1198,7 +1311,9 @@ int main(void)
 		cmocka_unit_test(test_finish_rules),
 		cmocka_unit_test(test_dump_redacts_and_round_trips),
 		cmocka_unit_test(test_reload_check),
+		cmocka_unit_test(test_rate_keys),
 		cmocka_unit_test(test_reload_restart_only_keys),
+		cmocka_unit_test(test_reload_admission_keys),
 		cmocka_unit_test(test_shipped_ini),
 		cmocka_unit_test(test_usage_and_errors_print),
 	};

@@ -27,10 +27,12 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/metrics.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
+#include "derp/derp_rate.h"
 #include "derp/derp_server.h"
 #include "derp/registry.h"
 #include "net/conn.h"
@@ -924,6 +926,180 @@ static void test_slow_readers_bounded(void **state)
 	assert_int_equal(h->w->qbytes, 0);
 }
 
+/* ---- rate limits: reads paused until tokens are due ---- */
+
+/* Write a SendPacket frame to ourselves with plen - 32 payload bytes. */
+static void h_send_self(struct harness *h, uint32_t plen)
+{
+	static uint8_t f[DERP_FRAME_HEADER_LEN + 65536 + 32];
+
+	assert_true(plen <= 65536 + 32);
+	derp_frame_header_put(f, DERP_FRAME_SEND_PACKET, plen);
+	memcpy(f + DERP_FRAME_HEADER_LEN, h->cpub, 32);
+	memset(f + DERP_FRAME_HEADER_LEN + 32, 0x5a, plen - 32);
+	assert_int_equal(write(h->peer, f, DERP_FRAME_HEADER_LEN + plen),
+			 (ssize_t)(DERP_FRAME_HEADER_LEN + plen));
+}
+
+/* -rate-config: a client past its burst is not read (a ping behind the
+ * frame that emptied the bucket is not answered), the timer is armed for
+ * when the tokens are due, a resume before then pauses again, and a
+ * reload applies at the next frame with a full bucket; nothing is lost. */
+static void test_rate_limit_pauses_reads(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+	struct derp_rate_config slow = { 1000, DERP_RATE_MIN_BURST },
+				fast = { 10000000, DERP_RATE_MIN_BURST };
+	static uint8_t p[65536 + 64];
+	uint8_t ping[DERP_FRAME_HEADER_LEN + 8];
+	uint32_t plen;
+
+	derp_rate_apply(&h->ds, &slow);
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_int_equal(h_take_http(h), 101);
+	check_derp_answers(h); /* the Ping (8) and 1032 bytes fit the burst */
+	assert_false(h->c->reads_paused);
+
+	/* 65000 + 32 bytes more than the 64,528 left: held, with a ping
+	 * behind it. */
+	h_send_self(h, 65000 + 32);
+	derp_frame_ping(ping, (const uint8_t *)"abcdefgh");
+	assert_int_equal(write(h->peer, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+	h_run(h);
+	assert_int_equal(h->olen, 0);
+	assert_true(h->c->reads_paused);
+	assert_int_not_equal(h->c->timer_idx, 0);
+	assert_int_equal(h->w->ntimers, 1);
+	/* 504 bytes missing at 1000 B/s: about half a second. */
+	assert_true(h->c->resume_ms - h->w->now_ms >= 400);
+	assert_true(h->c->resume_ms - h->w->now_ms <= 600);
+	assert_int_equal(h->w->metrics.v[METRIC_RATE_LIMIT_WAITS], 1);
+	/* A limited client's reads take at most its burst. */
+	assert_int_equal(h->c->read_max, DERP_RATE_MIN_BURST);
+
+	/* Resumed early (as by another reason): the bucket still says no. */
+	conn_resume_reads(h->c);
+	h_run(h);
+	assert_int_equal(h->olen, 0);
+	assert_true(h->c->reads_paused);
+	assert_int_equal(h->w->ntimers, 1);
+	assert_int_equal(h->w->metrics.v[METRIC_RATE_LIMIT_WAITS], 2);
+
+	/* SIGHUP with a faster limit: the next frame starts a full bucket. */
+	derp_rate_apply(&h->ds, &fast);
+	conn_resume_reads(h->c);
+	h_run(h);
+	assert_false(h->c->reads_paused);
+	assert_int_equal(h->w->ntimers, 0);
+	/* Lifted: reads take the whole scratch again. */
+	derp_rate_apply(&h->ds, &(struct derp_rate_config){ 0, 0 });
+	derp_frame_ping(ping, (const uint8_t *)"lifted!!");
+	assert_int_equal(write(h->peer, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+	h_run(h);
+	assert_int_equal(h->c->read_max, 0);
+	/* Written in one flush: control frames go before packets. */
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+	assert_memory_equal(p, "abcdefgh", 8);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_RECV_PACKET);
+	assert_int_equal(plen, 65000 + 32);
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+	assert_memory_equal(p, "lifted!!", 8);
+	assert_int_equal(h->olen, 0);
+	close(h->peer);
+	h->peer = -1;
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+}
+
+/* conn_pause_reads_for resumes by itself when the time comes (the loop
+ * sleeps until then, it does not spin), and a connection that closes
+ * while paused leaves no timer behind. */
+static void test_pause_reads_for_timer(void **state)
+{
+	struct harness *h = *state;
+	static uint8_t sess[4096];
+	size_t n = build_session(h, sess, sizeof(sess), false);
+	uint8_t ping[DERP_FRAME_HEADER_LEN + 8], p[64];
+	uint32_t plen;
+	int64_t start, deadline;
+	int turns = 0;
+
+	h_connect(h);
+	assert_int_equal(write(h->peer, sess, n), (ssize_t)n);
+	h_run(h);
+	assert_int_equal(h_take_http(h), 101);
+	check_derp_answers(h);
+
+	start = clock_mono_ms();
+	conn_pause_reads_for(h->c, h->w->now_ms + 50);
+	derp_frame_ping(ping, (const uint8_t *)"timer-ok");
+	assert_int_equal(write(h->peer, ping, sizeof(ping)), (ssize_t)sizeof(ping));
+	h_run(h);
+	assert_int_equal(h->olen, 0);
+	deadline = start + 5000;
+	while (h->olen == 0 && clock_mono_ms() < deadline) {
+		assert_true(worker_turn(h->w, 1000));
+		turns++;
+		h_read(h);
+	}
+	assert_int_equal(h_take_frame(h, p, sizeof(p), &plen), DERP_FRAME_PONG);
+	assert_memory_equal(p, "timer-ok", 8);
+	assert_true(clock_mono_ms() - start >= 45);
+	/* The epoll timeout was the timer's: a handful of turns, not a spin. */
+	assert_true(turns <= 5);
+	assert_int_equal(h->w->ntimers, 0);
+
+	/* A connection closed while paused is taken out of the heap. */
+	conn_pause_reads_for(h->c, h->w->now_ms + 100000);
+	assert_int_equal(h->w->ntimers, 1);
+	close(h->peer);
+	h->peer = -1;
+	h_run(h);
+	assert_int_equal(h->w->nconns, 0);
+	assert_int_equal(h->w->ntimers, 0);
+}
+
+/* Seven paused connections: cancelling one from the middle keeps the heap
+ * whole, and they come out in the order of their times. */
+static void test_timer_heap_order(void **state)
+{
+	struct harness *h = *state;
+	static const int64_t at[] = { 50, 10, 40, 30, 20, 60, 5 };
+	struct conn *cs[7];
+	int peers[7];
+
+	for (int i = 0; i < 7; i++) {
+		h_connect(h);
+		cs[i] = h->c;
+		peers[i] = h->peer;
+		conn_pause_reads_for(cs[i], 1000000 + at[i]);
+	}
+	assert_int_equal(h->w->ntimers, 7);
+	/* Cancel one from the middle, then pop in order. */
+	conn_resume_reads(cs[2]);
+	assert_int_equal(cs[2]->timer_idx, 0);
+	assert_int_equal(h->w->ntimers, 6);
+	int64_t prev = 0;
+
+	while (h->w->ntimers) {
+		struct conn *c = h->w->timers[0];
+
+		assert_true(c->resume_ms >= prev);
+		prev = c->resume_ms;
+		conn_resume_reads(c);
+		assert_false(c->reads_paused);
+	}
+	assert_int_equal(prev, 1000000 + 60);
+	for (int i = 0; i < 7; i++)
+		close(peers[i]);
+	h->peer = -1;
+	h_run(h);
+}
+
 /* ---- admission: a connection waits, reads paused, for its verdict ---- */
 
 struct admit_stub {
@@ -1390,6 +1566,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_admission_deny_revoke_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_hangup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_app_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rate_limit_pauses_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_reads_for_timer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timer_heap_order, setup, teardown),
 	};
 
 	(void)H;
