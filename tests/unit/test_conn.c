@@ -725,6 +725,62 @@ static void test_peer_gone_directed(void **state)
 	assert_int_equal(h->w->nconns, 0);
 }
 
+/* -rate-config does not apply to mesh peers (they carry many clients'
+ * traffic): the same bytes that pause a client's reads pass from a mesh
+ * peer's ForwardPackets unhindered. */
+static void test_rate_limit_mesh_exempt(void **state)
+{
+	struct harness *h = *state;
+	struct derp_rate_config slow = { 1000, DERP_RATE_MIN_BURST };
+	static uint8_t f[DERP_FRAME_HEADER_LEN + 64 + 15000];
+	struct hpeer m, a, x;
+	uint8_t pl[128], src[32];
+	char json[160];
+	size_t n;
+
+	memset(h->ds.mesh_key, 0x5a, 32);
+	h->ds.has_mesh_key = true;
+	assert_int_equal(derp_mesh_init(&h->ds), 0);
+	derp_rate_apply(&h->ds, &slow);
+	hp_open(h, &a);
+	hp_open(h, &x);
+	assert_true(derp_mesh_client_info_json(json, sizeof(json), h->ds.mesh_key) > 0);
+	hp_open_info(h, h->w, &m, json);
+	memset(src, 0x77, 32);
+	/* 5 x 15,000 bytes: more than the 65,568-byte burst. */
+	for (int i = 0; i < 5; i++) {
+		n = derp_frame_forward_header(f, src, a.pub, 15000);
+		memset(f + n, 0xee, 15000);
+		assert_int_equal(write(m.fd, f, n + 15000), (ssize_t)(n + 15000));
+		h_run_both(h);
+		assert_false(m.c->reads_paused);
+		a.olen = 0;
+		hp_read(&a);
+		assert_int_equal(hp_count(&a, DERP_FRAME_RECV_PACKET, pl, sizeof(pl)), 1);
+	}
+	assert_int_equal(h->w->metrics.v[METRIC_RATE_LIMIT_WAITS], 0);
+	/* The same from a client: its reads stop. */
+	for (int i = 0; i < 5; i++) {
+		derp_frame_header_put(f, DERP_FRAME_SEND_PACKET, 32 + 15000);
+		memcpy(f + DERP_FRAME_HEADER_LEN, a.pub, 32);
+		memset(f + DERP_FRAME_HEADER_LEN + 32, 0xdd, 15000);
+		n = DERP_FRAME_HEADER_LEN + 32 + 15000;
+		assert_int_equal(write(x.fd, f, n), (ssize_t)n);
+		h_run_both(h);
+		a.olen = 0;
+		hp_read(&a);
+	}
+	assert_true(x.c->reads_paused);
+	assert_int_equal(h->w->metrics.v[METRIC_RATE_LIMIT_WAITS], 1);
+
+	close(a.fd);
+	close(m.fd);
+	close(x.fd);
+	h_run_both(h);
+	assert_int_equal(registry_count(), 0);
+	derp_mesh_deinit(&h->ds);
+}
+
 /* Mesh, server side: a client with the mesh key watches (PeerPresent for
  * everyone, then PeerGone), forwards packets to local clients (never on),
  * and the same frames close a client without the key. */
@@ -1549,6 +1605,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_random_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mesh_peer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rate_limit_mesh_exempt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_websocket_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_after_flush, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closed_conn_not_written, setup, teardown),
