@@ -14,7 +14,10 @@
 #         account and the certificate (no new order).
 #   http  -certmode letsencrypt on :8443 (issue 8: ACME off :443): auto picks
 #         http-01 on port 80 (404 for unknown tokens); TLS served on 8443;
-#         `derper cert status` reports names, issuer, account, next renewal.
+#         `derper cert status` reports names, issuer, account, next renewal;
+#         Tailscale's DERP client (tests/interop/acmecheck) connects and
+#         relays trusting pebble's root (-root, then SSL_CERT_FILE) and
+#         refuses without it.
 #   dns   DERP on :8444, no port 80: auto picks dns-01; the hook sets the TXT
 #         record through challtestsrv's HTTP API, pebble resolves it there,
 #         the client sees it through dns_resolver before asking the CA.
@@ -70,6 +73,9 @@ pebsrc=$(cd "$moddir" && go list -m -f '{{.Dir}}' github.com/letsencrypt/pebble/
 [ -f "$pebsrc/test/certs/pebble.minica.pem" ] || fail "pebble test certificates not found"
 
 tmp=$(mktemp -d)
+# Tailscale's DERP client (tests/interop's module, tailscale.com pinned).
+(cd "$src/tests/interop" && go build -o "$tmp/acmecheck" ./acmecheck) ||
+	fail "cannot build tests/interop/acmecheck (needs the Go module proxy or a warm module cache)"
 pids=()
 pebble_pid=
 cleanup() {
@@ -224,6 +230,18 @@ code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/.well-known/ac
 [ "$code" = 404 ] || fail "unknown http-01 token answered $code, want 404"
 wait_log http "new certificate for derp.test installed" 60
 verify http 8443 derp.test -verify_hostname derp.test
+# The real Tailscale client library over the issued certificate: pebble's
+# root as an extra root, then as the system roots (SSL_CERT_FILE); two
+# clients relay a packet each way. Without the root it must refuse.
+out=$("$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 -root "$tmp/root.pem" 2>&1) ||
+	fail "http: Tailscale's client with pebble's root: $out"
+grep -q 'issued by "CN=Pebble Intermediate' <<<"$out" || fail "http: not pebble's certificate: $out"
+echo "http: Tailscale's DERP client relayed over the issued certificate: $out"
+out=$(SSL_CERT_FILE="$tmp/root.pem" "$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 2>&1) ||
+	fail "http: Tailscale's client with SSL_CERT_FILE: $out"
+out=$("$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 2>&1) &&
+	fail "http: Tailscale's client connected without trusting pebble's root: $out"
+grep -q "certificate" <<<"$out" || fail "http: without pebble's root, not a certificate error: $out"
 wait_log http "next renewal .* (ARI suggested window" 10
 stop_daemon
 st=$("$DERPER_BIN" -config "$tmp/http/derper.ini" cert status 2>&1) || fail "cert status: $st"
