@@ -342,10 +342,10 @@ kill9() {
 		-ex "break rename if \$_streq((const char *)$arg2, \"$crt\")" -ex "ignore 1 $skip" \
 		-ex run -ex 'bt 3' -ex kill \
 		--args "$DERPER_BIN" -config "$tmp/$n/derper.ini" >"$tmp/$n/gdb.log" 2>&1 || true
-	grep -q "Breakpoint 1, .*rename" "$tmp/$n/gdb.log" ||
+	grep -q "Breakpoint 1[.0-9]*, .*rename" "$tmp/$n/gdb.log" ||
 		fail "$n: gdb did not stop at the rename of the chain: $(tail -40 "$tmp/$n/gdb.log")"
 	grep -q "fileio_write_atomic" "$tmp/$n/gdb.log" ||
-		fail "$n: the rename was not fileio_write_atomic's: $(grep -A4 "Breakpoint 1," "$tmp/$n/gdb.log")"
+		fail "$n: the rename was not fileio_write_atomic's: $(grep -A4 "Breakpoint 1" "$tmp/$n/gdb.log")"
 	grep -q "^\[Inferior 1 (process [0-9]*) killed\]" "$tmp/$n/gdb.log" ||
 		fail "$n: the daemon was not killed at the breakpoint: $(tail -20 "$tmp/$n/gdb.log")"
 	[ -s "$tmp/$n/certs/derp.test.key" ] || fail "$n: no key after the kill"
@@ -368,7 +368,7 @@ kill9 kill9a 8447 0
 [ ! -e "$tmp/kill9a/certs/derp.test.crt" ] || fail "kill9a: a chain was installed before the kill"
 restart_after_kill kill9a 8447
 kill9 kill9b 8448 1
-grep -q "Breakpoint 1, .*rename" "$tmp/kill9b/gdb.log" && [ -e "$tmp/kill9b/certs/derp.test.crt" ] ||
+grep -q "Breakpoint 1[.0-9]*, .*rename" "$tmp/kill9b/gdb.log" && [ -e "$tmp/kill9b/certs/derp.test.crt" ] ||
 	fail "kill9b: no first certificate before the renewal"
 pair_matches "$tmp/kill9b/certs" && fail "kill9b: key and chain still match: the kill was not between their writes"
 restart_after_kill kill9b 8448
