@@ -13,6 +13,7 @@ if [ "${1:-}" = "--test" ]; then
 		clang-format curl openssl util-linux procps
 		clang-14 libclang-rt-14-dev # clang + libFuzzer runtime: fuzz/ smoke stage
 		libtsan2 # ThreadSanitizer runtime: the tsan build
+		gdb # test_acme_pebble.sh: SIGKILL between the key and chain writes
 		mandoc # man page lint (tests/integration/test_manpages.sh)
 		systemd man-db # systemd-analyze verify/security, sysusers, tmpfiles (test_systemd_unit.sh)
 		dpkg-dev debhelper lintian # tests/package/test_deb.sh: dpkg-buildpackage, lint

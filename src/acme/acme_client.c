@@ -285,13 +285,28 @@ static void acme_decide(struct acme_client *c, time_t at, const char *fmt, ...)
 
 /* Seconds to wait after the n-th consecutive failure: about 1 min, 10 min,
  * 100 min, then daily, each +-10 % at random so that many relays that
- * failed together do not come back together. */
-static long acme_backoff_s(int n)
+ * failed together do not come back together. With a certificate in use
+ * (not_after != 0) the wait is capped by what its remaining lifetime
+ * warrants: at most a quarter of the time left (so a certificate with two
+ * days left is retried every 12 h, then 6 h, ... and never expires between
+ * two daily attempts), never below ACME_RETRY_MIN_S; once it has expired,
+ * at most the 100-minute step. */
+long acme_retry_delay_s(int n, time_t now, time_t not_after)
 {
 	static const long steps[] = { 60, 600, 6000, 86400 };
 	long base = steps[n < 1 ? 0 : (n > 4 ? 3 : n - 1)];
+	long wait = base - base / 10 + (long)acme_random((uint32_t)(base / 5 + 1));
+	long cap;
 
-	return base - base / 10 + (long)acme_random((uint32_t)(base / 5 + 1));
+	if (not_after == 0)
+		return wait;
+	if (not_after <= now)
+		cap = steps[2];
+	else
+		cap = (long)((not_after - now) / 4);
+	if (cap < ACME_RETRY_MIN_S)
+		cap = ACME_RETRY_MIN_S;
+	return wait < cap ? wait : cap;
 }
 
 static void acme_state_save(struct acme_client *c)
@@ -311,7 +326,7 @@ static void acme_state_save(struct acme_client *c)
 /* One round: returns seconds to sleep before the next. */
 static long acme_round(struct acme_client *c)
 {
-	time_t now = time(NULL), at = 0, nb, na;
+	time_t now = time(NULL), at = 0, nb, na = 0;
 	long poll_s = ACME_CHECK_INTERVAL_S, wait_s;
 	X509 *x = acme_cert_load(c->crt_path);
 	bool ari = false;
@@ -384,7 +399,7 @@ static long acme_round(struct acme_client *c)
 	c->have_dir = false;
 	acme_directory_clear(&c->dir);
 	c->failures++;
-	wait_s = acme_backoff_s(c->failures);
+	wait_s = acme_retry_delay_s(c->failures, now, na);
 	if (!c->state.last_error[0])
 		snprintf(c->state.last_error, sizeof(c->state.last_error), "%s", strerror(-r));
 	acme_decide(c, now + wait_s, "retry %d after a failure: %s", c->failures,

@@ -33,6 +33,7 @@
 #define ACME_HTTP_TIMEOUT_S   30L
 #define ACME_POLL_MAX	      120  /* polls of one authorization or order */
 #define ACME_CHECK_INTERVAL_S 3600 /* re-check the certificate at least hourly */
+#define ACME_RETRY_MIN_S      60   /* the shortest wait after a failure */
 #define ACME_STATE_FILE	      "acme-state.json"
 #define ACME_ACCOUNT_KEY_FILE "acme-account.key"
 #define ACME_MAX_FILE_BYTES   (256 * 1024)
@@ -74,6 +75,11 @@ struct acme_resp {
 };
 
 /* acme_client.c */
+/* Seconds before the next attempt after the n-th consecutive failure: the
+ * jittered backoff (~1 min, 10 min, 100 min, daily), capped at a quarter of
+ * the time left before not_after (0: no certificate in use, no cap; already
+ * expired: the 100-minute step), never below ACME_RETRY_MIN_S. Any thread. */
+long acme_retry_delay_s(int n, time_t now, time_t not_after);
 bool acme_wait(struct acme_client *c, long secs); /* true: asked to stop */
 bool acme_stopping(struct acme_client *c);	  /* any thread */
 time_t acme_asn1_time(const ASN1_TIME *t);

@@ -14,7 +14,10 @@
 #         account and the certificate (no new order).
 #   http  -certmode letsencrypt on :8443 (issue 8: ACME off :443): auto picks
 #         http-01 on port 80 (404 for unknown tokens); TLS served on 8443;
-#         `derper cert status` reports names, issuer, account, next renewal.
+#         `derper cert status` reports names, issuer, account, next renewal;
+#         Tailscale's DERP client (tests/interop/acmecheck) connects and
+#         relays trusting pebble's root (-root, then SSL_CERT_FILE) and
+#         refuses without it.
 #   dns   DERP on :8444, no port 80: auto picks dns-01; the hook sets the TXT
 #         record through challtestsrv's HTTP API, pebble resolves it there,
 #         the client sees it through dns_resolver before asking the CA.
@@ -24,9 +27,13 @@
 #         inside the window with "replaces"; then pebble is stopped: the old
 #         certificate stays served, the failure is logged with a retry
 #         time, and `cert status` shows the error.
+#   kill9 SIGKILL (gdb, breakpoint on rename onto the chain file) after the
+#         new key is in place and before the chain is: at the first
+#         issuance and during a renewal; the restart issues at once and
+#         ends with a matching pair that verifies.
 #
 # Env: DERPER_BIN, DERPER_SRC (set by ctest). Needs Go >= 1.26, unshare,
-# ip, openssl, curl; fails (never skips) when one is missing.
+# ip, openssl, curl, gdb; fails (never skips) when one is missing.
 set -euo pipefail
 
 fail() {
@@ -35,7 +42,7 @@ fail() {
 }
 
 export PATH="$PATH:/usr/local/go/bin"
-for t in go unshare ip openssl curl; do
+for t in go unshare ip openssl curl gdb; do
 	command -v "$t" >/dev/null || fail "$t not found (scripts/deps.sh --test; Go from go.dev)"
 done
 [ -x "${DERPER_BIN:-}" ] || fail "DERPER_BIN='${DERPER_BIN:-}' is not executable"
@@ -67,6 +74,9 @@ fi
 ip link set lo up
 
 tmp=$(mktemp -d)
+# Tailscale's DERP client (tests/interop's module, tailscale.com pinned).
+(cd "$src/tests/interop" && go build -o "$tmp/acmecheck" ./acmecheck) ||
+	fail "cannot build tests/interop/acmecheck (needs the Go module proxy or a warm module cache)"
 pids=()
 pebble_pid=
 cleanup() {
@@ -221,6 +231,18 @@ code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/.well-known/ac
 [ "$code" = 404 ] || fail "unknown http-01 token answered $code, want 404"
 wait_log http "new certificate for derp.test installed" 60
 verify http 8443 derp.test -verify_hostname derp.test
+# The real Tailscale client library over the issued certificate: pebble's
+# root as an extra root, then as the system roots (SSL_CERT_FILE); two
+# clients relay a packet each way. Without the root it must refuse.
+out=$("$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 -root "$tmp/root.pem" 2>&1) ||
+	fail "http: Tailscale's client with pebble's root: $out"
+grep -q 'issued by "CN=Pebble Intermediate' <<<"$out" || fail "http: not pebble's certificate: $out"
+echo "http: Tailscale's DERP client relayed over the issued certificate: $out"
+out=$(SSL_CERT_FILE="$tmp/root.pem" "$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 2>&1) ||
+	fail "http: Tailscale's client with SSL_CERT_FILE: $out"
+out=$("$tmp/acmecheck" -url https://derp.test:8443/derp -addr 127.0.0.1:8443 2>&1) &&
+	fail "http: Tailscale's client connected without trusting pebble's root: $out"
+grep -q "certificate" <<<"$out" || fail "http: without pebble's root, not a certificate error: $out"
 wait_log http "next renewal .* (ARI suggested window" 10
 stop_daemon
 st=$("$DERPER_BIN" -config "$tmp/http/derper.ini" cert status 2>&1) || fail "cert status: $st"
@@ -290,5 +312,68 @@ st=$("$DERPER_BIN" -config "$tmp/ari/derper.ini" cert status 2>&1) || fail "cert
 grep -q "last error: .*(1 failed attempt in a row)" <<<"$st" || fail "ari: cert status: $st"
 grep -q "last success: .*, replaced " <<<"$st" || fail "ari: cert status lacks replaced: $st"
 stop_daemon
+
+# ---- kill9: SIGKILL between the key and the chain writes. gdb stops the
+# daemon at libc's rename(<temp>, <certdir>/derp.test.crt): the new key is
+# already renamed into place, the new chain written and fsynced to its temp
+# file but not renamed. gdb's `kill` there (SIGKILL, as kill -9) stops the
+# process at exactly that point, with no test hook in the daemon. First during the very first
+# issuance (a key, no chain), then during the renewal of a 20-second
+# certificate (the old chain next to the new key: a pair that does not
+# match, so the old certificate cannot be served either). Each time the
+# restarted daemon says the files do not load, issues at once, ends with a
+# matching pair and serves a chain that verifies.
+start_pebble '"externalAccountBindingRequired": false,' 20
+case "$(uname -m)" in
+x86_64) arg2='$rsi' ;;
+aarch64) arg2='$x1' ;;
+*) fail "kill9: no register for rename's second argument on $(uname -m)" ;;
+esac
+pair_matches() { # DIR
+	[ "$(openssl x509 -in "$1/derp.test.crt" -noout -pubkey 2>/dev/null)" = \
+		"$(openssl pkey -in "$1/derp.test.key" -pubout 2>/dev/null)" ]
+}
+# kill9 NAME PORT SKIP: run the daemon under gdb and SIGKILL it at the
+# (SKIP+1)-th rename onto the chain file.
+kill9() {
+	local n=$1 port=$2 skip=$3 crt="$tmp/$1/certs/derp.test.crt"
+	write_ini "$n" "127.0.0.1:$port" derp.test 80 "" ""
+	timeout 120 gdb -q -batch -nx -ex 'set breakpoint pending on' -ex 'set confirm off' \
+		-ex 'handle SIGPIPE SIGHUP SIGTERM SIGINT SIGUSR1 SIGUSR2 nostop noprint pass' \
+		-ex "break rename if \$_streq((const char *)$arg2, \"$crt\")" -ex "ignore 1 $skip" \
+		-ex run -ex 'bt 3' -ex kill \
+		--args "$DERPER_BIN" -config "$tmp/$n/derper.ini" >"$tmp/$n/gdb.log" 2>&1 || true
+	grep -q "Breakpoint 1[.0-9]*, .*rename" "$tmp/$n/gdb.log" ||
+		fail "$n: gdb did not stop at the rename of the chain: $(tail -40 "$tmp/$n/gdb.log")"
+	grep -q "fileio_write_atomic" "$tmp/$n/gdb.log" ||
+		fail "$n: the rename was not fileio_write_atomic's: $(grep -A4 "Breakpoint 1" "$tmp/$n/gdb.log")"
+	grep -q "^\[Inferior 1 (process [0-9]*) killed\]" "$tmp/$n/gdb.log" ||
+		fail "$n: the daemon was not killed at the breakpoint: $(tail -20 "$tmp/$n/gdb.log")"
+	[ -s "$tmp/$n/certs/derp.test.key" ] || fail "$n: no key after the kill"
+	ls "$tmp/$n/certs" | grep -q "^derp\.test\.crt\.tmp" ||
+		fail "$n: no chain temp file left by the kill: $(ls -la "$tmp/$n/certs")"
+}
+# restart_after_kill NAME PORT: the restarted daemon issues at once and ends
+# with a valid matching pair.
+restart_after_kill() {
+	local n=$1 port=$2
+	: >"$tmp/$n/derper.log"
+	start_daemon "$n"
+	wait_log "$n" "new certificate for derp.test installed" 60
+	pair_matches "$tmp/$n/certs" || fail "$n: key and chain do not match after the restart"
+	verify "$n" "$port" derp.test -verify_hostname derp.test
+	stop_daemon
+	grep -q "ordering a certificate" "$tmp/$n/derper.log" || fail "$n: no new order after the restart"
+}
+kill9 kill9a 8447 0
+[ ! -e "$tmp/kill9a/certs/derp.test.crt" ] || fail "kill9a: a chain was installed before the kill"
+restart_after_kill kill9a 8447
+kill9 kill9b 8448 1
+grep -q "Breakpoint 1[.0-9]*, .*rename" "$tmp/kill9b/gdb.log" && [ -e "$tmp/kill9b/certs/derp.test.crt" ] ||
+	fail "kill9b: no first certificate before the renewal"
+pair_matches "$tmp/kill9b/certs" && fail "kill9b: key and chain still match: the kill was not between their writes"
+restart_after_kill kill9b 8448
+grep -q "do not load\|waiting for the ACME client to issue anew" "$tmp/kill9b/derper.log" ||
+	fail "kill9b: the torn pair was not noticed: $(head -30 "$tmp/kill9b/derper.log")"
 
 echo "PASS: test_acme_pebble"

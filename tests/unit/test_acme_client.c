@@ -1,6 +1,7 @@
 /* test_acme_client.c - the ACME client's pure pieces: the automatic
  * challenge choice, challenge names, the RFC 9773 certificate id (the RFC's
- * own example), and the state file round trip. */
+ * own example), the state file round trip, and the retry delay after
+ * failures (backoff capped by the certificate's remaining lifetime). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -110,13 +111,66 @@ static void test_state_round_trip(void **state)
 	free(path);
 }
 
+/* The delay is jittered: check it against bounds, many draws each. */
+static void assert_delay_in(int n, time_t now, time_t not_after, long lo, long hi)
+{
+	for (int i = 0; i < 200; i++) {
+		long d = acme_retry_delay_s(n, now, not_after);
+
+		if (d < lo || d > hi)
+			fail_msg("failure %d, %ld s left: delay %ld not in [%ld, %ld]", n,
+				 (long)(not_after - now), d, lo, hi);
+	}
+}
+
+static void test_retry_delay(void **state)
+{
+	const time_t now = 1700000000, day = 86400;
+
+	(void)state;
+	/* No certificate in use: the plain schedule, +-10 %. */
+	assert_delay_in(1, now, 0, 54, 66);
+	assert_delay_in(2, now, 0, 540, 660);
+	assert_delay_in(3, now, 0, 5400, 6600);
+	assert_delay_in(4, now, 0, 77760, 95040);
+	assert_delay_in(9, now, 0, 77760, 95040);
+	/* Plenty of lifetime left: the schedule is not touched. */
+	assert_delay_in(5, now, now + 60 * day, 77760, 95040);
+	/* Issue 8: after four failures retries were daily even with less
+	 * than a day left. Now at most a quarter of what is left. */
+	assert_delay_in(5, now, now + 2 * day, 43200, 43200);
+	assert_delay_in(6, now, now + 12 * 3600, 10800, 10800);
+	assert_delay_in(3, now, now + 3600, 900, 900);
+	/* A cap above the draw leaves the jitter alone. */
+	assert_delay_in(2, now, now + day, 540, 660);
+	/* Never below a minute, even minutes before expiry. */
+	assert_delay_in(7, now, now + 100, 60, 60);
+	assert_delay_in(1, now, now + 100, 54, 60);
+	/* Expired (still served, nothing better): at most the 100-minute step. */
+	assert_delay_in(8, now, now - 10, 5400, 6000);
+	assert_delay_in(1, now, now - 10, 54, 66);
+	/* Following the schedule never sleeps past expiry while more than a
+	 * minute is left: each wait is at most a quarter of what remains. */
+	{
+		time_t t = now, na = now + 3 * day;
+		int n = 0;
+
+		while (na - t > 4 * ACME_RETRY_MIN_S) {
+			long d = acme_retry_delay_s(++n, t, na);
+
+			assert_true(d <= (na - t) / 4 && d > 0);
+			t += d;
+		}
+		assert_true(t < na);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pick),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_ari_id),
-		cmocka_unit_test(test_state_round_trip),
+		cmocka_unit_test(test_pick),	    cmocka_unit_test(test_names),
+		cmocka_unit_test(test_ari_id),	    cmocka_unit_test(test_state_round_trip),
+		cmocka_unit_test(test_retry_delay),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
