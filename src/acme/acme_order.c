@@ -13,10 +13,12 @@
 #include "acme/acme_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -272,12 +274,41 @@ out:
 	return ret;
 }
 
+/* Key and chain are two files, replaced by two renames: a kill between
+ * them would leave the new key beside the old chain, a pair that does not
+ * load. So the key of the chain in force is kept as <key>.prev until the
+ * new chain is in place; tls_cert.c serves the old pair from it. A .prev
+ * that is already there is from an interrupted install and still belongs
+ * to the chain in force: it is kept. No key yet: prev = "" (nothing to
+ * keep). 0 or -errno. */
+static int acme_keep_prev_key(const char *key_path, char *prev, size_t prevlen)
+{
+	char *old = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((size_t)snprintf(prev, prevlen, "%s.prev", key_path) >= prevlen)
+		return -ENAMETOOLONG;
+	if (access(prev, F_OK) == 0)
+		return 0;
+	r = fileio_read_all(key_path, 64 * 1024, &old, &len);
+	if (r == -ENOENT) {
+		prev[0] = '\0';
+		return 0;
+	}
+	if (r == 0)
+		r = fileio_write_atomic(prev, old, len, 0600);
+	if (old)
+		OPENSSL_clear_free(old, len);
+	return r;
+}
+
 /* Check the downloaded chain against the key, then write key and chain. */
 static int acme_install(struct acme_client *c, EVP_PKEY *key, const char *chain, size_t len)
 {
 	BIO *b = BIO_new_mem_buf(chain, (int)len);
 	X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-	char *pem = NULL, err[512];
+	char *pem = NULL, err[512], prev[PATH_MAX] = "";
 	size_t pemlen = 0;
 	int r = -EPROTO;
 
@@ -289,9 +320,13 @@ static int acme_install(struct acme_client *c, EVP_PKEY *key, const char *chain,
 	}
 	r = acme_key_to_pem(key, &pem, &pemlen);
 	if (r == 0)
+		r = acme_keep_prev_key(c->key_path, prev, sizeof(prev));
+	if (r == 0)
 		r = fileio_write_atomic(c->key_path, pem, pemlen, 0600);
 	if (r == 0)
 		r = fileio_write_atomic(c->crt_path, chain, len, 0644);
+	if (r == 0 && prev[0] && unlink(prev) < 0 && errno != ENOENT)
+		log_warn("acme", "cannot remove %s: %s", prev, strerror(errno));
 	if (r < 0) {
 		acme_fail(c, LOG_LVL_ERR, "cannot write %s / %s: %s", c->key_path, c->crt_path,
 			  strerror(-r));
@@ -319,6 +354,20 @@ out:
 	return r;
 }
 
+/* Is r the problem "alreadyReplaced" (RFC 9773)? */
+static bool acme_already_replaced(const struct acme_resp *r)
+{
+	struct acme_problem p;
+	char err[128];
+	bool yes;
+
+	if (!r->body || acme_problem_parse(r->body, r->len, &p, err, sizeof(err)) < 0)
+		return false;
+	yes = acme_problem_is(&p, "alreadyReplaced");
+	acme_problem_clear(&p);
+	return yes;
+}
+
 int acme_issue(struct acme_client *c)
 {
 	static const char *const order_busy[] = { "pending", "processing", NULL };
@@ -333,6 +382,7 @@ int acme_issue(struct acme_client *c)
 	int ret;
 
 	memset(&o, 0, sizeof(o));
+again:
 	pl = json_pack("{s:[{s:s, s:s}]}", "identifiers", "type",
 		       acme_is_ip(c->hostname) ? "ip" : "dns", "value", c->hostname);
 	if (pl && c->profile[0])
@@ -351,6 +401,22 @@ int acme_issue(struct acme_client *c)
 	if (ret < 0)
 		goto out;
 	if (r.status != 201 || !r.location) {
+		if (c->replaces && acme_already_replaced(&r)) {
+			/* RFC 9773 5: an order already replaces it (ours, from a run
+			 * killed before it installed the result): order anew. */
+			log_info("acme",
+				 "%s already has a replacement order (an interrupted run?): "
+				 "ordering without replaces",
+				 c->replaces);
+			free(c->replaces);
+			c->replaces = NULL;
+			json_decref(pl);
+			pl = NULL;
+			free(payload);
+			payload = NULL;
+			acme_resp_clear(&r);
+			goto again;
+		}
 		acme_log_problem(c, "newOrder", &r);
 		ret = -EPROTO;
 		goto out;

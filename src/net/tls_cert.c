@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,8 +138,37 @@ void tls_material_clear(struct tls_material *m)
 	m->key = NULL;
 }
 
+/* The key in <key_path>.prev when it matches leaf, else NULL. The ACME
+ * client keeps the old key there while it replaces key and chain (two
+ * renames): a kill between them leaves the new key beside the old chain,
+ * and this pair still serves until the renewal is done again. */
+static EVP_PKEY *tls_prev_key(const struct tls_ctx *t, X509 *leaf)
+{
+	struct tls_file_id id;
+	char path[PATH_MAX], *buf = NULL;
+	size_t len = 0;
+	EVP_PKEY *k = NULL;
+	BIO *bio;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s.prev", t->key_path) >= sizeof(path) ||
+	    tls_read_file(path, &id, &buf, &len) < 0)
+		return NULL;
+	bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio)
+		k = PEM_read_bio_PrivateKey(bio, NULL, tls_no_passphrase, NULL);
+	BIO_free(bio);
+	tls_buf_free(buf, len);
+	if (k && X509_check_private_key(leaf, k) != 1) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	ERR_clear_error();
+	return k;
+}
+
 /* Load <keyname>.crt (leaf + chain) and .key; the ids are filled even on
- * error so a broken file is not retried until it changes. */
+ * error so a broken file is not retried until it changes. A key that does
+ * not match falls back to <key>.prev (tls_prev_key). */
 int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char *err, size_t errlen)
 {
 	char *crt = NULL, *key = NULL;
@@ -211,9 +241,19 @@ int tls_load_files(const struct tls_ctx *t, struct tls_material *m, char *err, s
 		goto out;
 	}
 	if (X509_check_private_key(m->leaf, m->key) != 1) {
-		tls_set_err(err, errlen, "%s does not match the certificate in %s", t->key_path,
-			    t->crt_path);
-		goto out;
+		EVP_PKEY *prev = tls_prev_key(t, m->leaf);
+
+		if (!prev) {
+			tls_set_err(err, errlen, "%s does not match the certificate in %s",
+				    t->key_path, t->crt_path);
+			goto out;
+		}
+		log_warn("tls",
+			 "%s does not match the certificate in %s (a certificate install was "
+			 "interrupted): serving it with the previous key, %s.prev",
+			 t->key_path, t->crt_path, t->key_path);
+		EVP_PKEY_free(m->key);
+		m->key = prev;
 	}
 	/* Go's VerifyHostname: SANs only (no CN fallback), whole-label wildcards. */
 	if (t->is_ip)

@@ -29,8 +29,9 @@
 #         time, and `cert status` shows the error.
 #   kill9 SIGKILL (gdb, breakpoint on rename onto the chain file) after the
 #         new key is in place and before the chain is: at the first
-#         issuance and during a renewal; the restart issues at once and
-#         ends with a matching pair that verifies.
+#         issuance and during a renewal; the restart issues at once (after
+#         a renewal, serving the old pair meanwhile: its key was kept as
+#         derp.test.key.prev) and ends with a matching pair that verifies.
 #
 # Env: DERPER_BIN, DERPER_SRC (set by ctest). Needs Go >= 1.26, unshare,
 # ip, openssl, curl, gdb; fails (never skips) when one is missing.
@@ -320,9 +321,10 @@ stop_daemon
 # process at exactly that point, with no test hook in the daemon. First during the very first
 # issuance (a key, no chain), then during the renewal of a 20-second
 # certificate (the old chain next to the new key: a pair that does not
-# match, so the old certificate cannot be served either). Each time the
-# restarted daemon says the files do not load, issues at once, ends with a
-# matching pair and serves a chain that verifies.
+# match; the old key is in derp.test.key.prev, and the restarted daemon
+# serves the old pair from it). Each time the restarted daemon issues at
+# once, ends with a matching pair (and no .prev) and serves a chain that
+# verifies.
 start_pebble '"externalAccountBindingRequired": false,' 20
 case "$(uname -m)" in
 x86_64) arg2='$rsi' ;;
@@ -372,8 +374,12 @@ kill9 kill9b 8448 1
 grep -q "Breakpoint 1[.0-9]*, .*rename" "$tmp/kill9b/gdb.log" && [ -e "$tmp/kill9b/certs/derp.test.crt" ] ||
 	fail "kill9b: no first certificate before the renewal"
 pair_matches "$tmp/kill9b/certs" && fail "kill9b: key and chain still match: the kill was not between their writes"
+[ "$(openssl x509 -in "$tmp/kill9b/certs/derp.test.crt" -noout -pubkey)" = \
+	"$(openssl pkey -in "$tmp/kill9b/certs/derp.test.key.prev" -pubout)" ] ||
+	fail "kill9b: derp.test.key.prev is not the key of the chain in force"
 restart_after_kill kill9b 8448
-grep -q "do not load\|waiting for the ACME client to issue anew" "$tmp/kill9b/derper.log" ||
-	fail "kill9b: the torn pair was not noticed: $(head -30 "$tmp/kill9b/derper.log")"
+grep -q "serving it with the previous key" "$tmp/kill9b/derper.log" ||
+	fail "kill9b: the old pair was not served from .prev: $(head -30 "$tmp/kill9b/derper.log")"
+[ ! -e "$tmp/kill9b/certs/derp.test.key.prev" ] || fail "kill9b: derp.test.key.prev left after the renewal"
 
 echo "PASS: test_acme_pebble"

@@ -148,6 +148,20 @@ static X509 *make_cert(const char *cn, const char *san, EVP_PKEY *key, X509 *iss
 }
 
 /* Write <certdir>/<name>.key and .crt (leaf, then extra if any). */
+/* key as PEM at <certdir>/<name><suffix>. */
+static void write_key(const struct fixture *f, const char *name, const char *suffix, EVP_PKEY *key)
+{
+	char path[256], *data;
+	BIO *b = BIO_new(BIO_s_mem());
+	long n;
+
+	assert_true(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
+	n = BIO_get_mem_data(b, &data);
+	snprintf(path, sizeof(path), "%s/%s%s", f->certdir, name, suffix);
+	write_file(path, data, (size_t)n, 0600);
+	BIO_free(b);
+}
+
 static void write_pair(const struct fixture *f, const char *name, X509 *leaf, X509 *extra,
 		       EVP_PKEY *key)
 {
@@ -155,13 +169,7 @@ static void write_pair(const struct fixture *f, const char *name, X509 *leaf, X5
 	BIO *b;
 	long n;
 
-	b = BIO_new(BIO_s_mem());
-	assert_true(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
-	n = BIO_get_mem_data(b, &data);
-	snprintf(path, sizeof(path), "%s/%s.key", f->certdir, name);
-	write_file(path, data, (size_t)n, 0600);
-	BIO_free(b);
-
+	write_key(f, name, ".key", key);
 	b = BIO_new(BIO_s_mem());
 	assert_true(PEM_write_bio_X509(b, leaf));
 	if (extra)
@@ -668,6 +676,22 @@ static void test_invalid_certs_refused(void **state)
 	X509_free(x);
 	assert_null(new_ctx(f, HOST, err, sizeof(err)));
 	assert_non_null_msg(strstr(err, "does not match"), err);
+	/* The ACME client was killed between its key and chain renames: the
+	 * key of the chain in force is in .prev, and serves with it. A .prev
+	 * that does not match either changes nothing. */
+	write_key(f, HOST, ".key.prev", k2);
+	assert_null(new_ctx(f, HOST, err, sizeof(err)));
+	assert_non_null_msg(strstr(err, "does not match"), err);
+	write_key(f, HOST, ".key.prev", k);
+	{
+		struct tls_ctx *t = new_ctx(f, HOST, err, sizeof(err));
+		char p[1024];
+
+		assert_non_null_msg(t, err);
+		tls_ctx_free(t);
+		snprintf(p, sizeof(p), "%s/%s.key.prev", f->certdir, HOST);
+		assert_int_equal(unlink(p), 0);
+	}
 
 	/* A FIFO where the certificate should be: refused at once, never
 	 * waiting in open(2) for a writer (the main thread does this). */
