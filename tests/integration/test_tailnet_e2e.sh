@@ -34,7 +34,7 @@
 # Env: DERPER_BIN, DERPER_SRC (set by ctest). Needs root, Go >= 1.26 (the
 # module proxy on a fresh machine), unshare, ip, openssl, curl, sha256sum;
 # fails (never skips) when one is missing. On failure it prints the log of
-# every process it started. About 25 s warm; the first run on a machine
+# every process it started. About 15 s warm; the first run on a machine
 # builds the peers (about 5 CPU-minutes).
 set -euo pipefail
 
@@ -239,11 +239,15 @@ for n in n1 n2 n3; do
 		"$TSBIN/tailscaled" --tun=userspace-networking --statedir="$tmp/$n" \
 		--socket="$tmp/$n/tailscaled.sock" --port=0 >"$logs/tailscaled-$n.log" 2>&1 &
 done
+declare -A up
 for n in n1 n2 n3; do
 	wait_for 30 "$n LocalAPI" ts "$n" status --json
 	ts "$n" up --login-server=http://127.0.0.1:8080 --authkey="$authkey" --hostname="$n" \
-		--accept-dns=false --timeout=60s >>"$logs/tailscaled-$n.log" 2>&1 ||
-		fail "$n: tailscale up failed"
+		--accept-dns=false --timeout=60s >>"$logs/tailscaled-$n.log" 2>&1 &
+	up[$n]=$!
+done
+for n in n1 n2 n3; do
+	wait "${up[$n]}" || fail "$n: tailscale up failed"
 done
 ip2=$(ts n2 ip -4)
 ip3=$(ts n3 ip -4)
