@@ -35,7 +35,7 @@
 # module proxy on a fresh machine), unshare, ip, openssl, curl, sha256sum;
 # fails (never skips) when one is missing. On failure it prints the log of
 # every process it started. About 15 s warm; the first run on a machine
-# builds the peers (about 5 CPU-minutes).
+# builds the peers (about 6 CPU-minutes).
 set -euo pipefail
 
 fail() {
