@@ -98,6 +98,16 @@ func (d *daemon) rateClient(t *testing.T, name string) *rateClient {
 		}
 	}()
 	t.Cleanup(func() { hc.Close(); <-done })
+	// Connect returns once ServerInfo arrived, which both derpers send
+	// before the client is in their registry: a packet for it sent right
+	// away can meet "unknown destination" (seen: the first 9 of a burst
+	// dropped). One packet to itself proves it is registered.
+	if err := hc.Send(c.pub(), []byte("registered?")); err != nil {
+		t.Fatalf("%s: send to self: %v", name, err)
+	}
+	if _, err := c.waitCount(c.pub(), 1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -149,21 +159,15 @@ func expectedRateDuration(n, bps, burst int) time.Duration {
 
 // measureRate sends n packets from src to dst and checks the time until the
 // last arrives against the rate: within +-25%. Every packet must arrive.
-//
-// The Go derper (v1.102.5) now and then loses a few packets of a limited
-// sender (its send succeeds, the packet never arrives); against it 90% must
-// arrive and the time is that of the 90%.
 func measureRate(t *testing.T, src, dst *rateClient, n, bps, burst int) time.Duration {
 	t.Helper()
 	arrive := n
-	if implGo {
-		arrive = n * 9 / 10
-	}
 	want := expectedRateDuration(arrive, bps, burst)
 	errc := make(chan error, 1)
+	target := dst.countFrom(src.pub()) + arrive // before the first can arrive
 	start := time.Now()
 	go src.sendAll(dst.pub(), n, errc)
-	last, err := dst.waitCount(src.pub(), dst.countFrom(src.pub())+arrive, 2*want+10*time.Second)
+	last, err := dst.waitCount(src.pub(), target, 2*want+10*time.Second)
 	if err != nil {
 		select {
 		case serr := <-errc:
@@ -253,14 +257,6 @@ func TestRateLimitPerClient(t *testing.T) {
 // a limit of 0 lifts it.
 func TestRateLimitReload(t *testing.T) {
 	t.Parallel()
-	if implGo {
-		// Tailscale's derper v1.102.5 with 100 KB/s and a 100 KB burst
-		// stops relaying the limited client after 21 of 30 packets in
-		// most runs (its sends succeed; nothing more arrives), so the
-		// rates after a reload cannot be measured against it.
-		t.Log("not measured against the Go derper: it stalls a client limited at 100 KB/s with a 100 KB burst")
-		return
-	}
 	rc := filepath.Join(t.TempDir(), "rate.json")
 	writeRateConfig(t, rc, 100000, 100000)
 	d := startDaemon(t, daemonOpts{extra: []string{"-rate-config", rc}})
@@ -306,14 +302,18 @@ func TestRateLimitReload(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	before := b.countFrom(a.pub())
+	want := 80
+	if implGo {
+		want = 60 // its 32-packet queue drops more while B catches up (seen: 78)
+	}
 	start := time.Now()
 	go a.sendAll(b.pub(), 100, errc)
-	last, err := b.waitCount(a.pub(), before+80, 10*time.Second)
+	last, err := b.waitCount(a.pub(), before+want, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if el := last.Sub(start); el > 1200*time.Millisecond {
-		t.Errorf("80 packets without a limit took %v, want < 1.2s", el)
+		t.Errorf("%d packets without a limit took %v, want < 1.2s", want, el)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -411,9 +411,6 @@ func TestRateLimitWebSocket(t *testing.T) {
 	}()
 
 	arrive := n
-	if implGo {
-		arrive = n * 9 / 10
-	}
 	want := expectedRateDuration(arrive, bps, rateMinBurst)
 	errc := make(chan error, 1)
 	start := time.Now()
