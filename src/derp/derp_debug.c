@@ -14,15 +14,23 @@
  * is nothing to race on; an answer for a page connection that went away
  * is dropped by id, and messages dropped at shutdown own no memory.
  *
+ * Paging: after= (a value of the sort column) and afterconn= (the
+ * connection number among equal values) form the reference's cursor. Each
+ * worker applies it while walking, so rows before the cursor are never
+ * copied; "conns" and "keys" ignore it, "remaining" counts the matching
+ * rows past it that did not fit, and the next-page link carries the last
+ * row's value. The connection time of a row is its registration time on
+ * the monotonic clock moved to Unix time by one offset taken once per
+ * process, so a cursor in Unix nanoseconds means the same on every page.
+ *
  * Access: the metrics page protocol (metrics/metrics_page.c) checks the
  * peer exactly as for /debug/varz before it hands the connection here.
- * Not supported (answered 400, never ignored): the after= cursor of the
- * reference's pagination.
  */
 #include "derp/derp_debug.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +85,20 @@ struct dbg_query {
 	uint8_t sort; /* enum dbg_sort */
 	bool desc;
 	uint32_t limit;
+	/* The cursor: rows strictly after it in the walk order. Which
+	 * after_* field counts depends on sort; after_conn is the tiebreak
+	 * (for the conn sort, the cursor itself) and, for the other sorts,
+	 * counts only with has_after_conn: without it a cursor excludes
+	 * every row at that value, as the reference's does. */
+	bool has_after, has_after_conn;
+	uint8_t after_key[32];
+	int after_family; /* AF_INET / AF_INET6 (an IPv4-mapped cursor stays IPv6) */
+	bool after_zone;  /* the cursor address had a %zone: rows' have none */
+	uint8_t after_addr[16];
+	uint16_t after_port;
+	int64_t after_ns; /* the connected sort: Unix nanoseconds */
+	uint64_t after_n; /* the counter sorts */
+	int64_t after_conn;
 };
 
 /* One connection, as sent back from its worker. */
@@ -86,7 +108,7 @@ struct dbg_row {
 	int family;
 	uint8_t addr[16];
 	uint16_t port;
-	int64_t age_ms; /* how long it has been registered */
+	int64_t connected_ns; /* registration time, Unix nanoseconds (dbg_unix_ns) */
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, senders;
 	int version;
 	bool active, dup, home, mesh_peer, not_ideal, prober;
@@ -102,7 +124,7 @@ struct dbg_collect {
 /* A worker's answer: this header, then nrows struct dbg_row. Message data
  * is not aligned for them (struct wmsg), so both are memcpy'd in and out. */
 struct dbg_reply {
-	uint64_t matches, keys;
+	uint64_t matches, keys, past;
 	uint32_t nrows;
 };
 
@@ -110,13 +132,67 @@ struct dbg_reply {
 struct dbg_page {
 	struct dbg_query q;
 	bool head;
-	uint32_t pending; /* workers that have not answered */
-	uint64_t matches, keys;
+	uint32_t pending;	      /* workers that have not answered */
+	uint64_t matches, keys, past; /* past: matching rows after the cursor */
 	struct dbg_row *rows;
 	size_t nrows;
 };
 
 /* ---- the query ---- */
+
+#define DBG_CMP(x, y) (((x) > (y)) - ((x) < (y)))
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds, taken once. */
+static int64_t dbg_offset_ns;
+static pthread_once_t dbg_offset_once = PTHREAD_ONCE_INIT;
+
+static void dbg_offset_init(void)
+{
+	struct timespec rt, mo;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mo);
+	dbg_offset_ns = ((int64_t)rt.tv_sec - (int64_t)mo.tv_sec) * 1000000000LL +
+			((int64_t)rt.tv_nsec - (int64_t)mo.tv_nsec);
+}
+
+/* A monotonic millisecond time (clock_mono_ms) as Unix nanoseconds; the
+ * same input gives the same output for the life of the process. */
+static int64_t dbg_unix_ns(int64_t mono_ms)
+{
+	pthread_once(&dbg_offset_once, dbg_offset_init);
+	return mono_ms * 1000000LL + dbg_offset_ns;
+}
+
+/* The traffic counter a counter sort orders by. */
+static uint64_t dbg_counter(const struct dbg_query *q, const struct dbg_row *r)
+{
+	switch (q->sort) {
+	case DBG_SORT_RX:
+		return r->rx_bytes;
+	case DBG_SORT_TX:
+		return r->tx_bytes;
+	case DBG_SORT_RXPKTS:
+		return r->rx_pkts;
+	case DBG_SORT_TXPKTS:
+		return r->tx_pkts;
+	default:
+		return 0;
+	}
+}
+
+/* As netip.Addr.Compare: by bit length (IPv4 before IPv6), then bytes. */
+static int dbg_addr_cmp(int fa, const uint8_t *a, int fb, const uint8_t *b)
+{
+	int la = fa == AF_INET ? 4 : fa == AF_INET6 ? 16 : 0;
+	int lb = fb == AF_INET ? 4 : fb == AF_INET6 ? 16 : 0;
+	int d;
+
+	if (la != lb)
+		return DBG_CMP(la, lb);
+	d = la ? memcmp(a, b, (size_t)la) : 0;
+	return DBG_CMP(d, 0);
+}
 
 static int dbg_cmp(const struct dbg_query *q, const struct dbg_row *a, const struct dbg_row *b)
 {
@@ -125,35 +201,254 @@ static int dbg_cmp(const struct dbg_query *q, const struct dbg_row *a, const str
 	switch (q->sort) {
 	case DBG_SORT_KEY:
 		d = memcmp(a->key, b->key, 32);
+		d = DBG_CMP(d, 0);
 		break;
 	case DBG_SORT_IP:
-		/* IPv4 before IPv6, as netip.AddrPort.Compare. */
-		d = a->family != b->family ? (a->family == AF_INET ? -1 : 1)
-					   : memcmp(a->addr, b->addr, 16);
+		d = dbg_addr_cmp(a->family, a->addr, b->family, b->addr);
 		if (!d)
-			d = (a->port > b->port) - (a->port < b->port);
+			d = DBG_CMP(a->port, b->port);
 		break;
 	case DBG_SORT_CONN:
 		break;
 	case DBG_SORT_CONNECTED: /* ascending: longest connected first */
-		d = (a->age_ms < b->age_ms) - (a->age_ms > b->age_ms);
+		d = DBG_CMP(a->connected_ns, b->connected_ns);
 		break;
-	default: {
-		uint64_t x = q->sort == DBG_SORT_RX	  ? a->rx_bytes
-			     : q->sort == DBG_SORT_TX	  ? a->tx_bytes
-			     : q->sort == DBG_SORT_RXPKTS ? a->rx_pkts
-							  : a->tx_pkts;
-		uint64_t y = q->sort == DBG_SORT_RX	  ? b->rx_bytes
-			     : q->sort == DBG_SORT_TX	  ? b->tx_bytes
-			     : q->sort == DBG_SORT_RXPKTS ? b->rx_pkts
-							  : b->tx_pkts;
-
-		d = (x > y) - (x < y);
-	}
+	default:
+		d = DBG_CMP(dbg_counter(q, a), dbg_counter(q, b));
 	}
 	if (!d)
-		d = (a->conn_id > b->conn_id) - (a->conn_id < b->conn_id);
+		d = DBG_CMP(a->conn_id, b->conn_id);
 	return q->desc ? -d : d;
+}
+
+/* Whether r comes strictly after the query's cursor in the walk order
+ * (so belongs on this page or a later one). */
+static bool dbg_past_cursor(const struct dbg_query *q, const struct dbg_row *r)
+{
+	int d = 0;
+
+	if (!q->has_after)
+		return true;
+	switch (q->sort) {
+	case DBG_SORT_KEY:
+		d = memcmp(r->key, q->after_key, 32);
+		d = DBG_CMP(d, 0);
+		break;
+	case DBG_SORT_IP:
+		d = dbg_addr_cmp(r->family, r->addr, q->after_family, q->after_addr);
+		if (!d && q->after_zone)
+			d = -1; /* no zone sorts before any zone */
+		if (!d)
+			d = DBG_CMP(r->port, q->after_port);
+		break;
+	case DBG_SORT_CONN:
+		/* Connection numbers start at 1, so a negative cursor is
+		 * before all of them. */
+		d = q->after_conn < 0 ? 1 : DBG_CMP(r->conn_id, (uint64_t)q->after_conn);
+		break;
+	case DBG_SORT_CONNECTED:
+		d = DBG_CMP(r->connected_ns, q->after_ns);
+		break;
+	default:
+		d = DBG_CMP(dbg_counter(q, r), q->after_n);
+	}
+	if (!d && q->sort != DBG_SORT_CONN) {
+		if (!q->has_after_conn)
+			return false;
+		d = q->after_conn < 0 ? 1 : DBG_CMP(r->conn_id, (uint64_t)q->after_conn);
+	}
+	return (q->desc ? -d : d) > 0;
+}
+
+/* strconv.ParseInt(s, 10, 64): an optional sign, then decimal digits only. */
+static int dbg_parse_i64(const char *s, int64_t *out)
+{
+	const char *p = s + (*s == '+' || *s == '-');
+	char *end;
+	long long v;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* strconv.ParseUint(s, 10, 64): decimal digits only. */
+static int dbg_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* time.ParseDuration: [-+]? then one or more decimal numbers (a fraction
+ * allowed) each with a unit of ns, us, µs, μs, ms, s, m or h; "0" alone.
+ * Nanoseconds in *out; -EINVAL on anything else or on overflow. */
+static int dbg_parse_duration(const char *s, int64_t *out)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+		{ "ns", 1ULL },		  { "us", 1000ULL },
+		{ "\xc2\xb5s", 1000ULL }, /* U+00B5 micro sign */
+		{ "\xce\xbcs", 1000ULL }, /* U+03BC Greek mu */
+		{ "ms", 1000000ULL },	  { "s", 1000000000ULL },
+		{ "m", 60000000000ULL },  { "h", 3600000000000ULL },
+	};
+	bool neg = *s == '-';
+	uint64_t total = 0;
+
+	if (*s == '-' || *s == '+')
+		s++;
+	if (strcmp(s, "0") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (!*s)
+		return -EINVAL;
+	while (*s) {
+		uint64_t v = 0, f = 0, scale = 1, unit = 0, add;
+		bool digits = false;
+		size_t ul = 0, i;
+
+		for (; *s >= '0' && *s <= '9'; s++, digits = true) {
+			if (v > (UINT64_MAX - 9) / 10)
+				return -EINVAL;
+			v = v * 10 + (uint64_t)(*s - '0');
+		}
+		if (*s == '.') {
+			for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
+				/* Digits beyond what fits are ignored, as Go does. */
+				if (scale <= UINT64_MAX / 100) {
+					f = f * 10 + (uint64_t)(*s - '0');
+					scale *= 10;
+				}
+			}
+		}
+		if (!digits)
+			return -EINVAL;
+		while (s[ul] && s[ul] != '.' && (s[ul] < '0' || s[ul] > '9'))
+			ul++;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (strlen(units[i].name) == ul && memcmp(s, units[i].name, ul) == 0)
+				unit = units[i].ns;
+		if (!unit)
+			return -EINVAL;
+		s += ul;
+		if (v > UINT64_MAX / unit)
+			return -EINVAL;
+		add = v * unit + (uint64_t)((double)f * ((double)unit / (double)scale));
+		if (add < v * unit || total + add < total)
+			return -EINVAL;
+		total += add;
+	}
+	if (total > (uint64_t)INT64_MAX + (neg ? 1 : 0))
+		return -EINVAL;
+	*out = neg ? (int64_t)(0 - total) : (int64_t)total;
+	return 0;
+}
+
+/* netip.ParseAddr for a cursor: IPv4 or IPv6 (an IPv6 one may carry a
+ * %zone); IPv4-mapped stays IPv6, as the reference compares it. */
+static int dbg_parse_cursor_addr(const char *s, size_t n, int *family, uint8_t addr[16], bool *zone)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *pct = memchr(s, '%', n);
+
+	*zone = false;
+	if (pct) {
+		if (pct + 1 == s + n)
+			return -EINVAL; /* an empty zone */
+		*zone = true;
+		n = (size_t)(pct - s);
+	}
+	if (n == 0 || n >= sizeof(ip))
+		return -EINVAL;
+	memcpy(ip, s, n);
+	ip[n] = '\0';
+	memset(addr, 0, 16);
+	if (!*zone && inet_pton(AF_INET, ip, addr) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, addr) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* The ip sort's cursor: netip.ParseAddrPort ("1.2.3.4:5", "[::1]:5"), or a
+ * bare address meaning after all its ports in the walk direction. */
+static int dbg_parse_after_ip(const char *s, struct dbg_query *q)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t port;
+
+	if (colon && colon[1] && dbg_parse_u64(colon + 1, &port) == 0 && port <= 65535) {
+		bool v6 = s[0] == '[';
+		size_t n = (size_t)(colon - s);
+
+		if (!v6 || (n >= 2 && s[n - 1] == ']')) {
+			const char *a = v6 ? s + 1 : s;
+			size_t al = v6 ? n - 2 : n;
+
+			if (dbg_parse_cursor_addr(a, al, &q->after_family, q->after_addr,
+						  &q->after_zone) == 0 &&
+			    (q->after_family == AF_INET6) == v6) {
+				q->after_port = (uint16_t)port;
+				return 0;
+			}
+		}
+	}
+	if (dbg_parse_cursor_addr(s, strlen(s), &q->after_family, q->after_addr, &q->after_zone) <
+	    0)
+		return -EINVAL;
+	q->after_port = q->desc ? 0 : 65535;
+	return 0;
+}
+
+/* The after= value for q's sort (now: for a duration cursor). */
+static int dbg_parse_after(const char *v, struct dbg_query *q, const struct timespec *now)
+{
+	int64_t i;
+
+	switch (q->sort) {
+	case DBG_SORT_KEY:
+		if (strncmp(v, "nodekey:", 8) != 0 ||
+		    hex_decode(q->after_key, 32, v + 8, strlen(v + 8)) < 0)
+			return -EINVAL;
+		return 0;
+	case DBG_SORT_IP:
+		return dbg_parse_after_ip(v, q);
+	case DBG_SORT_CONN:
+		return dbg_parse_i64(v, &q->after_conn);
+	case DBG_SORT_CONNECTED:
+		/* The next-page links give Unix nanoseconds; by hand, a
+		 * duration such as 30m means connections up that long. */
+		if (dbg_parse_i64(v, &q->after_ns) == 0)
+			return 0;
+		if (dbg_parse_duration(v, &i) < 0 ||
+		    __builtin_sub_overflow((int64_t)now->tv_sec * 1000000000LL + now->tv_nsec, i,
+					   &q->after_ns))
+			return -EINVAL;
+		return 0;
+	default:
+		return dbg_parse_u64(v, &q->after_n);
+	}
 }
 
 /* qsort has no context argument; sorting runs on one thread at a time
@@ -336,11 +631,24 @@ static int dbg_parse_query(const char *qs, struct dbg_query *q, char *why, size_
 		}
 		q->limit = l > DBG_MAX_LIMIT ? DBG_MAX_LIMIT : (uint32_t)l;
 	}
-	if (http_query_param(qs, ql, "after", 0, v, sizeof(v)) >= 0) {
-		snprintf(why, whylen,
-			 "after= (paging by cursor) is not supported by this derper; "
-			 "use limit= and sort=");
-		return -EINVAL;
+	if (http_query_param(qs, ql, "after", 0, v, sizeof(v)) > 0) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		q->has_after = true;
+		if (dbg_parse_after(v, q, &now) < 0) {
+			snprintf(why, whylen, "bad after %.64s for sort by %s", v,
+				 dbg_sort_names[q->sort]);
+			return -EINVAL;
+		}
+	}
+	if (q->has_after && q->sort != DBG_SORT_CONN &&
+	    http_query_param(qs, ql, "afterconn", 0, v, sizeof(v)) > 0) {
+		if (dbg_parse_i64(v, &q->after_conn) < 0) {
+			snprintf(why, whylen, "bad afterconn %.64s", v);
+			return -EINVAL;
+		}
+		q->has_after_conn = true;
 	}
 	return 1;
 }
@@ -352,7 +660,7 @@ struct dbg_walk {
 	const struct dbg_query *q;
 	struct dbg_row *rows;
 	size_t n, cap;
-	uint64_t matches, keys;
+	uint64_t matches, keys, past;
 	bool oom;
 };
 
@@ -380,7 +688,7 @@ static void dbg_visit(struct conn *c, void *arg)
 	r.mesh_peer = derp_conn_is_mesh_peer(dc);
 	r.prober = dc->is_prober;
 	r.version = dc->version;
-	r.age_ms = wk->w->now_ms - dc->registered_ms;
+	r.connected_ns = dbg_unix_ns(dc->registered_ms);
 	r.rx_pkts = dc->rx_pkts;
 	r.rx_bytes = dc->rx_bytes;
 	r.tx_pkts = dc->tx_pkts;
@@ -391,6 +699,9 @@ static void dbg_visit(struct conn *c, void *arg)
 	 * connection of a duplicated key none of which is active (rare). */
 	if (!r.dup || r.active)
 		wk->keys++;
+	if (!dbg_past_cursor(wk->q, &r))
+		return;
+	wk->past++;
 	if (wk->n == wk->cap) {
 		size_t cap = wk->cap ? wk->cap * 2 : 64;
 		struct dbg_row *g = realloc(wk->rows, cap * sizeof(*g));
@@ -433,6 +744,7 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 	if (out) {
 		rep = (struct dbg_reply){ .matches = wk.matches,
 					  .keys = wk.keys,
+					  .past = wk.past,
 					  .nrows = (uint32_t)n };
 		memcpy(out->data, &rep, sizeof(rep));
 		if (n)
@@ -489,20 +801,6 @@ static void dbg_html_str(FILE *f, const char *s)
 	}
 }
 
-/* A URL query value: everything but unreserved characters %-escaped. */
-static void dbg_url_str(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~", ch))
-			fputc(ch, f);
-		else
-			fprintf(f, "%%%02X", ch);
-	}
-}
-
 static void dbg_remote(char *out, size_t len, const struct dbg_row *r)
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -512,6 +810,132 @@ static void dbg_remote(char *out, size_t len, const struct dbg_row *r)
 		return;
 	}
 	snprintf(out, len, r->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, r->port);
+}
+
+/* A URL query value as Go's url.QueryEscape: unreserved characters kept,
+ * a space as '+', everything else %-escaped. */
+static void dbg_url_str(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+			fputc(ch, f);
+		else if (ch == ' ')
+			fputc('+', f);
+		else
+			fprintf(f, "%%%02X", ch);
+	}
+}
+
+/* The filter's address (ip= or cidr=) as text. */
+static void dbg_filter_addr(const struct dbg_query *q, char *text, size_t len)
+{
+	if (q->is_cidr)
+		iprange_cidr_format(q->family, q->addr, q->bits, text, len);
+	else
+		inet_ntop(q->family, q->addr, text, (socklen_t)len);
+}
+
+/* A relative URL for q's filter, page size and format with the given sort
+ * (desc: a leading '-') and cursor (NULL: none), its parameters in the
+ * order of Go's url.Values.Encode (sorted by name), as the reference's
+ * links. Not escaped for HTML. malloc'd; NULL on ENOMEM. */
+static char *dbg_link(const struct dbg_query *q, const char *sort, bool desc, const char *after,
+		      const char *afterconn)
+{
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&s, &n);
+	char sep = '?';
+
+	if (!f)
+		return NULL;
+#define DBG_KEY(k) (fprintf(f, "%c%s=", sep, k), sep = '&')
+	if (after) {
+		DBG_KEY("after");
+		dbg_url_str(f, after);
+	}
+	if (afterconn) {
+		DBG_KEY("afterconn");
+		dbg_url_str(f, afterconn);
+	}
+	if (q->all) {
+		DBG_KEY("all");
+		fputc('1', f);
+	}
+	for (unsigned i = 0; i < q->napps; i++) {
+		DBG_KEY("app");
+		dbg_url_str(f, q->apps[i]);
+	}
+	if (!q->all && q->family) {
+		char text[INET6_ADDRSTRLEN + 8];
+
+		dbg_filter_addr(q, text, sizeof(text));
+		DBG_KEY(q->is_cidr ? "cidr" : "ip");
+		dbg_url_str(f, text);
+	}
+	if (q->json) {
+		DBG_KEY("format");
+		fputs("json", f);
+	}
+	if (q->has_key) {
+		char hex[65];
+
+		derp_key_hex(hex, q->key);
+		DBG_KEY("key");
+		fprintf(f, "nodekey%%3A%s", hex);
+	}
+	if (q->limit != DBG_DEFAULT_LIMIT) {
+		DBG_KEY("limit");
+		fprintf(f, "%u", q->limit);
+	}
+	DBG_KEY("sort");
+	fprintf(f, "%s%s", desc ? "-" : "", sort);
+#undef DBG_KEY
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* The next page's link (the last row's value as the cursor), or NULL
+ * when nothing remains or on ENOMEM. */
+static char *dbg_next_link(const struct dbg_page *p)
+{
+	const struct dbg_row *last;
+	char after[96], conn[24];
+	bool tiebreak = true;
+
+	if (p->past <= p->nrows || !p->nrows)
+		return NULL;
+	last = &p->rows[p->nrows - 1];
+	snprintf(conn, sizeof(conn), "%llu", (unsigned long long)last->conn_id);
+	switch (p->q.sort) {
+	case DBG_SORT_KEY: {
+		char hex[65];
+
+		derp_key_hex(hex, last->key);
+		snprintf(after, sizeof(after), "nodekey:%s", hex);
+		break;
+	}
+	case DBG_SORT_IP:
+		dbg_remote(after, sizeof(after), last);
+		break;
+	case DBG_SORT_CONN:
+		snprintf(after, sizeof(after), "%s", conn);
+		tiebreak = false;
+		break;
+	case DBG_SORT_CONNECTED:
+		snprintf(after, sizeof(after), "%lld", (long long)last->connected_ns);
+		break;
+	default:
+		snprintf(after, sizeof(after), "%llu",
+			 (unsigned long long)dbg_counter(&p->q, last));
+	}
+	return dbg_link(&p->q, dbg_sort_names[p->q.sort], p->q.desc, after, tiebreak ? conn : NULL);
 }
 
 /* The filter in words, as the reference's page title. */
@@ -551,27 +975,54 @@ static char *dbg_describe_str(const struct dbg_query *q)
 	return s;
 }
 
-/* Go's time.Time JSON (RFC 3339, UTC here) of now minus age_ms. */
-static void dbg_time(char *out, size_t len, const struct timespec *now, int64_t age_ms)
+/* Go's time.Time JSON (RFC 3339 with nanoseconds, trailing zeros
+ * dropped; UTC here) of Unix nanoseconds ns. */
+static void dbg_time(char *out, size_t len, int64_t ns)
 {
-	int64_t ms = (int64_t)now->tv_sec * 1000 + now->tv_nsec / 1000000 - age_ms;
-	time_t sec = (time_t)(ms / 1000);
+	time_t sec = (time_t)(ns / 1000000000LL);
+	long frac = (long)(ns % 1000000000LL);
 	struct tm tm;
 	size_t n;
+	int digits = 9;
 
+	if (frac < 0) {
+		frac += 1000000000L;
+		sec--;
+	}
 	gmtime_r(&sec, &tm);
 	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, len - n, ".%03dZ", (int)(ms % 1000));
+	while (frac && frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	if (frac)
+		snprintf(out + n, len - n, ".%0*ldZ", digits, frac);
+	else
+		snprintf(out + n, len - n, "Z");
 }
 
-static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
+/* How long a row has been connected at now, rounded to seconds as Go's
+ * Duration.Round(time.Second). */
+static int64_t dbg_age_s(const struct dbg_row *r, const struct timespec *now)
+{
+	int64_t age = (int64_t)now->tv_sec * 1000000000LL + now->tv_nsec - r->connected_ns;
+
+	return (age + 500000000LL) / 1000000000LL;
+}
+
+static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc, const char *next,
 			    const struct timespec *now)
 {
 	fprintf(f, "{\n\t\"query\": ");
 	dbg_json_str(f, desc);
 	fprintf(f, ",\n\t\"conns\": %llu,\n\t\"keys\": %llu,\n\t\"remaining\": %llu,\n",
 		(unsigned long long)p->matches, (unsigned long long)p->keys,
-		(unsigned long long)(p->matches - p->nrows));
+		(unsigned long long)(p->past - p->nrows));
+	if (next) {
+		fputs("\t\"next\": ", f);
+		dbg_json_str(f, next);
+		fputs(",\n", f);
+	}
 	fprintf(f, "\t\"clients\": [");
 	for (size_t i = 0; i < p->nrows; i++) {
 		const struct dbg_row *r = &p->rows[i];
@@ -579,7 +1030,7 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 
 		derp_key_hex(hex, r->key);
 		dbg_remote(remote, sizeof(remote), r);
-		dbg_time(at, sizeof(at), now, r->age_ms);
+		dbg_time(at, sizeof(at), r->connected_ns);
 		fprintf(f,
 			"%s\n\t\t{\n\t\t\t\"connNum\": %llu,\n\t\t\t\"key\": \"nodekey:%s\",\n"
 			"\t\t\t\"remote\": \"%s\",\n\t\t\t\"connectedAt\": \"%s\",\n"
@@ -588,10 +1039,10 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 			"\t\t\t\"meshPeer\": %s,\n\t\t\t\"notIdeal\": %s,\n"
 			"\t\t\t\"prober\": %s,\n\t\t\t\"version\": %d,\n\t\t\t\"appName\": ",
 			i ? "," : "", (unsigned long long)r->conn_id, hex, remote, at,
-			(long long)((r->age_ms + 500) / 1000) * 1000000000LL,
-			r->active ? "true" : "false", r->dup ? "true" : "false",
-			r->home ? "true" : "false", r->mesh_peer ? "true" : "false",
-			r->not_ideal ? "true" : "false", r->prober ? "true" : "false", r->version);
+			(long long)dbg_age_s(r, now) * 1000000000LL, r->active ? "true" : "false",
+			r->dup ? "true" : "false", r->home ? "true" : "false",
+			r->mesh_peer ? "true" : "false", r->not_ideal ? "true" : "false",
+			r->prober ? "true" : "false", r->version);
 		dbg_json_str(f, r->app);
 		fprintf(f,
 			",\n\t\t\t\"rxPkts\": %llu,\n\t\t\t\"rxBytes\": %llu,\n"
@@ -604,7 +1055,8 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 	fprintf(f, "%s]\n}\n", p->nrows ? "\n\t" : "");
 }
 
-static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
+static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc, const char *next,
+			    const struct timespec *now)
 {
 	fputs("<!DOCTYPE html>\n<html><head><title>DERP clients: ", f);
 	dbg_html_str(f, desc);
@@ -615,8 +1067,15 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 	dbg_html_str(f, desc);
 	fprintf(f,
 		"</h1>\n<p><a href=\"./\">index</a></p>\n<p>Showing %zu of %llu matching "
-		"connections (%llu node keys).</p>\n<table>\n<tr>",
+		"connections (%llu node keys).\n",
 		p->nrows, (unsigned long long)p->matches, (unsigned long long)p->keys);
+	if (next) {
+		fputs("<a href=\"", f);
+		dbg_html_str(f, next);
+		fprintf(f, "\">Next page</a> (%llu more)",
+			(unsigned long long)(p->past - p->nrows));
+	}
+	fputs("</p>\n<table>\n<tr>\n", f);
 	static const char *const cols[][2] = {
 		{ "conn", "conn#" },  { "key", "node key" },
 		{ "ip", "remote" },   { "connected", "connected" },
@@ -634,33 +1093,11 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 		/* Clicking the current column flips it; counters start with
 		 * the most traffic. */
 		bool desc_link = cur ? !p->q.desc : (strstr(cols[i][0], "x") != NULL);
+		char *link = dbg_link(&p->q, cols[i][0], desc_link, NULL, NULL);
 
-		fprintf(f, "<th><a href=\"?");
-		if (p->q.all)
-			fputs("all=1", f);
-		else if (p->q.has_key) {
-			char hex[65];
-
-			derp_key_hex(hex, p->q.key);
-			fprintf(f, "key=nodekey%%3A%s", hex);
-		} else {
-			char text[INET6_ADDRSTRLEN + 8];
-
-			if (p->q.is_cidr)
-				iprange_cidr_format(p->q.family, p->q.addr, p->q.bits, text,
-						    sizeof(text));
-			else
-				inet_ntop(p->q.family, p->q.addr, text, sizeof(text));
-			fprintf(f, "%s=", p->q.is_cidr ? "cidr" : "ip");
-			dbg_url_str(f, text);
-		}
-		for (unsigned a = 0; a < p->q.napps; a++) {
-			fputs("&amp;app=", f);
-			dbg_url_str(f, p->q.apps[a]);
-		}
-		fprintf(f, "&amp;sort=%s%s", desc_link ? "-" : "", cols[i][0]);
-		if (p->q.limit != DBG_DEFAULT_LIMIT)
-			fprintf(f, "&amp;limit=%u", p->q.limit);
+		fputs("<th><a href=\"", f);
+		dbg_html_str(f, link ? link : "");
+		free(link);
 		fprintf(f, "\">%s</a>%s</th>", cols[i][1],
 			cur ? (p->q.desc ? " &#9660;" : " &#9650;") : "");
 	}
@@ -680,7 +1117,7 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 		dbg_url_str(f, ip);
 		fprintf(f,
 			"\">%s</a></td>\n<td>%llds</td>\n<td>%s%s%s%s%s%s</td>\n<td>%d</td>\n<td>",
-			remote, (long long)((r->age_ms + 500) / 1000), r->home ? "home " : "",
+			remote, (long long)dbg_age_s(r, now), r->home ? "home " : "",
 			r->prober ? "prober " : "", r->mesh_peer ? "mesh " : "",
 			r->not_ideal ? "notideal " : "", r->dup ? "dup" : "",
 			r->dup && r->active ? "-active" : "", r->version);
@@ -699,7 +1136,14 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 			(unsigned long long)r->tx_pkts, (unsigned long long)r->tx_bytes,
 			(unsigned long long)r->senders);
 	}
-	fputs("</table>\n</body></html>\n", f);
+	fputs("</table>\n", f);
+	if (next) {
+		fputs("<p><a href=\"", f);
+		dbg_html_str(f, next);
+		fprintf(f, "\">Next page</a> (%llu more)</p>\n",
+			(unsigned long long)(p->past - p->nrows));
+	}
+	fputs("</body></html>\n", f);
 }
 
 /* Queue a complete 200 response with body[0..blen) (headers only for
@@ -721,7 +1165,7 @@ static void dbg_respond(struct conn *c, bool head, const char *type, const char 
 static void dbg_finish(struct conn *c, struct dbg_page *p)
 {
 	struct timespec now;
-	char *body = NULL, *desc;
+	char *body = NULL, *desc, *next;
 	size_t blen = 0;
 	FILE *f;
 
@@ -729,18 +1173,21 @@ static void dbg_finish(struct conn *c, struct dbg_page *p)
 	if (p->nrows > p->q.limit)
 		p->nrows = p->q.limit;
 	desc = dbg_describe_str(&p->q);
+	next = dbg_next_link(p);
 	f = desc ? open_memstream(&body, &blen) : NULL;
 	if (!f) {
 		free(desc);
+		free(next);
 		conn_close(c, "out of memory");
 		return;
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (p->q.json)
-		dbg_render_json(f, p, desc, &now);
+		dbg_render_json(f, p, desc, next, &now);
 	else
-		dbg_render_html(f, p, desc);
+		dbg_render_html(f, p, desc, next, &now);
 	fclose(f);
+	free(next);
 	dbg_respond(c, p->head, p->q.json ? "application/json" : "text/html; charset=utf-8", body,
 		    blen);
 	free(body);
@@ -772,6 +1219,7 @@ static void dbg_reply_msg(struct worker *w, struct wmsg *m)
 	p->nrows += rep.nrows;
 	p->matches += rep.matches;
 	p->keys += rep.keys;
+	p->past += rep.past;
 	free(m);
 	if (--p->pending == 0)
 		dbg_finish(c, p);
@@ -807,7 +1255,9 @@ static void dbg_index(struct conn *c, bool head, bool json)
 		"<li><form method=\"GET\">By app name: <input name=\"app\" size=\"40\"> "
 		"<button>Go</button></form></li>\n</ul>\n"
 		"<p>Optional: app=NAME (repeatable), sort=key|ip|conn|connected|rx|tx|rxpkts|txpkts "
-		"(leading - for descending), limit=N (at most %d), format=json.</p>\n"
+		"(leading - for descending), limit=N (at most %d), format=json, and after=X to "
+		"page on: X is a value of the sort column (for connected: Unix nanoseconds, or a "
+		"duration such as 30m); the pages link to the next one.</p>\n"
 		"</body></html>\n",
 		conns, keys, DBG_MAX_LIMIT);
 	dbg_respond(c, head, "text/html; charset=utf-8", body, (size_t)n);
