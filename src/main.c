@@ -334,8 +334,8 @@ static void start_metrics(struct server *srv, struct derp_server *ds, int listen
 	if (metrics_page_on_main()) {
 		srv->site.metrics_pages = true;
 		srv->proto = metrics_page_proto(srv->proto);
-		metrics_page_set_clients(&derp_clients_proto);
 	}
+	metrics_page_set_clients(&derp_clients_proto);
 }
 
 /* The admission settings of cfg (strings point into it). */
@@ -687,6 +687,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
+	metrics_page_set_workers(&srv); /* /debug/clients/ on [metrics] listen */
 	if (mesh && mesh_run(mesh, err, sizeof(err)) < 0)
 		log_fatal("mesh", "%s", err);
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
@@ -812,6 +813,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
 	admission_stop(adm);	/* posts to workers: stop before they are freed */
 	mesh_stop(mesh);	/* posts to workers too */
+	metrics_page_set_workers(NULL);
 	worker_stop_all(&srv);
 	metrics_page_stop(); /* after the workers: they copy its snapshots */
 	admission_free(adm); /* workers called into it until they were joined */

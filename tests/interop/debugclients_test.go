@@ -6,7 +6,11 @@ package interop
 // through improvement(): it must fail there.
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -178,6 +182,100 @@ func TestDebugClientsPaging(t *testing.T) {
 			all.connNumSorted()[1], n-2)
 		if code != 200 || !strings.Contains(body, wantLink) {
 			return fmt.Errorf("HTML page lacks %s: %d %s", wantLink, code, body)
+		}
+		return nil
+	}())
+}
+
+// With [metrics] listen the exporter thread serves its own listener and
+// hands /debug/clients/ to a worker (the list lives there): the page works
+// on that listener, and /metrics keeps answering meanwhile.
+func TestDebugClientsOwnListener(t *testing.T) {
+	t.Parallel()
+	lst, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mport := lst.Addr().(*net.TCPAddr).Port
+	lst.Close()
+	d := startDaemon(t, daemonOpts{ini: fmt.Sprintf("[metrics]\nlisten = 127.0.0.1:%d\n", mport)})
+	a := d.connectHTTP(t, "A", key.NewNode())
+	b := d.connectHTTP(t, "B", key.NewNode())
+	relayCheck(t, a, b)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string) (int, string, error) {
+		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d%s", mport, path))
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	improvement(t, "/debug/clients/ on [metrics] listen", func() error {
+		var p debugClientsPage
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			code, body, err := get("/debug/clients/?all=1&format=json&sort=key")
+			if err != nil {
+				return err
+			}
+			if code != 200 {
+				return fmt.Errorf("status %d: %s", code, body)
+			}
+			if err := json.Unmarshal([]byte(body), &p); err != nil {
+				return fmt.Errorf("%v: %s", err, body)
+			}
+			if p.Conns == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d conns, want 2: %s", p.Conns, body)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the registry
+		}
+		want := map[string]bool{a.pub().String(): true, b.pub().String(): true}
+		for _, c := range p.Clients {
+			delete(want, c.Key)
+		}
+		if len(want) != 0 {
+			return fmt.Errorf("rows %+v lack %v", p.Clients, want)
+		}
+		// Paging works there too; the index; HEAD; many at once.
+		code, body, err := get("/debug/clients/?all=1&format=json&limit=1")
+		if err != nil || code != 200 || !strings.Contains(body, `"next": "?after=`) {
+			return fmt.Errorf("limit=1: %v %d %s", err, code, body)
+		}
+		code, body, err = get("/debug/clients/")
+		if err != nil || code != 200 || !strings.Contains(body, "2 connections for 2 node keys") {
+			return fmt.Errorf("index: %v %d %s", err, code, body)
+		}
+		resp, err := hc.Head(fmt.Sprintf("http://127.0.0.1:%d/debug/clients/?all=1", mport))
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("HEAD: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		errs := make(chan error, 20)
+		for i := 0; i < 20; i++ {
+			go func() {
+				code, body, err := get("/debug/clients/?all=1&format=json")
+				if err == nil && (code != 200 || !strings.Contains(body, `"conns": 2`)) {
+					err = fmt.Errorf("%d %s", code, body)
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 20; i++ {
+			if err := <-errs; err != nil {
+				return fmt.Errorf("concurrent: %v", err)
+			}
+		}
+		code, body, err = get("/metrics")
+		if err != nil || code != 200 || !strings.Contains(body, "derp_current_connections 2") {
+			return fmt.Errorf("/metrics: %v %d %.300s", err, code, body)
+		}
+		// Not on the main listener: there it is the home page.
+		if code, body := d.scrape(t, "/debug/clients/?all=1&format=json"); code != 200 || strings.Contains(body, `"conns"`) {
+			return fmt.Errorf("main listener: %d %.200s", code, body)
 		}
 		return nil
 	}())
