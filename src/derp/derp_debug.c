@@ -37,8 +37,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/config.h"
 #include "core/hex.h"
 #include "core/iprange.h"
+#include "core/jsonstr.h"
 #include "core/log.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
@@ -293,74 +295,6 @@ static int dbg_parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* time.ParseDuration: [-+]? then one or more decimal numbers (a fraction
- * allowed) each with a unit of ns, us, µs, μs, ms, s, m or h; "0" alone.
- * Nanoseconds in *out; -EINVAL on anything else or on overflow. */
-static int dbg_parse_duration(const char *s, int64_t *out)
-{
-	static const struct {
-		const char *name;
-		uint64_t ns;
-	} units[] = {
-		{ "ns", 1ULL },		  { "us", 1000ULL },
-		{ "\xc2\xb5s", 1000ULL }, /* U+00B5 micro sign */
-		{ "\xce\xbcs", 1000ULL }, /* U+03BC Greek mu */
-		{ "ms", 1000000ULL },	  { "s", 1000000000ULL },
-		{ "m", 60000000000ULL },  { "h", 3600000000000ULL },
-	};
-	bool neg = *s == '-';
-	uint64_t total = 0;
-
-	if (*s == '-' || *s == '+')
-		s++;
-	if (strcmp(s, "0") == 0) {
-		*out = 0;
-		return 0;
-	}
-	if (!*s)
-		return -EINVAL;
-	while (*s) {
-		uint64_t v = 0, f = 0, scale = 1, unit = 0, add;
-		bool digits = false;
-		size_t ul = 0, i;
-
-		for (; *s >= '0' && *s <= '9'; s++, digits = true) {
-			if (v > (UINT64_MAX - 9) / 10)
-				return -EINVAL;
-			v = v * 10 + (uint64_t)(*s - '0');
-		}
-		if (*s == '.') {
-			for (s++; *s >= '0' && *s <= '9'; s++, digits = true) {
-				/* Digits beyond what fits are ignored, as Go does. */
-				if (scale <= UINT64_MAX / 100) {
-					f = f * 10 + (uint64_t)(*s - '0');
-					scale *= 10;
-				}
-			}
-		}
-		if (!digits)
-			return -EINVAL;
-		while (s[ul] && s[ul] != '.' && (s[ul] < '0' || s[ul] > '9'))
-			ul++;
-		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-			if (strlen(units[i].name) == ul && memcmp(s, units[i].name, ul) == 0)
-				unit = units[i].ns;
-		if (!unit)
-			return -EINVAL;
-		s += ul;
-		if (v > UINT64_MAX / unit)
-			return -EINVAL;
-		add = v * unit + (uint64_t)((double)f * ((double)unit / (double)scale));
-		if (add < v * unit || total + add < total)
-			return -EINVAL;
-		total += add;
-	}
-	if (total > (uint64_t)INT64_MAX + (neg ? 1 : 0))
-		return -EINVAL;
-	*out = neg ? (int64_t)(0 - total) : (int64_t)total;
-	return 0;
-}
-
 /* netip.ParseAddr for a cursor: IPv4 or IPv6 (an IPv6 one may carry a
  * %zone); IPv4-mapped stays IPv6, as the reference compares it. */
 static int dbg_parse_cursor_addr(const char *s, size_t n, int *family, uint8_t addr[16], bool *zone)
@@ -441,7 +375,7 @@ static int dbg_parse_after(const char *v, struct dbg_query *q, const struct time
 		 * duration such as 30m means connections up that long. */
 		if (dbg_parse_i64(v, &q->after_ns) == 0)
 			return 0;
-		if (dbg_parse_duration(v, &i) < 0 ||
+		if (config_parse_duration(v, &i) < 0 || __builtin_mul_overflow(i, 1000000LL, &i) ||
 		    __builtin_sub_overflow((int64_t)now->tv_sec * 1000000000LL + now->tv_nsec, i,
 					   &q->after_ns))
 			return -EINVAL;
@@ -758,24 +692,6 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 
 /* ---- on the page's worker: render ---- */
 
-static void dbg_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		/* As Go's encoding/json: quotes, backslash, and the
-		 * HTML-sensitive <, >, & escaped. */
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&')
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 static void dbg_html_str(FILE *f, const char *s)
 {
 	for (; *s; s++) {
@@ -1014,13 +930,13 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 			    const struct timespec *now)
 {
 	fprintf(f, "{\n\t\"query\": ");
-	dbg_json_str(f, desc);
+	jsonstr_write(f, desc);
 	fprintf(f, ",\n\t\"conns\": %llu,\n\t\"keys\": %llu,\n\t\"remaining\": %llu,\n",
 		(unsigned long long)p->matches, (unsigned long long)p->keys,
 		(unsigned long long)(p->past - p->nrows));
 	if (next) {
 		fputs("\t\"next\": ", f);
-		dbg_json_str(f, next);
+		jsonstr_write(f, next);
 		fputs(",\n", f);
 	}
 	fprintf(f, "\t\"clients\": [");
@@ -1043,7 +959,7 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 			r->dup ? "true" : "false", r->home ? "true" : "false",
 			r->mesh_peer ? "true" : "false", r->not_ideal ? "true" : "false",
 			r->prober ? "true" : "false", r->version);
-		dbg_json_str(f, r->app);
+		jsonstr_write(f, r->app);
 		fprintf(f,
 			",\n\t\t\t\"rxPkts\": %llu,\n\t\t\t\"rxBytes\": %llu,\n"
 			"\t\t\t\"txPkts\": %llu,\n\t\t\t\"txBytes\": %llu,\n"

@@ -27,6 +27,7 @@
 #include "core/config.h"
 #include "core/dnstxt.h"
 #include "core/hashtab.h"
+#include "core/jsonstr.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -85,23 +86,6 @@ void bootstrap_dns_free(struct bootstrap_dns *g)
 	free(g);
 }
 
-/* A JSON string as Go's encoding/json writes it (HTML-safe). */
-static void bdns_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&')
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 int bootstrap_dns_add(struct bootstrap_dns *g, bool published, const char *name,
 		      const char *const *ips, size_t nips, double percent)
 {
@@ -121,7 +105,7 @@ int bootstrap_dns_add(struct bootstrap_dns *g, bool published, const char *name,
 	fputc('[', f);
 	for (size_t i = 0; i < nips; i++) {
 		fputs(i ? ",\n\t\t" : "\n\t\t", f);
-		bdns_json_str(f, ips[i]);
+		jsonstr_write(f, ips[i]);
 	}
 	fputs(nips ? "\n\t]" : "]", f);
 	if (fclose(f) != 0) {
@@ -168,7 +152,7 @@ static char *bdns_render(const struct bdns_entry *v, size_t n)
 		fputc('{', f);
 	for (size_t i = 0; i < n; i++) {
 		fputs(i ? ",\n\t" : "\n\t", f);
-		bdns_json_str(f, v[i].name);
+		jsonstr_write(f, v[i].name);
 		fprintf(f, ": %s", v[i].ips);
 	}
 	if (n)
