@@ -460,6 +460,18 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 	fprintf(f, "%s]\n}\n", p->nrows ? "\n\t" : "");
 }
 
+/* The "Next page" link (nothing when next is NULL), between pre and post. */
+static void dbg_next_html(FILE *f, const struct dbg_page *p, const char *next, const char *pre,
+			  const char *post)
+{
+	if (!next)
+		return;
+	fprintf(f, "%s<a href=\"", pre);
+	dbg_html_str(f, next);
+	fprintf(f, "\">Next page</a> (%llu more)%s", (unsigned long long)(p->past - p->nrows),
+		post);
+}
+
 static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc, const char *next,
 			    const struct timespec *now)
 {
@@ -474,12 +486,7 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc,
 		"</h1>\n<p><a href=\"./\">index</a></p>\n<p>Showing %zu of %llu matching "
 		"connections (%llu node keys).\n",
 		p->nrows, (unsigned long long)p->matches, (unsigned long long)p->keys);
-	if (next) {
-		fputs("<a href=\"", f);
-		dbg_html_str(f, next);
-		fprintf(f, "\">Next page</a> (%llu more)",
-			(unsigned long long)(p->past - p->nrows));
-	}
+	dbg_next_html(f, p, next, "", "");
 	fputs("</p>\n<table>\n<tr>\n", f);
 	static const char *const cols[][2] = {
 		{ "conn", "conn#" },  { "key", "node key" },
@@ -542,12 +549,7 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc,
 			(unsigned long long)r->senders);
 	}
 	fputs("</table>\n", f);
-	if (next) {
-		fputs("<p><a href=\"", f);
-		dbg_html_str(f, next);
-		fprintf(f, "\">Next page</a> (%llu more)</p>\n",
-			(unsigned long long)(p->past - p->nrows));
-	}
+	dbg_next_html(f, p, next, "<p>", "</p>\n");
 	fputs("</body></html>\n", f);
 }
 
