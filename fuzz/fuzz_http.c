@@ -12,14 +12,35 @@
  * so an over-read past the end is caught); routing results have the shape
  * http.h promises. The request-target's query goes through
  * http_query_param (results in range, NUL-terminated, never past cap).
- * Single-threaded, no state between inputs.
+ * Single-threaded; the only state between inputs is the bootstrap-DNS
+ * generation built once and the set of queried names (bounded at 500).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
+#include "net/bootstrap_dns.h"
 #include "net/http.h"
+
+/* Published names and unpublished ones rolled out to none, some and all. */
+static const struct bootstrap_dns *fuzz_bootstrap_dns(void)
+{
+	static struct bootstrap_dns *g;
+	static const char *const ips[] = { "192.0.2.10", "2001:db8::10" };
+
+	if (!g) {
+		g = bootstrap_dns_new(true);
+		FUZZ_CHECK(g);
+		FUZZ_CHECK(bootstrap_dns_add(g, true, "controlplane.tailscale.com", ips, 2, 1) ==
+			   0);
+		FUZZ_CHECK(bootstrap_dns_add(g, false, "log.example", ips, 1, 0.5) == 0);
+		FUZZ_CHECK(bootstrap_dns_add(g, false, "none.example", ips, 2, 0) == 0);
+		FUZZ_CHECK(bootstrap_dns_add(g, false, "all.example", ips + 1, 1, 1) == 0);
+		FUZZ_CHECK(bootstrap_dns_finish(g) == 0);
+	}
+	return g;
+}
 
 static void check_inside(const char *p, size_t len, const uint8_t *buf, size_t buflen)
 {
@@ -117,13 +138,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.home = HTTP_HOME_DEFAULT,
 		.metrics_pages = true,
 	};
-	static const struct http_site redirect_site = {
+	static struct http_site redirect_site = {
 		.hostname = "derp.example.net",
 		.derp_enabled = true,
 		.home = HTTP_HOME_REDIRECT,
 		.home_url = "https://example.net/derp?x=1&y=<2>",
-		.bootstrap_dns_json = "{\"controlplane.tailscale.com\":[\"192.0.2.10\"]}",
-		.bootstrap_dns_unpublished = "log.example\0{\"log.example\":[\"192.0.2.9\"]}\0",
 	};
 	static const struct http_site port80_site = {
 		.hostname = "derp.example.net",
@@ -150,6 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_inside(token, token_len, data, (size_t)r);
 	}
 	check_query(&req);
+	redirect_site.bootstrap_dns = fuzz_bootstrap_dns();
+	req.peer = "198.51.100.7:4000";
 	check_route(&req, &tls_site);
 	check_route(&req, &redirect_site);
 	check_route(&req, &port80_site);

@@ -56,6 +56,7 @@
 #include "geoip/geoip_mgr.h"
 #include "mesh/mesh.h"
 #include "metrics/metrics_page.h"
+#include "net/bootstrap_dns.h"
 #include "net/server.h"
 #include "ops/ops.h"
 #include "net/tls.h"
@@ -194,104 +195,8 @@ static void close_sockets(int *fds, size_t n)
 	free(fds);
 }
 
-/* {"name":["ip",...],...} for /bootstrap-dns: resolved at startup and again
- * every MAIN_BOOTSTRAP_DNS_MS (10 minutes) by the main loop, as the Go derper does. */
-static char *bootstrap_dns_json(const struct config_strlist *names)
-{
-	size_t cap = 64, len = 0;
-	char *out = malloc(cap);
-
-	if (!out || names->n == 0) {
-		free(out);
-		return NULL;
-	}
-	len = (size_t)snprintf(out, cap, "{");
-	for (size_t i = 0; i < names->n; i++) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-		char entry[4096];
-		size_t el;
-
-		/* Names longer than the entry are refused, not truncated. */
-		if (strlen(names->v[i]) > sizeof(entry) / 2) {
-			log_warn("bootstrap-dns", "name too long, skipped");
-			continue;
-		}
-		el = (size_t)snprintf(entry, sizeof(entry), "%s\n\t\"%s\": [", len > 1 ? "," : "",
-				      names->v[i]);
-		if (getaddrinfo(names->v[i], NULL, &hints, &res) == 0) {
-			bool first = true;
-
-			for (ai = res; ai && el < sizeof(entry) - 64; ai = ai->ai_next) {
-				char ip[ADDR_TEXT_LEN];
-
-				(void)addr_format(ai->ai_addr, false, ip, sizeof(ip));
-				el += (size_t)snprintf(entry + el, sizeof(entry) - el, "%s\"%s\"",
-						       first ? "" : ", ", ip);
-				first = false;
-			}
-			freeaddrinfo(res);
-		} else {
-			log_warn("bootstrap-dns", "cannot resolve %s", names->v[i]);
-		}
-		if (el > sizeof(entry) - 2)
-			el = sizeof(entry) - 2;
-		el += (size_t)snprintf(entry + el, sizeof(entry) - el, "]");
-		if (len + el + 4 > cap) {
-			char *n;
-
-			cap = (len + el + 4) * 2;
-			n = realloc(out, cap);
-			if (!n) {
-				free(out);
-				return NULL;
-			}
-			out = n;
-		}
-		memcpy(out + len, entry, el);
-		len += el;
-	}
-	snprintf(out + len, cap - len, "\n}\n");
-	return out;
-}
-
-/* The /bootstrap-dns?q=name answers for -unpublished-bootstrap-dns-names:
- * "name\0{json of that name alone}\0" per name that resolved, then "\0"
- * (see struct http_site). NULL when no name resolved. Main thread. */
-static char *bootstrap_dns_unpublished(const struct config_strlist *names)
-{
-	char *out = NULL;
-	size_t len = 0;
-
-	for (size_t i = 0; i < names->n; i++) {
-		struct config_strlist one = { .v = &names->v[i], .n = 1 };
-		char *json = bootstrap_dns_json(&one);
-		size_t nl = strlen(names->v[i]), jl;
-		char *grown;
-
-		/* An unresolved name is not served, as in the Go derper. */
-		if (!json || strstr(json, "[]")) {
-			free(json);
-			continue;
-		}
-		jl = strlen(json);
-		grown = realloc(out, len + nl + jl + 3);
-		if (!grown) {
-			free(json);
-			free(out);
-			return NULL;
-		}
-		out = grown;
-		memcpy(out + len, names->v[i], nl + 1);
-		memcpy(out + len + nl + 1, json, jl + 1);
-		len += nl + jl + 2;
-		out[len] = '\0';
-		free(json);
-	}
-	return out;
-}
-
-static void site_init(struct http_site *site, const struct config *cfg, const char *bootstrap,
-		      bool port80)
+static void site_init(struct http_site *site, const struct config *cfg,
+		      const struct bootstrap_dns *bootstrap, bool port80)
 {
 	memset(site, 0, sizeof(*site));
 	site->hostname = cfg->hostname;
@@ -305,7 +210,13 @@ static void site_init(struct http_site *site, const struct config *cfg, const ch
 		site->home_url = cfg->home;
 	}
 	site->port80 = port80;
-	site->bootstrap_dns_json = bootstrap;
+	site->bootstrap_dns = bootstrap;
+}
+
+static double gauge_queried_domains(void *arg)
+{
+	(void)arg;
+	return (double)bootstrap_dns_queried_domains();
 }
 
 /* Gauges only main can read (it is the one that knows DERP). */
@@ -392,7 +303,7 @@ static struct mesh *setup_mesh(const struct config *cfg, struct server *srv, str
  * main listener's routes (a page protocol in front of DERP). */
 static void start_metrics(struct server *srv, struct derp_server *ds, int listen_fd)
 {
-	static const struct metrics_gauge gauges[5] = {
+	static const struct metrics_gauge gauges[6] = {
 		{ "derp_current_connections", "DERP clients connected", gauge_connections, NULL },
 		{ "derp_current_dup_client_conns",
 		  "connections beyond the first of their key (duplicate keys)", gauge_dup_conns,
@@ -403,23 +314,28 @@ static void start_metrics(struct server *srv, struct derp_server *ds, int listen
 		  "clients of other relays of the mesh (forward table)", gauge_remote, NULL },
 		{ "derp_mesh_peers_connected", "outgoing mesh connections up", gauge_mesh_up,
 		  NULL },
+		/* The reference publishes it as a counter; it is the size of a
+		 * set that is emptied past 500 names. */
+		{ "bootstrap_dns_queried_domains",
+		  "distinct names asked for with /bootstrap-dns?q= (reset past 500)",
+		  gauge_queried_domains, NULL },
 	};
-	struct metrics_gauge g[5];
+	struct metrics_gauge g[6];
 	struct metrics_page_opts mo = {
-		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 5, .listen_fd = listen_fd
+		.cfg = srv->cfg, .tls = srv->tls, .gauges = g, .ngauges = 6, .listen_fd = listen_fd
 	};
 	char err[512];
 
 	memcpy(g, gauges, sizeof(g));
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < 6; i++)
 		g[i].arg = ds;
 	if (metrics_page_start(&mo, err, sizeof(err)) < 0)
 		log_fatal("metrics", "%s", err);
 	if (metrics_page_on_main()) {
 		srv->site.metrics_pages = true;
 		srv->proto = metrics_page_proto(srv->proto);
-		metrics_page_set_clients(&derp_clients_proto);
 	}
+	metrics_page_set_clients(&derp_clients_proto);
 }
 
 /* The admission settings of cfg (strings point into it). */
@@ -629,8 +545,9 @@ static int run(struct config *cfg, int argc, char **argv)
 {
 	struct server srv;
 	static struct derp_server ds; /* workers read it until they are joined */
-	char *dns_json = NULL;	      /* the /bootstrap-dns body in force (sites point at it) */
-	char *dns_hidden = NULL;      /* the ?q= answers for unpublished names */
+	/* What /bootstrap-dns answers (the sites point at it), resolved at
+	 * startup and every MAIN_BOOTSTRAP_DNS_MS, as the Go derper does. */
+	struct bootstrap_dns *dns = NULL;
 	char err[1024];
 	sigset_t sigs;
 	char status[512];
@@ -722,12 +639,11 @@ static int run(struct config *cfg, int argc, char **argv)
 		if (!srv.tls)
 			log_fatal("tls", "%s", err);
 	}
-	dns_json = bootstrap_dns_json(&cfg->bootstrap_dns_names);
-	dns_hidden = bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
-	site_init(&srv.site, cfg, dns_json, false);
-	site_init(&srv.site80, cfg, dns_json, true);
-	srv.site.bootstrap_dns_unpublished = dns_hidden;
-	srv.site80.bootstrap_dns_unpublished = dns_hidden;
+	if (cfg->bootstrap_dns_names.n || cfg->unpublished_bootstrap_dns_names.n)
+		dns = bootstrap_dns_resolve(&cfg->bootstrap_dns_names,
+					    &cfg->unpublished_bootstrap_dns_names);
+	site_init(&srv.site, cfg, dns, false);
+	site_init(&srv.site80, cfg, dns, true);
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
 		enum acme_chal_kind want = ACME_CHAL_AUTO;
 
@@ -771,6 +687,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	if (worker_start_all(&srv) < 0)
 		log_fatal("main", "cannot start workers");
+	metrics_page_set_workers(&srv); /* /debug/clients/ on [metrics] listen */
 	if (mesh && mesh_run(mesh, err, sizeof(err)) < 0)
 		log_fatal("mesh", "%s", err);
 	if (srv.tls && cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT) {
@@ -826,8 +743,7 @@ static int run(struct config *cfg, int argc, char **argv)
 
 	int64_t next_check = clock_mono_ms() + MAIN_CERT_CHECK_MS;
 	int64_t next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
-	int64_t next_hidden = next_dns;
-	char *retired_dns = NULL, *retired_hidden = NULL;
+	struct bootstrap_dns *retired_dns = NULL;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
@@ -855,32 +771,20 @@ static int run(struct config *cfg, int argc, char **argv)
 					log_info("tls", "certificate files changed: reloaded");
 			}
 		}
-		if (cfg->bootstrap_dns_names.n && clock_mono_ms() >= next_dns) {
-			char *fresh = bootstrap_dns_json(&cfg->bootstrap_dns_names);
+		if ((cfg->bootstrap_dns_names.n || cfg->unpublished_bootstrap_dns_names.n) &&
+		    clock_mono_ms() >= next_dns) {
+			struct bootstrap_dns *fresh = bootstrap_dns_resolve(
+				&cfg->bootstrap_dns_names, &cfg->unpublished_bootstrap_dns_names);
 
 			next_dns = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
 			if (fresh) {
-				/* The string replaced 10 minutes ago has long been
-				 * unused by any request: free it now. */
-				free(retired_dns);
-				retired_dns = dns_json;
-				dns_json = fresh;
-				srv.site.bootstrap_dns_json = fresh;
-				srv.site80.bootstrap_dns_json = fresh;
-			}
-		}
-		if (cfg->unpublished_bootstrap_dns_names.n && clock_mono_ms() >= next_hidden) {
-			char *fresh =
-				bootstrap_dns_unpublished(&cfg->unpublished_bootstrap_dns_names);
-
-			next_hidden = clock_mono_ms() + MAIN_BOOTSTRAP_DNS_MS;
-			if (fresh) {
-				/* As above: unused for 10 minutes, free it. */
-				free(retired_hidden);
-				retired_hidden = dns_hidden;
-				dns_hidden = fresh;
-				srv.site.bootstrap_dns_unpublished = fresh;
-				srv.site80.bootstrap_dns_unpublished = fresh;
+				/* The generation replaced 10 minutes ago has long
+				 * been unused by any request: free it now. */
+				bootstrap_dns_free(retired_dns);
+				retired_dns = dns;
+				dns = fresh;
+				srv.site.bootstrap_dns = fresh;
+				srv.site80.bootstrap_dns = fresh;
 			}
 		}
 		if (n <= 0)
@@ -909,6 +813,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	acme_client_stop(acme); /* before tls_ctx_free: it reloads the context */
 	admission_stop(adm);	/* posts to workers: stop before they are freed */
 	mesh_stop(mesh);	/* posts to workers too */
+	metrics_page_set_workers(NULL);
 	worker_stop_all(&srv);
 	metrics_page_stop(); /* after the workers: they copy its snapshots */
 	admission_free(adm); /* workers called into it until they were joined */
@@ -922,10 +827,8 @@ static int run(struct config *cfg, int argc, char **argv)
 	close_sockets(srv.http80_fds, srv.nworkers);
 	close_sockets(srv.udp_fds, srv.nworkers);
 	tls_ctx_free(srv.tls);
-	free(dns_json);
-	free(retired_dns);
-	free(dns_hidden);
-	free(retired_hidden);
+	bootstrap_dns_free(dns);
+	bootstrap_dns_free(retired_dns);
 	registry_deinit();
 	notify_deinit();
 	sodium_memzero(ds.priv, sizeof(ds.priv));

@@ -46,6 +46,7 @@
 
 #include "acme/acme_http01.h"
 #include "acme/acme_jws.h"
+#include "core/dnstxt.h"
 #include "core/log.h"
 
 #define ACME_OID_ACME_IDENTIFIER "1.3.6.1.5.5.7.1.31" /* id-pe-acmeIdentifier */
@@ -245,14 +246,25 @@ static int acme_dns_hook_run(struct acme_client *c, const char *verb, const char
 	return -EIO;
 }
 
+struct acme_txt_want {
+	const char *value;
+	bool found;
+};
+
+static void acme_txt_match(const char *v, size_t len, void *arg)
+{
+	struct acme_txt_want *w = arg;
+
+	if (len == strlen(w->value) && memcmp(v, w->value, len) == 0)
+		w->found = true;
+}
+
 /* Whether the resolver (dns_resolver, or the system's) answers name with a
  * TXT record equal to value. */
 static bool acme_dns_txt_visible(struct acme_client *c, const char *name, const char *value)
 {
 	struct __res_state rs;
 	unsigned char ans[4096];
-	ns_msg msg;
-	ns_rr rr;
 	bool found = false;
 	int n;
 
@@ -278,19 +290,11 @@ static bool acme_dns_txt_visible(struct acme_client *c, const char *name, const 
 		rs.nscount = 1;
 	}
 	n = res_nquery(&rs, name, ns_c_in, ns_t_txt, ans, sizeof(ans));
-	if (n <= 0 || ns_initparse(ans, n, &msg) < 0)
-		goto out;
-	for (int i = 0; i < ns_msg_count(msg, ns_s_an) && !found; i++) {
-		const unsigned char *p, *end;
+	if (n > 0) {
+		struct acme_txt_want want = { value, false };
 
-		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_txt)
-			continue;
-		p = ns_rr_rdata(rr);
-		end = p + ns_rr_rdlen(rr);
-		/* One character-string is enough for a 43-byte value. */
-		if (p < end && p + 1 + *p <= end && *p == strlen(value) &&
-		    memcmp(p + 1, value, *p) == 0)
-			found = true;
+		(void)dnstxt_each(ans, (size_t)n, acme_txt_match, &want);
+		found = want.found;
 	}
 out:
 	res_nclose(&rs);

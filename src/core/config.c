@@ -293,17 +293,6 @@ int config_finish(struct config *cfg, struct config_errors *errs)
 	if (!cfg->dev && (!cfg->private_key_file || !*cfg->private_key_file))
 		config_err(errs, "-c <config path> not specified ([server] private_key_file)");
 
-	/* The Go derper's "name/txtname" (a TXT record giving a rollout
-	 * percentage) needs a DNS TXT lookup this derper does not do yet:
-	 * refused rather than served to everyone or to nobody. */
-	for (size_t i = 0; i < cfg->unpublished_bootstrap_dns_names.n; i++)
-		if (strchr(cfg->unpublished_bootstrap_dns_names.v[i], '/'))
-			config_err(errs,
-				   "[server] unpublished_bootstrap_dns_names: \"%s\": a rollout "
-				   "TXT record (name/txtname) is not supported yet; list the name "
-				   "alone",
-				   cfg->unpublished_bootstrap_dns_names.v[i]);
-
 	if ((cfg->verify_clients || (cfg->verify_client_url && *cfg->verify_client_url)) &&
 	    cfg->verify_client_timeout_ms >= cfg->handshake_timeout_ms)
 		config_err(errs,

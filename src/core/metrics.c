@@ -103,6 +103,13 @@ static const char *const metrics_names[METRIC__COUNT] = {
 	[METRIC_MESH_FORWARD_DROPS] = "derp_mesh_forward_drops",
 	[METRIC_MESH_CONNECTS] = "derp_mesh_connects",
 	[METRIC_MESH_CONNECT_ERRORS] = "derp_mesh_connect_errors",
+	[METRIC_BOOTSTRAP_DNS_REQUESTS] = "bootstrap_dns_requests",
+	[METRIC_BOOTSTRAP_DNS_PUBLISHED_HITS] = "bootstrap_dns_published_hits",
+	[METRIC_BOOTSTRAP_DNS_PUBLISHED_MISSES] = "bootstrap_dns_published_misses",
+	[METRIC_BOOTSTRAP_DNS_UNPUBLISHED_HITS] = "bootstrap_dns_unpublished_hits",
+	[METRIC_BOOTSTRAP_DNS_UNPUBLISHED_MISSES] = "bootstrap_dns_unpublished_misses",
+	[METRIC_BOOTSTRAP_DNS_UNPUBLISHED_PERCENT_MISSES] =
+		"bootstrap_dns_unpublished_percent_misses",
 };
 
 const char *metrics_name(enum metric m)

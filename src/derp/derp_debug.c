@@ -14,24 +14,35 @@
  * is nothing to race on; an answer for a page connection that went away
  * is dropped by id, and messages dropped at shutdown own no memory.
  *
+ * Paging: after= (a value of the sort column) and afterconn= (the
+ * connection number among equal values) form the reference's cursor. Each
+ * worker applies it while walking, so rows before the cursor are never
+ * copied; "conns" and "keys" ignore it, "remaining" counts the matching
+ * rows past it that did not fit, and the next-page link carries the last
+ * row's value. The connection time of a row is its registration time on
+ * the monotonic clock moved to Unix time by one offset taken once per
+ * process, so a cursor in Unix nanoseconds means the same on every page.
+ *
  * Access: the metrics page protocol (metrics/metrics_page.c) checks the
  * peer exactly as for /debug/varz before it hands the connection here.
- * Not supported (answered 400, never ignored): the after= cursor of the
- * reference's pagination.
  */
 #include "derp/derp_debug.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/config.h"
 #include "core/hex.h"
 #include "core/iprange.h"
+#include "core/jsonstr.h"
 #include "core/log.h"
+#include "derp/derp_debug_int.h"
 #include "derp/derp_frame.h"
 #include "derp/derp_key.h"
 #include "derp/derp_server.h"
@@ -40,58 +51,6 @@
 #include "net/http.h"
 #include "net/server.h"
 #include "net/worker.h"
-
-#define DBG_DEFAULT_LIMIT 100
-#define DBG_MAX_LIMIT	  1000
-#define DBG_MAX_APPS	  8
-
-enum dbg_sort {
-	DBG_SORT_KEY,
-	DBG_SORT_IP,
-	DBG_SORT_CONN,
-	DBG_SORT_CONNECTED,
-	DBG_SORT_RX,
-	DBG_SORT_TX,
-	DBG_SORT_RXPKTS,
-	DBG_SORT_TXPKTS,
-	DBG_SORT__COUNT
-};
-
-static const char *const dbg_sort_names[DBG_SORT__COUNT] = {
-	"key", "ip", "conn", "connected", "rx", "tx", "rxpkts", "txpkts",
-};
-
-/* A parsed query; plain data, copied into every collect message. */
-struct dbg_query {
-	bool json;
-	bool all;
-	int family; /* ip or cidr filter: AF_INET / AF_INET6; 0 = none */
-	uint8_t addr[16];
-	unsigned bits; /* 32 / 128 for ip= */
-	bool is_cidr;
-	bool has_key;
-	uint8_t key[32];
-	bool has_apps; /* an app filter: the AppName must be one of apps */
-	uint8_t napps;
-	char apps[DBG_MAX_APPS][DERP_MAX_APP_NAME_LEN + 1];
-	uint8_t sort; /* enum dbg_sort */
-	bool desc;
-	uint32_t limit;
-};
-
-/* One connection, as sent back from its worker. */
-struct dbg_row {
-	uint64_t conn_id;
-	uint8_t key[32];
-	int family;
-	uint8_t addr[16];
-	uint16_t port;
-	int64_t age_ms; /* how long it has been registered */
-	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes, senders;
-	int version;
-	bool active, dup, home, mesh_peer, not_ideal, prober;
-	char app[DERP_MAX_APP_NAME_LEN + 1];
-};
 
 struct dbg_collect {
 	struct dbg_query q;
@@ -102,7 +61,7 @@ struct dbg_collect {
 /* A worker's answer: this header, then nrows struct dbg_row. Message data
  * is not aligned for them (struct wmsg), so both are memcpy'd in and out. */
 struct dbg_reply {
-	uint64_t matches, keys;
+	uint64_t matches, keys, past;
 	uint32_t nrows;
 };
 
@@ -110,240 +69,11 @@ struct dbg_reply {
 struct dbg_page {
 	struct dbg_query q;
 	bool head;
-	uint32_t pending; /* workers that have not answered */
-	uint64_t matches, keys;
+	uint32_t pending;	      /* workers that have not answered */
+	uint64_t matches, keys, past; /* past: matching rows after the cursor */
 	struct dbg_row *rows;
 	size_t nrows;
 };
-
-/* ---- the query ---- */
-
-static int dbg_cmp(const struct dbg_query *q, const struct dbg_row *a, const struct dbg_row *b)
-{
-	int d = 0;
-
-	switch (q->sort) {
-	case DBG_SORT_KEY:
-		d = memcmp(a->key, b->key, 32);
-		break;
-	case DBG_SORT_IP:
-		/* IPv4 before IPv6, as netip.AddrPort.Compare. */
-		d = a->family != b->family ? (a->family == AF_INET ? -1 : 1)
-					   : memcmp(a->addr, b->addr, 16);
-		if (!d)
-			d = (a->port > b->port) - (a->port < b->port);
-		break;
-	case DBG_SORT_CONN:
-		break;
-	case DBG_SORT_CONNECTED: /* ascending: longest connected first */
-		d = (a->age_ms < b->age_ms) - (a->age_ms > b->age_ms);
-		break;
-	default: {
-		uint64_t x = q->sort == DBG_SORT_RX	  ? a->rx_bytes
-			     : q->sort == DBG_SORT_TX	  ? a->tx_bytes
-			     : q->sort == DBG_SORT_RXPKTS ? a->rx_pkts
-							  : a->tx_pkts;
-		uint64_t y = q->sort == DBG_SORT_RX	  ? b->rx_bytes
-			     : q->sort == DBG_SORT_TX	  ? b->tx_bytes
-			     : q->sort == DBG_SORT_RXPKTS ? b->rx_pkts
-							  : b->tx_pkts;
-
-		d = (x > y) - (x < y);
-	}
-	}
-	if (!d)
-		d = (a->conn_id > b->conn_id) - (a->conn_id < b->conn_id);
-	return q->desc ? -d : d;
-}
-
-/* qsort has no context argument; sorting runs on one thread at a time
- * per worker, and each worker sorts only its own rows. */
-static _Thread_local const struct dbg_query *dbg_sort_q;
-
-static int dbg_qsort_cmp(const void *a, const void *b)
-{
-	return dbg_cmp(dbg_sort_q, a, b);
-}
-
-static void dbg_sort_rows(const struct dbg_query *q, struct dbg_row *rows, size_t n)
-{
-	if (n < 2)
-		return; /* and rows may be NULL: qsort must not see it */
-	dbg_sort_q = q;
-	qsort(rows, n, sizeof(rows[0]), dbg_qsort_cmp);
-	dbg_sort_q = NULL;
-}
-
-/* "ip:port" or "[ip]:port" (c->addr) into family/addr/port, IPv4-mapped
- * addresses unmapped. -EINVAL if it is neither. */
-static int dbg_parse_remote(const char *s, int *family, uint8_t addr[16], uint16_t *port)
-{
-	char ip[INET6_ADDRSTRLEN + 1];
-	const char *colon = strrchr(s, ':');
-	size_t n;
-
-	if (!colon)
-		return -EINVAL;
-	*port = (uint16_t)atoi(colon + 1);
-	if (s[0] == '[') {
-		n = (size_t)(colon - s);
-		if (n < 3 || s[n - 1] != ']' || n - 2 >= sizeof(ip))
-			return -EINVAL;
-		memcpy(ip, s + 1, n - 2);
-		ip[n - 2] = '\0';
-	} else {
-		n = (size_t)(colon - s);
-		if (n >= sizeof(ip))
-			return -EINVAL;
-		memcpy(ip, s, n);
-		ip[n] = '\0';
-	}
-	memset(addr, 0, 16);
-	if (inet_pton(AF_INET, ip, addr) == 1) {
-		*family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, addr) != 1)
-		return -EINVAL;
-	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
-		memmove(addr, addr + 12, 4);
-		memset(addr + 4, 0, 12);
-		*family = AF_INET;
-		return 0;
-	}
-	*family = AF_INET6;
-	return 0;
-}
-
-static bool dbg_matches(const struct dbg_query *q, const struct dbg_row *r)
-{
-	if (q->family) {
-		uint8_t a[16];
-
-		if (r->family != q->family)
-			return false;
-		memcpy(a, r->addr, 16);
-		iprange_prefix_mask(q->family, a, q->bits);
-		if (memcmp(a, q->addr, q->family == AF_INET ? 4 : 16) != 0)
-			return false;
-	}
-	if (q->has_key && memcmp(r->key, q->key, 32) != 0)
-		return false;
-	if (q->has_apps) {
-		for (unsigned i = 0; i < q->napps; i++)
-			if (strcmp(q->apps[i], r->app) == 0)
-				return true;
-		return false;
-	}
-	return true;
-}
-
-/* Parse the page's query. 1 = a list query in *q, 0 = no filter (the
- * index page), -EINVAL with the reason in why. */
-static int dbg_parse_query(const char *qs, struct dbg_query *q, char *why, size_t whylen)
-{
-	char v[HTTP_PAGE_QUERY_MAX];
-	size_t ql = strlen(qs);
-	ssize_t n;
-	int primary = 0;
-
-	memset(q, 0, sizeof(*q));
-	q->limit = DBG_DEFAULT_LIMIT;
-	n = http_query_param(qs, ql, "format", 0, v, sizeof(v));
-	if (n >= 0 && n > 0 && strcmp(v, "json") != 0 && strcmp(v, "html") != 0) {
-		snprintf(why, whylen, "bad format %.64s; want json or html", v);
-		return -EINVAL;
-	}
-	q->json = n > 0 && strcmp(v, "json") == 0;
-	if (http_query_param(qs, ql, "all", 0, v, sizeof(v)) >= 0) {
-		primary++;
-		q->all = true;
-	}
-	if (http_query_param(qs, ql, "ip", 0, v, sizeof(v)) > 0) {
-		uint16_t port;
-		char probe[INET6_ADDRSTRLEN + 16];
-
-		primary++;
-		/* Reuse the remote parser: an address with a dummy port. */
-		snprintf(probe, sizeof(probe), strchr(v, ':') ? "[%.*s]:0" : "%.*s:0",
-			 INET6_ADDRSTRLEN, v);
-		if (strlen(v) > INET6_ADDRSTRLEN ||
-		    dbg_parse_remote(probe, &q->family, q->addr, &port) < 0) {
-			snprintf(why, whylen, "bad ip %.64s", v);
-			return -EINVAL;
-		}
-		q->bits = q->family == AF_INET ? 32 : 128;
-	}
-	if (http_query_param(qs, ql, "cidr", 0, v, sizeof(v)) > 0) {
-		primary++;
-		if (!strchr(v, '/') || iprange_cidr_parse(v, &q->family, q->addr, &q->bits) < 0) {
-			snprintf(why, whylen, "bad cidr %.64s", v);
-			return -EINVAL;
-		}
-		q->is_cidr = true;
-	}
-	if (http_query_param(qs, ql, "key", 0, v, sizeof(v)) > 0) {
-		primary++;
-		if (strncmp(v, "nodekey:", 8) != 0 ||
-		    hex_decode(q->key, 32, v + 8, strlen(v + 8)) < 0) {
-			snprintf(why, whylen, "bad key %.80s", v);
-			return -EINVAL;
-		}
-		q->has_key = true;
-	}
-	for (size_t i = 0; (n = http_query_param(qs, ql, "app", i, v, sizeof(v))) >= 0; i++) {
-		if (i >= DBG_MAX_APPS || (size_t)n > DERP_MAX_APP_NAME_LEN) {
-			snprintf(why, whylen, "at most %d app filters of at most %d bytes",
-				 DBG_MAX_APPS, DERP_MAX_APP_NAME_LEN);
-			return -EINVAL;
-		}
-		q->has_apps = true;
-		memcpy(q->apps[q->napps++], v, (size_t)n + 1);
-	}
-	if (primary > 1) {
-		snprintf(why, whylen, "only one of all, ip, cidr, or key may be given");
-		return -EINVAL;
-	}
-	if (primary == 0) {
-		if (!q->has_apps)
-			return 0;
-		q->all = true; /* an app filter alone applies to all connections */
-	}
-	if (http_query_param(qs, ql, "sort", 0, v, sizeof(v)) > 0) {
-		const char *name = v[0] == '-' ? v + 1 : v;
-		int s;
-
-		q->desc = v[0] == '-';
-		for (s = 0; s < DBG_SORT__COUNT && strcmp(name, dbg_sort_names[s]) != 0; s++)
-			;
-		if (s == DBG_SORT__COUNT) {
-			snprintf(
-				why, whylen,
-				"bad sort %.64s; want key, ip, conn, connected, rx, tx, rxpkts, or "
-				"txpkts, optionally with a leading -",
-				v);
-			return -EINVAL;
-		}
-		q->sort = (uint8_t)s;
-	}
-	if (http_query_param(qs, ql, "limit", 0, v, sizeof(v)) > 0) {
-		char *end;
-		long l = strtol(v, &end, 10);
-
-		if (*end || l < 1) {
-			snprintf(why, whylen, "bad limit %.64s", v);
-			return -EINVAL;
-		}
-		q->limit = l > DBG_MAX_LIMIT ? DBG_MAX_LIMIT : (uint32_t)l;
-	}
-	if (http_query_param(qs, ql, "after", 0, v, sizeof(v)) >= 0) {
-		snprintf(why, whylen,
-			 "after= (paging by cursor) is not supported by this derper; "
-			 "use limit= and sort=");
-		return -EINVAL;
-	}
-	return 1;
-}
 
 /* ---- on every worker: collect ---- */
 
@@ -352,7 +82,7 @@ struct dbg_walk {
 	const struct dbg_query *q;
 	struct dbg_row *rows;
 	size_t n, cap;
-	uint64_t matches, keys;
+	uint64_t matches, keys, past;
 	bool oom;
 };
 
@@ -367,10 +97,10 @@ static void dbg_visit(struct conn *c, void *arg)
 		return;
 	r.conn_id = c->id;
 	memcpy(r.key, dc->key, 32);
-	if (dbg_parse_remote(c->addr, &r.family, r.addr, &r.port) < 0)
+	if (derp_dbg_parse_remote(c->addr, &r.family, r.addr, &r.port) < 0)
 		r.family = 0;
 	memcpy(r.app, derp_conn_app_name(dc), sizeof(r.app));
-	if (!dbg_matches(wk->q, &r))
+	if (!derp_dbg_matches(wk->q, &r))
 		return;
 	r.active = registry_lookup(dc->key, &rc) == 1 && rc.worker == wk->w->idx &&
 		   rc.client_id == c->id;
@@ -380,7 +110,7 @@ static void dbg_visit(struct conn *c, void *arg)
 	r.mesh_peer = derp_conn_is_mesh_peer(dc);
 	r.prober = dc->is_prober;
 	r.version = dc->version;
-	r.age_ms = wk->w->now_ms - dc->registered_ms;
+	r.connected_ns = derp_dbg_unix_ns(dc->registered_ms);
 	r.rx_pkts = dc->rx_pkts;
 	r.rx_bytes = dc->rx_bytes;
 	r.tx_pkts = dc->tx_pkts;
@@ -391,6 +121,9 @@ static void dbg_visit(struct conn *c, void *arg)
 	 * connection of a duplicated key none of which is active (rare). */
 	if (!r.dup || r.active)
 		wk->keys++;
+	if (!derp_dbg_past_cursor(wk->q, &r))
+		return;
+	wk->past++;
 	if (wk->n == wk->cap) {
 		size_t cap = wk->cap ? wk->cap * 2 : 64;
 		struct dbg_row *g = realloc(wk->rows, cap * sizeof(*g));
@@ -406,7 +139,7 @@ static void dbg_visit(struct conn *c, void *arg)
 	/* Keep the memory bounded by the page size: trim to the best
 	 * `limit` rows whenever twice that piled up. */
 	if (wk->n >= 2 * (size_t)wk->q->limit) {
-		dbg_sort_rows(wk->q, wk->rows, wk->n);
+		derp_dbg_sort_rows(wk->q, wk->rows, wk->n);
 		wk->n = wk->q->limit;
 	}
 }
@@ -426,13 +159,14 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 	free(m);
 	wk.q = &col.q;
 	worker_foreach_conn(w, dbg_visit, &wk);
-	dbg_sort_rows(&col.q, wk.rows, wk.n);
+	derp_dbg_sort_rows(&col.q, wk.rows, wk.n);
 	n = wk.n < col.q.limit ? wk.n : col.q.limit;
 	out = wmsg_new(dbg_reply_msg, col.page_id,
 		       (uint32_t)(sizeof(rep) + n * sizeof(struct dbg_row)));
 	if (out) {
 		rep = (struct dbg_reply){ .matches = wk.matches,
 					  .keys = wk.keys,
+					  .past = wk.past,
 					  .nrows = (uint32_t)n };
 		memcpy(out->data, &rep, sizeof(rep));
 		if (n)
@@ -445,24 +179,6 @@ static void dbg_collect_msg(struct worker *w, struct wmsg *m)
 }
 
 /* ---- on the page's worker: render ---- */
-
-static void dbg_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		/* As Go's encoding/json: quotes, backslash, and the
-		 * HTML-sensitive <, >, & escaped. */
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch == '<' || ch == '>' || ch == '&')
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
 
 static void dbg_html_str(FILE *f, const char *s)
 {
@@ -489,20 +205,6 @@ static void dbg_html_str(FILE *f, const char *s)
 	}
 }
 
-/* A URL query value: everything but unreserved characters %-escaped. */
-static void dbg_url_str(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~", ch))
-			fputc(ch, f);
-		else
-			fprintf(f, "%%%02X", ch);
-	}
-}
-
 static void dbg_remote(char *out, size_t len, const struct dbg_row *r)
 {
 	char ip[INET6_ADDRSTRLEN];
@@ -512,6 +214,133 @@ static void dbg_remote(char *out, size_t len, const struct dbg_row *r)
 		return;
 	}
 	snprintf(out, len, r->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, r->port);
+}
+
+/* A URL query value as Go's url.QueryEscape: unreserved characters kept,
+ * a space as '+', everything else %-escaped. */
+static void dbg_url_str(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch))
+			fputc(ch, f);
+		else if (ch == ' ')
+			fputc('+', f);
+		else
+			fprintf(f, "%%%02X", ch);
+	}
+}
+
+/* The filter's address (ip= or cidr=) as text. */
+static void dbg_filter_addr(const struct dbg_query *q, char *text, size_t len)
+{
+	if (q->is_cidr)
+		iprange_cidr_format(q->family, q->addr, q->bits, text, len);
+	else
+		inet_ntop(q->family, q->addr, text, (socklen_t)len);
+}
+
+/* A relative URL for q's filter, page size and format with the given sort
+ * (desc: a leading '-') and cursor (NULL: none), its parameters in the
+ * order of Go's url.Values.Encode (sorted by name), as the reference's
+ * links. Not escaped for HTML. malloc'd; NULL on ENOMEM. */
+static char *dbg_link(const struct dbg_query *q, const char *sort, bool desc, const char *after,
+		      const char *afterconn)
+{
+	char *s = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&s, &n);
+	char sep = '?';
+
+	if (!f)
+		return NULL;
+#define DBG_KEY(k) (fprintf(f, "%c%s=", sep, k), sep = '&')
+	if (after) {
+		DBG_KEY("after");
+		dbg_url_str(f, after);
+	}
+	if (afterconn) {
+		DBG_KEY("afterconn");
+		dbg_url_str(f, afterconn);
+	}
+	if (q->all) {
+		DBG_KEY("all");
+		fputc('1', f);
+	}
+	for (unsigned i = 0; i < q->napps; i++) {
+		DBG_KEY("app");
+		dbg_url_str(f, q->apps[i]);
+	}
+	if (!q->all && q->family) {
+		char text[INET6_ADDRSTRLEN + 8];
+
+		dbg_filter_addr(q, text, sizeof(text));
+		DBG_KEY(q->is_cidr ? "cidr" : "ip");
+		dbg_url_str(f, text);
+	}
+	if (q->json) {
+		DBG_KEY("format");
+		fputs("json", f);
+	}
+	if (q->has_key) {
+		char hex[65];
+
+		derp_key_hex(hex, q->key);
+		DBG_KEY("key");
+		fprintf(f, "nodekey%%3A%s", hex);
+	}
+	if (q->limit != DBG_DEFAULT_LIMIT) {
+		DBG_KEY("limit");
+		fprintf(f, "%u", q->limit);
+	}
+	DBG_KEY("sort");
+	fprintf(f, "%s%s", desc ? "-" : "", sort);
+#undef DBG_KEY
+	if (fclose(f) != 0) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* The next page's link (the last row's value as the cursor), or NULL
+ * when nothing remains or on ENOMEM. */
+static char *dbg_next_link(const struct dbg_page *p)
+{
+	const struct dbg_row *last;
+	char after[96], conn[24];
+	bool tiebreak = true;
+
+	if (p->past <= p->nrows || !p->nrows)
+		return NULL;
+	last = &p->rows[p->nrows - 1];
+	snprintf(conn, sizeof(conn), "%llu", (unsigned long long)last->conn_id);
+	switch (p->q.sort) {
+	case DBG_SORT_KEY: {
+		char hex[65];
+
+		derp_key_hex(hex, last->key);
+		snprintf(after, sizeof(after), "nodekey:%s", hex);
+		break;
+	}
+	case DBG_SORT_IP:
+		dbg_remote(after, sizeof(after), last);
+		break;
+	case DBG_SORT_CONN:
+		snprintf(after, sizeof(after), "%s", conn);
+		tiebreak = false;
+		break;
+	case DBG_SORT_CONNECTED:
+		snprintf(after, sizeof(after), "%lld", (long long)last->connected_ns);
+		break;
+	default:
+		snprintf(after, sizeof(after), "%llu",
+			 (unsigned long long)derp_dbg_counter(&p->q, last));
+	}
+	return dbg_link(&p->q, derp_dbg_sort_names[p->q.sort], p->q.desc, after,
+			tiebreak ? conn : NULL);
 }
 
 /* The filter in words, as the reference's page title. */
@@ -551,27 +380,54 @@ static char *dbg_describe_str(const struct dbg_query *q)
 	return s;
 }
 
-/* Go's time.Time JSON (RFC 3339, UTC here) of now minus age_ms. */
-static void dbg_time(char *out, size_t len, const struct timespec *now, int64_t age_ms)
+/* Go's time.Time JSON (RFC 3339 with nanoseconds, trailing zeros
+ * dropped; UTC here) of Unix nanoseconds ns. */
+static void dbg_time(char *out, size_t len, int64_t ns)
 {
-	int64_t ms = (int64_t)now->tv_sec * 1000 + now->tv_nsec / 1000000 - age_ms;
-	time_t sec = (time_t)(ms / 1000);
+	time_t sec = (time_t)(ns / 1000000000LL);
+	long frac = (long)(ns % 1000000000LL);
 	struct tm tm;
 	size_t n;
+	int digits = 9;
 
+	if (frac < 0) {
+		frac += 1000000000L;
+		sec--;
+	}
 	gmtime_r(&sec, &tm);
 	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, len - n, ".%03dZ", (int)(ms % 1000));
+	while (frac && frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	if (frac)
+		snprintf(out + n, len - n, ".%0*ldZ", digits, frac);
+	else
+		snprintf(out + n, len - n, "Z");
 }
 
-static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
+/* How long a row has been connected at now, rounded to seconds as Go's
+ * Duration.Round(time.Second). */
+static int64_t dbg_age_s(const struct dbg_row *r, const struct timespec *now)
+{
+	int64_t age = (int64_t)now->tv_sec * 1000000000LL + now->tv_nsec - r->connected_ns;
+
+	return (age + 500000000LL) / 1000000000LL;
+}
+
+static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc, const char *next,
 			    const struct timespec *now)
 {
 	fprintf(f, "{\n\t\"query\": ");
-	dbg_json_str(f, desc);
+	jsonstr_write(f, desc);
 	fprintf(f, ",\n\t\"conns\": %llu,\n\t\"keys\": %llu,\n\t\"remaining\": %llu,\n",
 		(unsigned long long)p->matches, (unsigned long long)p->keys,
-		(unsigned long long)(p->matches - p->nrows));
+		(unsigned long long)(p->past - p->nrows));
+	if (next) {
+		fputs("\t\"next\": ", f);
+		jsonstr_write(f, next);
+		fputs(",\n", f);
+	}
 	fprintf(f, "\t\"clients\": [");
 	for (size_t i = 0; i < p->nrows; i++) {
 		const struct dbg_row *r = &p->rows[i];
@@ -579,7 +435,7 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 
 		derp_key_hex(hex, r->key);
 		dbg_remote(remote, sizeof(remote), r);
-		dbg_time(at, sizeof(at), now, r->age_ms);
+		dbg_time(at, sizeof(at), r->connected_ns);
 		fprintf(f,
 			"%s\n\t\t{\n\t\t\t\"connNum\": %llu,\n\t\t\t\"key\": \"nodekey:%s\",\n"
 			"\t\t\t\"remote\": \"%s\",\n\t\t\t\"connectedAt\": \"%s\",\n"
@@ -588,11 +444,11 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 			"\t\t\t\"meshPeer\": %s,\n\t\t\t\"notIdeal\": %s,\n"
 			"\t\t\t\"prober\": %s,\n\t\t\t\"version\": %d,\n\t\t\t\"appName\": ",
 			i ? "," : "", (unsigned long long)r->conn_id, hex, remote, at,
-			(long long)((r->age_ms + 500) / 1000) * 1000000000LL,
-			r->active ? "true" : "false", r->dup ? "true" : "false",
-			r->home ? "true" : "false", r->mesh_peer ? "true" : "false",
-			r->not_ideal ? "true" : "false", r->prober ? "true" : "false", r->version);
-		dbg_json_str(f, r->app);
+			(long long)dbg_age_s(r, now) * 1000000000LL, r->active ? "true" : "false",
+			r->dup ? "true" : "false", r->home ? "true" : "false",
+			r->mesh_peer ? "true" : "false", r->not_ideal ? "true" : "false",
+			r->prober ? "true" : "false", r->version);
+		jsonstr_write(f, r->app);
 		fprintf(f,
 			",\n\t\t\t\"rxPkts\": %llu,\n\t\t\t\"rxBytes\": %llu,\n"
 			"\t\t\t\"txPkts\": %llu,\n\t\t\t\"txBytes\": %llu,\n"
@@ -604,7 +460,20 @@ static void dbg_render_json(FILE *f, const struct dbg_page *p, const char *desc,
 	fprintf(f, "%s]\n}\n", p->nrows ? "\n\t" : "");
 }
 
-static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
+/* The "Next page" link (nothing when next is NULL), between pre and post. */
+static void dbg_next_html(FILE *f, const struct dbg_page *p, const char *next, const char *pre,
+			  const char *post)
+{
+	if (!next)
+		return;
+	fprintf(f, "%s<a href=\"", pre);
+	dbg_html_str(f, next);
+	fprintf(f, "\">Next page</a> (%llu more)%s", (unsigned long long)(p->past - p->nrows),
+		post);
+}
+
+static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc, const char *next,
+			    const struct timespec *now)
 {
 	fputs("<!DOCTYPE html>\n<html><head><title>DERP clients: ", f);
 	dbg_html_str(f, desc);
@@ -615,8 +484,10 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 	dbg_html_str(f, desc);
 	fprintf(f,
 		"</h1>\n<p><a href=\"./\">index</a></p>\n<p>Showing %zu of %llu matching "
-		"connections (%llu node keys).</p>\n<table>\n<tr>",
+		"connections (%llu node keys).\n",
 		p->nrows, (unsigned long long)p->matches, (unsigned long long)p->keys);
+	dbg_next_html(f, p, next, "", "");
+	fputs("</p>\n<table>\n<tr>\n", f);
 	static const char *const cols[][2] = {
 		{ "conn", "conn#" },  { "key", "node key" },
 		{ "ip", "remote" },   { "connected", "connected" },
@@ -630,37 +501,15 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 			fprintf(f, "<th>%s</th>", cols[i][1]);
 			continue;
 		}
-		bool cur = strcmp(cols[i][0], dbg_sort_names[p->q.sort]) == 0;
+		bool cur = strcmp(cols[i][0], derp_dbg_sort_names[p->q.sort]) == 0;
 		/* Clicking the current column flips it; counters start with
 		 * the most traffic. */
 		bool desc_link = cur ? !p->q.desc : (strstr(cols[i][0], "x") != NULL);
+		char *link = dbg_link(&p->q, cols[i][0], desc_link, NULL, NULL);
 
-		fprintf(f, "<th><a href=\"?");
-		if (p->q.all)
-			fputs("all=1", f);
-		else if (p->q.has_key) {
-			char hex[65];
-
-			derp_key_hex(hex, p->q.key);
-			fprintf(f, "key=nodekey%%3A%s", hex);
-		} else {
-			char text[INET6_ADDRSTRLEN + 8];
-
-			if (p->q.is_cidr)
-				iprange_cidr_format(p->q.family, p->q.addr, p->q.bits, text,
-						    sizeof(text));
-			else
-				inet_ntop(p->q.family, p->q.addr, text, sizeof(text));
-			fprintf(f, "%s=", p->q.is_cidr ? "cidr" : "ip");
-			dbg_url_str(f, text);
-		}
-		for (unsigned a = 0; a < p->q.napps; a++) {
-			fputs("&amp;app=", f);
-			dbg_url_str(f, p->q.apps[a]);
-		}
-		fprintf(f, "&amp;sort=%s%s", desc_link ? "-" : "", cols[i][0]);
-		if (p->q.limit != DBG_DEFAULT_LIMIT)
-			fprintf(f, "&amp;limit=%u", p->q.limit);
+		fputs("<th><a href=\"", f);
+		dbg_html_str(f, link ? link : "");
+		free(link);
 		fprintf(f, "\">%s</a>%s</th>", cols[i][1],
 			cur ? (p->q.desc ? " &#9660;" : " &#9650;") : "");
 	}
@@ -680,7 +529,7 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 		dbg_url_str(f, ip);
 		fprintf(f,
 			"\">%s</a></td>\n<td>%llds</td>\n<td>%s%s%s%s%s%s</td>\n<td>%d</td>\n<td>",
-			remote, (long long)((r->age_ms + 500) / 1000), r->home ? "home " : "",
+			remote, (long long)dbg_age_s(r, now), r->home ? "home " : "",
 			r->prober ? "prober " : "", r->mesh_peer ? "mesh " : "",
 			r->not_ideal ? "notideal " : "", r->dup ? "dup" : "",
 			r->dup && r->active ? "-active" : "", r->version);
@@ -699,7 +548,9 @@ static void dbg_render_html(FILE *f, const struct dbg_page *p, const char *desc)
 			(unsigned long long)r->tx_pkts, (unsigned long long)r->tx_bytes,
 			(unsigned long long)r->senders);
 	}
-	fputs("</table>\n</body></html>\n", f);
+	fputs("</table>\n", f);
+	dbg_next_html(f, p, next, "<p>", "</p>\n");
+	fputs("</body></html>\n", f);
 }
 
 /* Queue a complete 200 response with body[0..blen) (headers only for
@@ -721,26 +572,29 @@ static void dbg_respond(struct conn *c, bool head, const char *type, const char 
 static void dbg_finish(struct conn *c, struct dbg_page *p)
 {
 	struct timespec now;
-	char *body = NULL, *desc;
+	char *body = NULL, *desc, *next;
 	size_t blen = 0;
 	FILE *f;
 
-	dbg_sort_rows(&p->q, p->rows, p->nrows);
+	derp_dbg_sort_rows(&p->q, p->rows, p->nrows);
 	if (p->nrows > p->q.limit)
 		p->nrows = p->q.limit;
 	desc = dbg_describe_str(&p->q);
+	next = dbg_next_link(p);
 	f = desc ? open_memstream(&body, &blen) : NULL;
 	if (!f) {
 		free(desc);
+		free(next);
 		conn_close(c, "out of memory");
 		return;
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (p->q.json)
-		dbg_render_json(f, p, desc, &now);
+		dbg_render_json(f, p, desc, next, &now);
 	else
-		dbg_render_html(f, p, desc);
+		dbg_render_html(f, p, desc, next, &now);
 	fclose(f);
+	free(next);
 	dbg_respond(c, p->head, p->q.json ? "application/json" : "text/html; charset=utf-8", body,
 		    blen);
 	free(body);
@@ -772,6 +626,7 @@ static void dbg_reply_msg(struct worker *w, struct wmsg *m)
 	p->nrows += rep.nrows;
 	p->matches += rep.matches;
 	p->keys += rep.keys;
+	p->past += rep.past;
 	free(m);
 	if (--p->pending == 0)
 		dbg_finish(c, p);
@@ -807,7 +662,9 @@ static void dbg_index(struct conn *c, bool head, bool json)
 		"<li><form method=\"GET\">By app name: <input name=\"app\" size=\"40\"> "
 		"<button>Go</button></form></li>\n</ul>\n"
 		"<p>Optional: app=NAME (repeatable), sort=key|ip|conn|connected|rx|tx|rxpkts|txpkts "
-		"(leading - for descending), limit=N (at most %d), format=json.</p>\n"
+		"(leading - for descending), limit=N (at most %d), format=json, and after=X to "
+		"page on: X is a value of the sort column (for connected: Unix nanoseconds, or a "
+		"duration such as 30m); the pages link to the next one.</p>\n"
 		"</body></html>\n",
 		conns, keys, DBG_MAX_LIMIT);
 	dbg_respond(c, head, "text/html; charset=utf-8", body, (size_t)n);
@@ -819,7 +676,7 @@ static int dbg_start(struct conn *c, const struct http_result *res)
 	struct dbg_page *p;
 	struct dbg_query q;
 	char why[256];
-	int r = dbg_parse_query(res->page_query, &q, why, sizeof(why));
+	int r = derp_dbg_parse_query(res->page_query, &q, why, sizeof(why));
 	uint32_t nw = (uint32_t)w->srv->nworkers;
 
 	if (r < 0) {

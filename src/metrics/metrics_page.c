@@ -12,14 +12,23 @@
  * lock (metrics_sum is relaxed atomic loads). A page connection on the main
  * listener keeps this file's protocol until it closes and never reaches
  * DERP; every other upgrade switches c->proto to DERP before DERP starts.
- * Threading: metrics_page_start/stop on main; page_* callbacks on workers;
- * everything else on the exporter thread.
+ * /debug/clients/ on the listener of its own: the list lives on the
+ * workers, and this thread must never wait for them (a busy relay is when
+ * /metrics matters most). So the thread reads and checks the request as
+ * for the other pages, then hands the socket and the routed request to a
+ * worker (worker_post of a message that runs worker_adopt_page there),
+ * which answers it with the clients protocol exactly as on the main
+ * listener. The workers are set by main once they run and cleared before
+ * they stop (metrics_page_handoff_mu, held by this thread for one post).
+ * Threading: metrics_page_start/stop/set_* on main; page_* callbacks and
+ * the handoff message on workers; everything else on the exporter thread.
  */
 #include "metrics/metrics_page.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -33,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/addr.h"
 #include "core/config.h"
 #include "core/iprange.h"
 #include "core/log.h"
@@ -40,7 +50,9 @@
 #include "metrics/metrics_text.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/server.h"
 #include "net/tls.h"
+#include "net/worker.h"
 
 #define METRICS_PAGE_REFRESH_MS 1000
 #define METRICS_PAGE_IO_TIMEOUT 2 /* seconds per request on the own listener */
@@ -63,6 +75,10 @@ static size_t metrics_page_snap_len[2];
 
 static const struct conn_proto *metrics_page_inner;
 static const struct conn_proto *metrics_page_clients;
+/* The running workers, for handing /debug/clients/ over (own listener). */
+static pthread_mutex_t metrics_page_handoff_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct server *metrics_page_srv;
+static uint32_t metrics_page_next_worker;
 static struct conn_proto metrics_page_mux;
 
 /* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
@@ -221,6 +237,10 @@ static const char metrics_page_404[] = "HTTP/1.1 404 Not Found\r\n"
 				       "Content-Type: text/plain; charset=utf-8\r\n"
 				       "Content-Length: 10\r\nConnection: close\r\n\r\n"
 				       "not found\n";
+static const char metrics_page_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
+				       "Content-Type: text/plain; charset=utf-8\r\n"
+				       "Content-Length: 24\r\nConnection: close\r\n\r\n"
+				       "workers are not running\n";
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -242,8 +262,62 @@ static bool target_is(const struct http_request *req, const char *path)
 	       (req->path_len == n || req->path[n] == '?');
 }
 
-/* One request on a blocking socket with timeouts; the peer was checked. */
-static void serve_one(int fd)
+/* What a worker needs to answer a handed-over /debug/clients/ request. */
+struct handoff {
+	int fd;
+	char addr[64];
+	struct http_result res;
+};
+
+/* On the worker: the socket becomes one of its connections. */
+static void handoff_msg(struct worker *w, struct wmsg *m)
+{
+	struct handoff h;
+
+	memcpy(&h, m->data, sizeof(h));
+	free(m);
+	if (worker_adopt_page(w, h.fd, h.addr, metrics_page_clients, &h.res) < 0)
+		log_debug("metrics", "%s: /debug/clients/ not answered", h.addr);
+}
+
+/* Hand fd (a checked /debug/clients/ request, req) to a worker. true: the
+ * worker owns fd now; false: nothing to hand it to (no workers yet or any
+ * more, or out of memory), fd is still ours. */
+static bool hand_off_clients(int fd, const struct http_request *req, bool head,
+			     const struct sockaddr *sa)
+{
+	struct wmsg *m;
+	struct handoff h = { .fd = fd };
+	size_t q = 0;
+	bool done = false;
+
+	while (q < req->path_len && req->path[q] != '?')
+		q++;
+	if (req->path_len - q >= sizeof(h.res.page_query))
+		return false;
+	memcpy(h.res.page_query, req->path + q, req->path_len - q);
+	h.res.page = HTTP_PAGE_CLIENTS;
+	h.res.page_head = head;
+	h.res.action = HTTP_ACTION_UPGRADE;
+	addr_format(sa, true, h.addr, sizeof(h.addr));
+	pthread_mutex_lock(&metrics_page_handoff_mu);
+	if (metrics_page_srv && metrics_page_clients &&
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 &&
+	    (m = wmsg_new(handoff_msg, 0, sizeof(h)))) {
+		memcpy(m->data, &h, sizeof(h));
+		worker_post(metrics_page_srv->workers[metrics_page_next_worker++ %
+						      metrics_page_srv->nworkers],
+			    m);
+		done = true;
+	}
+	pthread_mutex_unlock(&metrics_page_handoff_mu);
+	return done;
+}
+
+/* One request on a blocking socket with timeouts; the peer (sa) was
+ * checked. Returns true when fd was handed to a worker (not ours to
+ * close). */
+static bool serve_one(int fd, const struct sockaddr *sa)
 {
 	char buf[HTTP_MAX_HEADER_BYTES];
 	struct http_request req;
@@ -255,12 +329,12 @@ static void serve_one(int fd)
 		ssize_t r = recv(fd, buf + len, sizeof(buf) - len, 0);
 
 		if (r <= 0)
-			return;
+			return false;
 		len += (size_t)r;
 		n = http_request_parse((const uint8_t *)buf, len, &req);
 	}
 	if (n < 0)
-		return;
+		return false;
 	get = req.method_len == 3 && memcmp(req.method, "GET", 3) == 0;
 	head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
 	if ((get || head) && (target_is(&req, "/metrics") || target_is(&req, "/debug/varz"))) {
@@ -272,9 +346,17 @@ static void serve_one(int fd)
 		if (page)
 			write_all(fd, page, plen);
 		free(page);
-		return;
+		return false;
+	}
+	if ((get || head) &&
+	    (target_is(&req, "/debug/clients/") || target_is(&req, "/debug/clients"))) {
+		if (hand_off_clients(fd, &req, head, sa))
+			return true;
+		write_all(fd, metrics_page_503, sizeof(metrics_page_503) - 1);
+		return false;
 	}
 	write_all(fd, metrics_page_404, sizeof(metrics_page_404) - 1);
+	return false;
 }
 
 static void accept_one(void)
@@ -288,10 +370,10 @@ static void accept_one(void)
 		return;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (metrics_page_allowed((struct sockaddr *)&ss, sl))
-		serve_one(fd);
-	else
+	if (!metrics_page_allowed((struct sockaddr *)&ss, sl))
 		write_all(fd, metrics_page_403, sizeof(metrics_page_403) - 1);
+	else if (serve_one(fd, (struct sockaddr *)&ss))
+		return; /* a worker answers it */
 	close(fd);
 }
 
@@ -456,6 +538,13 @@ static void page_shutdown(struct conn *c)
 void metrics_page_set_clients(const struct conn_proto *clients)
 {
 	metrics_page_clients = clients;
+}
+
+void metrics_page_set_workers(struct server *srv)
+{
+	pthread_mutex_lock(&metrics_page_handoff_mu);
+	metrics_page_srv = srv;
+	pthread_mutex_unlock(&metrics_page_handoff_mu);
 }
 
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner)

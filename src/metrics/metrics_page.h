@@ -23,6 +23,7 @@
 
 struct config;
 struct conn_proto;
+struct server;
 struct tls_ctx;
 
 /* A gauge main supplies (DERP connections, ...): read() runs on the
@@ -61,11 +62,17 @@ bool metrics_page_on_main(void);
  * struct is static; one inner per process. Main, before workers start. */
 const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
 
-/* The protocol that answers /debug/clients/ on the main listener once the
- * peer passed the access check (c->proto becomes clients; DERP's
- * derp_clients_proto); NULL (the default) answers 404. Main, before the
- * workers start. Not served on a [metrics] listen listener of its own:
- * the list lives on the workers, which that thread does not wait for. */
+/* The protocol that answers /debug/clients/ once the peer passed the
+ * access check (DERP's derp_clients_proto): on the main listener c->proto
+ * becomes clients; on a [metrics] listen listener of its own the exporter
+ * thread hands the socket to a worker, which runs clients there (the list
+ * lives on the workers; the thread never waits for them). NULL (the
+ * default) answers 404. Main, before the workers start. */
 void metrics_page_set_clients(const struct conn_proto *clients);
+
+/* The running workers, to hand /debug/clients/ requests of the listener of
+ * its own to (503 while NULL). Main: srv after worker_start_all, NULL
+ * before worker_stop_all (returns once no hand-over is under way). */
+void metrics_page_set_workers(struct server *srv);
 
 #endif

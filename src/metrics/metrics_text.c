@@ -67,6 +67,18 @@ static const struct {
 	{ "stun_no_local_addr",
 	  "STUN requests whose local address the kernel did not report (reply from any address)" },
 	{ "stun_addrfamily", "STUN binding requests answered, by address family" },
+	{ "bootstrap_dns_requests", "/bootstrap-dns requests" },
+	{ "bootstrap_dns_published_hits", "/bootstrap-dns?q= requests for a published name" },
+	{ "bootstrap_dns_published_misses",
+	  "/bootstrap-dns?q= requests for a published name without addresses (the reference's "
+	  "counter; a published name always has some here)" },
+	{ "bootstrap_dns_unpublished_hits",
+	  "/bootstrap-dns?q= requests for a resolved unpublished name" },
+	{ "bootstrap_dns_unpublished_misses",
+	  "/bootstrap-dns?q= requests for a name in neither list" },
+	{ "bootstrap_dns_unpublished_percent_misses",
+	  "/bootstrap-dns?q= requests for an unpublished name whose rollout percentage left the "
+	  "client out" },
 };
 
 const char *metrics_text_help(const char *family, size_t len)

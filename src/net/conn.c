@@ -167,6 +167,8 @@ static long conn_http_input(struct conn *c, const uint8_t *buf, size_t len)
 		return -1;
 	}
 	metrics_add(&c->w->metrics, METRIC_HTTP_REQUESTS, 1);
+	req.peer = c->addr; /* /bootstrap-dns: the rollout test, its counters */
+	req.metrics = &c->w->metrics;
 	memset(&res, 0, sizeof(res));
 	if (http_route(&req, c->port80 ? &srv->site80 : &srv->site, &res) < 0) {
 		conn_http_error(c, 500, "Internal Server Error");

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "core/hex.h"
+#include "net/bootstrap_dns.h"
 #include "net/ws.h"
 
 /* ---- parsing ---- */
@@ -33,6 +34,8 @@ int http_request_parse(const uint8_t *buf, size_t len, struct http_request *req)
 
 	/* Only the first HTTP_MAX_HEADER_BYTES are offered to the parser, so a
 	 * head that does not end within them is "partial" forever: E2BIG. */
+	req->peer = NULL;
+	req->metrics = NULL;
 	req->num_headers = HTTP_MAX_HEADERS;
 	r = phr_parse_request((const char *)buf, n, &req->method, &req->method_len, &req->path,
 			      &req->path_len, &req->minor_version, req->headers, &req->num_headers,
@@ -379,32 +382,24 @@ static int route_robots(const struct http_request *req, struct http_result *res)
 	return hb_finish(&b, req, res, body, sizeof(body) - 1);
 }
 
-/* ?q=name of an unpublished name: that name's JSON alone; else NULL. */
-static const char *bootstrap_dns_unpublished(const struct http_request *req,
-					     const struct http_site *site)
-{
-	const char *rec = site->bootstrap_dns_unpublished; /* one atomic load */
-	char q[256];
-
-	if (!rec || http_query_param(req->path, req->path_len, "q", 0, q, sizeof(q)) <= 0)
-		return NULL;
-	while (*rec) {
-		const char *body = rec + strlen(rec) + 1;
-
-		if (strcmp(rec, q) == 0)
-			return body;
-		rec = body + strlen(body) + 1;
-	}
-	return NULL;
-}
-
+/* handleBootstrapDNS: the published map, or for ?q= an unpublished name
+ * alone when its rollout takes the peer (net/bootstrap_dns.c). */
 static int route_bootstrap_dns(const struct http_request *req, const struct http_site *site,
 			       struct http_result *res)
 {
-	const char *json = site->bootstrap_dns_json; /* one atomic load */
-	const char *hidden = bootstrap_dns_unpublished(req, site);
-	const char *body = hidden ? hidden : json ? json : "";
+	const struct bootstrap_dns *g = site->bootstrap_dns; /* one atomic load */
+	/* Longer than any DNS name: such a q matches nothing, and counts as
+	 * a name in neither list. */
+	char q[512];
+	ssize_t ql = http_query_param(req->path, req->path_len, "q", 0, q, sizeof(q));
+	const char *body;
 	struct hbuf b = { 0 };
+
+	if (ql == -ENOSPC)
+		snprintf(q, sizeof(q), "%s", "\x01(too long)");
+	else if (ql < 0)
+		q[0] = '\0'; /* absent, or bad %XX: url.Query drops the pair */
+	body = bootstrap_dns_answer(g, q, req->peer, req->metrics);
 
 	hb_status(&b, 200);
 	hb_browser_headers(&b);

@@ -24,6 +24,9 @@
 
 #include "picohttpparser/picohttpparser.h"
 
+struct bootstrap_dns;
+struct metrics;
+
 #define HTTP_MAX_HEADER_BYTES 16384
 #define HTTP_MAX_HEADERS      32
 
@@ -40,6 +43,11 @@ struct http_request {
 	struct phr_header headers[HTTP_MAX_HEADERS];
 	size_t num_headers;
 	size_t header_len; /* bytes of buf the head used (= return value) */
+	/* Set by the caller after parsing (http_request_parse leaves them
+	 * NULL): the peer as "ip:port" (the /bootstrap-dns rollout test) and
+	 * the counter block routing may add to (the caller's worker's). */
+	const char *peer;
+	struct metrics *metrics;
 };
 
 /* Parse a request head from buf[0..len). Returns the bytes consumed (the
@@ -80,16 +88,12 @@ struct http_site {
 	 * to https://<Host><target>, other methods get 400 "Use HTTPS";
 	 * only /generate_204 is served. */
 	bool port80;
-	/* NULL = empty body. Atomic: main swaps it when it re-resolves the
-	 * names (every 10 minutes) while workers route requests; a request
-	 * loads it once and is done with it long before main frees the
-	 * string it replaced, which it does only at the next swap. */
-	_Atomic(const char *) bootstrap_dns_json;
-	/* -unpublished-bootstrap-dns-names, answered only for ?q=name: a
-	 * sequence of "name\0body\0" records (body: the JSON for that name
-	 * alone), ended by an empty name; NULL = none. Swapped like
-	 * bootstrap_dns_json. */
-	_Atomic(const char *) bootstrap_dns_unpublished;
+	/* What /bootstrap-dns answers (net/bootstrap_dns.h); NULL = an empty
+	 * body. Atomic: main swaps it when it re-resolves the names (every
+	 * 10 minutes) while workers route requests; a request loads it once
+	 * and is done with it long before main frees the generation it
+	 * replaced, which it does only at the next swap. */
+	_Atomic(const struct bootstrap_dns *) bootstrap_dns;
 	/* NULL: /.well-known/acme-challenge/ is routed like any other path.
 	 * Set: GET/HEAD of a challenge path answers 200 with the key
 	 * authorization (text/plain) or 404. Set before workers start. */

@@ -505,6 +505,38 @@ struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, s
 	return c;
 }
 
+int worker_adopt_page(struct worker *w, int fd, const char *addr, const struct conn_proto *proto,
+		      const struct http_result *res)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	struct conn *c;
+	int r;
+
+	if (w->shutting_down) {
+		close(fd);
+		return -ESHUTDOWN;
+	}
+	c = conn_new(w, fd, NULL, false, addr, proto);
+	if (!c)
+		return -ENOMEM;
+	c->state = CONN_PROTO; /* its request was read elsewhere */
+	if (worker_add_conn(w, c) < 0) {
+		conn_free(c);
+		return -ENOMEM;
+	}
+	ev.data.ptr = c;
+	c->epoll_events = ev.events;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		r = -errno;
+		worker_remove_conn(w, c);
+		conn_free(c);
+		return r;
+	}
+	if (proto->start(c, res) < 0)
+		conn_close(c, "page failed");
+	return 0;
+}
+
 /* ---- the loop ---- */
 
 static int epoll_add_own(int epfd, int fd, void *tag)

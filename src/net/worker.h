@@ -23,6 +23,8 @@
 #include "core/metrics.h"
 
 struct conn;
+struct conn_proto;
+struct http_result;
 struct server;
 struct wmsg;
 struct worker;
@@ -169,6 +171,16 @@ void worker_send(struct worker *w, uint32_t target, struct wmsg *m);
 
 /* The open conn with this id on w, or NULL (gone or closed). w's thread. */
 struct conn *worker_find(struct worker *w, uint64_t id);
+
+/* Take over a plain TCP socket fd (non-blocking) whose HTTP request
+ * another thread has read and routed to a page (res): a conn of w that
+ * speaks proto, started as if its own request had upgraded to it
+ * (proto->start(c, res)). For listeners served by other threads (the
+ * [metrics] listen listener hands /debug/clients/ over this way). addr is
+ * "ip:port" for logs. Returns 0, or -errno with fd closed (also when w is
+ * shutting down). w's thread. */
+int worker_adopt_page(struct worker *w, int fd, const char *addr, const struct conn_proto *proto,
+		      const struct http_result *res);
 
 /* Call fn(c, arg) for every open conn of w (closed ones are skipped); fn
  * must not close or free conns. w's thread. */

@@ -64,6 +64,7 @@ type debugClientsPage struct {
 	Conns     int    `json:"conns"`
 	Keys      int    `json:"keys"`
 	Remaining int    `json:"remaining"`
+	Next      string `json:"next"`
 	Clients   []struct {
 		ConnNum int64  `json:"connNum"`
 		Key     string `json:"key"`

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "net/bootstrap_dns.h"
 #include "net/http.h"
 
 /* ---- guard page ---- */
@@ -581,7 +582,11 @@ static void test_robots(void **state)
 
 static void test_bootstrap_dns(void **state)
 {
+	static const char *const ip1[] = { "192.0.2.1" };
+	static const char *const ip2[] = { "192.0.2.9", "2001:db8::9" };
+	static const char pub[] = "{\n\t\"derp.example.com\": [\n\t\t\"192.0.2.1\"\n\t]\n}";
 	struct http_site s = site_default;
+	struct bootstrap_dns *g;
 	struct http_result res;
 	struct resp r;
 
@@ -592,30 +597,57 @@ static void test_bootstrap_dns(void **state)
 	assert_header(&r, "Content-Length", "0");
 	check_browser_headers(&r, true);
 	http_result_free(&res);
-	s.bootstrap_dns_json = "{\n\t\"derp.example.com\": [\n\t\t\"192.0.2.1\"\n\t]\n}";
-	route("GET /bootstrap-dns?q=derp.example.com HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+
+	g = bootstrap_dns_new(true);
+	assert_non_null(g);
+	assert_int_equal(bootstrap_dns_add(g, true, "derp.example.com", ip1, 1, 1), 0);
+	assert_int_equal(bootstrap_dns_add(g, false, "log.example", ip2, 2, 1), 0);
+	assert_int_equal(bootstrap_dns_add(g, false, "x.example", ip1, 1, 0), 0);
+	assert_int_equal(bootstrap_dns_finish(g), 0);
+	s.bootstrap_dns = g;
+	route("GET /bootstrap-dns HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
 	check_plain(&res, &r, 200, false);
-	check_body(&r, s.bootstrap_dns_json);
+	check_body(&r, pub);
+	http_result_free(&res);
+	route("GET /bootstrap-dns?q=derp.example.com HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, pub);
 	http_result_free(&res);
 
 	/* Unpublished names: only for ?q=name, and then that name alone. */
-	static const char hidden[] = "log.example\0{\n\t\"log.example\": [\"192.0.2.9\"]\n}\n\0"
-				     "x.example\0{\n\t\"x.example\": [\"192.0.2.7\"]\n}\n\0";
-	s.bootstrap_dns_unpublished = hidden;
-	route("GET /bootstrap-dns HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
-	check_body(&r, s.bootstrap_dns_json);
-	http_result_free(&res);
-	route("GET /bootstrap-dns?q=x.example HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
-	check_plain(&res, &r, 200, false);
-	check_body(&r, "{\n\t\"x.example\": [\"192.0.2.7\"]\n}\n");
-	http_result_free(&res);
 	route("GET /bootstrap-dns?a=1&q=log%2Eexample HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
-	check_body(&r, "{\n\t\"log.example\": [\"192.0.2.9\"]\n}\n");
+	check_plain(&res, &r, 200, false);
+	check_body(&r, "{\n\t\"log.example\": [\n\t\t\"192.0.2.9\",\n\t\t\"2001:db8::9\"\n\t]\n}");
 	http_result_free(&res);
-	/* Another name, or a prefix of one: the published list. */
+	/* Rolled out to nobody, another name, a prefix of one, a bad %XX:
+	 * the published list. */
+	route("GET /bootstrap-dns?q=x.example HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, pub);
+	http_result_free(&res);
 	route("GET /bootstrap-dns?q=log HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
-	check_body(&r, s.bootstrap_dns_json);
+	check_body(&r, pub);
 	http_result_free(&res);
+	route("GET /bootstrap-dns?q=log.exampl%zz HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, pub);
+	http_result_free(&res);
+	bootstrap_dns_free(g);
+
+	/* Only unpublished names: the published body is empty; published
+	 * names of which none resolved: Go's nil map. */
+	g = bootstrap_dns_new(false);
+	assert_int_equal(bootstrap_dns_add(g, false, "log.example", ip1, 1, 1), 0);
+	assert_int_equal(bootstrap_dns_finish(g), 0);
+	s.bootstrap_dns = g;
+	route("GET /bootstrap-dns HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	assert_header(&r, "Content-Length", "0");
+	http_result_free(&res);
+	bootstrap_dns_free(g);
+	g = bootstrap_dns_new(true);
+	assert_int_equal(bootstrap_dns_finish(g), 0);
+	s.bootstrap_dns = g;
+	route("GET /bootstrap-dns HTTP/1.1\r\nHost: h\r\n\r\n", &s, &res, &r);
+	check_body(&r, "null");
+	http_result_free(&res);
+	bootstrap_dns_free(g);
 }
 
 /* Query parameters as Go's url.ParseQuery reads them. */
