@@ -118,9 +118,17 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("derper_tls_cert_expiry_seconds = %v, want about 48 h", exp)
 	}
 
-	code, prom := d.scrape(t, "/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: status %d", code)
+	// /metrics is a snapshot of its own: wait for the count there too.
+	var prom string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var code int
+		code, prom = d.scrape(t, "/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: status %d", code)
+		}
+		if sample(prom, "derp_packets_sent_total") >= n || time.Now().After(deadline) {
+			break
+		}
 	}
 	for name, v := range map[string]float64{
 		"derp_packets_received_total": n,
