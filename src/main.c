@@ -34,6 +34,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/cpus.h"
 #include "core/memtrim.h"
 #include "core/notify.h"
 #include "derp/derp_key.h"
@@ -355,7 +356,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	struct admission *adm = NULL;
 	enum acme_chal_kind challenge = ACME_CHAL_AUTO;
 	const char *challenge_why = "";
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int ncpu = cpus_usable(); /* the affinity mask, not the machine */
 
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
@@ -369,7 +370,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	srv.write_timeout_ms = cfg->tcp_write_timeout_ms;
 	ds.keepalive_ms = 60000;
 	ds.max_clients = cfg->max_clients;
-	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
+	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)ncpu;
 
 	/* Every thread started from here on (geo-IP manager, workers)
 	 * inherits this mask: signals reach only the main thread. */
