@@ -13,6 +13,7 @@
 //	derpbench freeport tcp|udp          print a currently free loopback port
 //	derpbench run FLAGS                 measure one server, write JSON
 //	derpbench report OURS.json GO.json  print the markdown comparison
+//	derpbench compare NAME=a.json,...   medians of several runs per server
 package main
 
 import (
@@ -40,6 +41,8 @@ func main() {
 		err = runCmd(os.Args[2:])
 	case "report":
 		err = reportCmd(os.Args[2:])
+	case "compare":
+		err = compareCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -50,6 +53,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: derpbench pki DIR | freeport tcp|udp | run FLAGS | report [-md FILE] OURS.json GO.json")
+	fmt.Fprintln(os.Stderr, "usage: derpbench pki DIR | freeport tcp|udp | run FLAGS | report [-md FILE] OURS.json GO.json | compare NAME=a.json,... NAME=...")
 	os.Exit(2)
 }

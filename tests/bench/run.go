@@ -52,6 +52,11 @@ type config struct {
 	dialers   int // concurrent connection attempts in the memory phase
 	phases    map[string]bool
 	verbosity int
+
+	// The storm phase (storm.go).
+	storm        int           // clients
+	stormDialers int           // of which connecting at once
+	stormHold    time.Duration // idle time before the second RSS reading
 }
 
 type memResult struct {
@@ -126,6 +131,7 @@ type result struct {
 	Latency *latResult     `json:"latency,omitempty"`
 	Relay   []*relayResult `json:"relay,omitempty"`
 	STUN    *stunResult    `json:"stun,omitempty"`
+	Storm   *stormResult   `json:"storm,omitempty"`
 	Errors  []string       `json:"errors,omitempty"`
 }
 
@@ -148,7 +154,10 @@ func runCmd(args []string) error {
 	fs.DurationVar(&c.stunDur, "stun-duration", 3*time.Second, "duration of the STUN burst")
 	fs.IntVar(&c.stunWin, "stun-window", 32, "outstanding STUN requests")
 	fs.IntVar(&c.dialers, "dialers", 16, "concurrent connection attempts")
-	fs.StringVar(&phases, "phases", "mem,latency,relay,stun", "phases to run")
+	fs.IntVar(&c.storm, "storm", 5000, "clients of the storm phase")
+	fs.IntVar(&c.stormDialers, "storm-dialers", 1000, "storm clients connecting at once")
+	fs.DurationVar(&c.stormHold, "storm-hold", 30*time.Second, "storm: idle time before the second RSS reading")
+	fs.StringVar(&phases, "phases", "mem,latency,relay,stun", "phases to run (also: storm)")
 	fs.StringVar(&out, "out", "", "write the JSON result here")
 	fs.IntVar(&c.verbosity, "v", 1, "progress on stderr: 0 quiet, 1 phases")
 	fs.Parse(args)
@@ -206,6 +215,8 @@ func runCmd(args []string) error {
 		runs := []struct{ size, pairs, window int }{
 			{1300, c.pairs, 0},
 			{1300, c.pairs, relayWindow},
+			{100, c.pairs, 0},
+			{100, c.pairs, relayWindow},
 			{derp.MaxPacketSize, 1, 0},
 		}
 		for _, run := range runs {
@@ -219,6 +230,12 @@ func runCmd(args []string) error {
 				break
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	if c.phases["storm"] && alive("before storm") {
+		res.Storm, err = c.stormPhase()
+		if err != nil {
+			fail("storm", err)
 		}
 	}
 	if c.phases["stun"] && c.stunAddr != "" && alive("before stun") {
