@@ -31,27 +31,31 @@ freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_and_count LOG [taskset -c N]: run the daemon (plain HTTP, no STUN)
-# until it logs its start line; print the worker count from it.
+# start_and_count LOG [taskset -c N]: run the daemon (plain HTTP, no STUN),
+# read its output through a FIFO until the start line, which names the
+# worker count, arrives (or 15 s pass); print that count.
 start_and_count() {
-	local log=$1
+	local log=$1 line= l
 	shift
+	rm -f "$tmp/out"
+	mkfifo "$tmp/out" || fail "mkfifo"
 	"$@" "$DERPER_BIN" -config "$tmp/derper.ini" -a "127.0.0.1:$(freeport)" -http-port -1 \
-		-c "$tmp/key" >"$log" 2>&1 &
+		-c "$tmp/key" >"$tmp/out" 2>&1 &
 	pid=$!
-	local i line=
-	for i in $(seq 100); do
-		line=$(grep -o '([0-9]* workers)' "$log" | head -1)
+	exec 3<"$tmp/out"
+	while IFS= read -r -t 15 l <&3; do
+		echo "$l" >>"$log"
+		line=$(echo "$l" | grep -o '([0-9]* workers)')
 		[ -n "$line" ] && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1 # polling a log file: the daemon has no readiness channel here
 	done
 	kill -TERM "$pid" 2>/dev/null
+	cat <&3 >>"$log" # until the daemon exits and closes its end
+	exec 3<&-
 	wait "$pid" 2>/dev/null
 	pid=
 	[ -n "$line" ] || {
 		cat "$log" >&2
-		fail "no start line with the worker count"
+		fail "no start line with the worker count within 15 s"
 	}
 	echo "$line" | tr -dc 0-9
 }
