@@ -7,7 +7,8 @@
 # connects, and a 5,000-client connect storm read right after and after
 # 30 s), relay throughput (1300 B and 100 B with several pairs, open and
 # closed loop; 64 KiB with one pair), the server's CPU time per packet,
-# relay latency and STUN answers per second. Each case runs several times,
+# relay latency idle and under a steady moderate load, and STUN answers
+# per second. Each case runs several times,
 # the implementations alternated (ours, 1.104, 1.102, ours, ...); the table
 # gives medians, the spread and the ratios ours / each Go release, in
 # build-bench/results.md.
@@ -31,6 +32,8 @@
 #        GO_DERPER_BIN     use this Go derper v1.102.5 instead of building one
 #        GO104_DERPER_BIN  use this v1.104.6 server instead of building one
 #        BENCH_ONLY        comma list of implementations to run (ours,go104,go102)
+#        LOAD_RATE         packets/s of 1300 B (10 pairs) under which the
+#                          loaded latency is measured (default 20000)
 #
 # Everything runs on 127.0.0.1 with free ports picked at run time; each
 # server runs alone (one after the other), is stopped with SIGTERM and killed
@@ -238,7 +241,7 @@ bench_one() {
 	timeout 400 "${PIN_LOAD[@]}" "$BENCH" run -name "$impl" -bin "$bin" -addr "127.0.0.1:$port" \
 		-stun "127.0.0.1:$sport" -ca "$WORK/pki/ca.pem" -pid "$SERVER_PID" -clk-tck "$CLK_TCK" \
 		-conns "$CONNS" -idle "$IDLE" -pairs "$PAIRS" -duration "$DUR" -rtts "$RTTS" \
-		-stun-duration "$STUN_DUR" -storm "$STORM" -storm-hold "$STORM_HOLD" -out "$out" "$@" &
+		-stun-duration "$STUN_DUR" -storm "$STORM" -storm-hold "$STORM_HOLD" -load-rate "${LOAD_RATE:-20000}" -out "$out" "$@" &
 	LOADGEN_PID=$!
 	wait "$LOADGEN_PID" || rc=$?
 	LOADGEN_PID=

@@ -17,7 +17,7 @@ import (
 )
 
 // extraMetrics are the rows "report" (two files, one run each) lacks: the
-// 100-byte relay runs and the connect storm.
+// 100-byte relay runs, the latency under load and the connect storm.
 func extraMetrics(p int) []metric {
 	stormGet := func(f func(*stormResult) float64) func(*result) (float64, bool) {
 		return func(r *result) (float64, bool) {
@@ -25,6 +25,14 @@ func extraMetrics(p int) []metric {
 				return 0, false
 			}
 			return f(r.Storm), true
+		}
+	}
+	loadLatGet := func(f func(*loadLatResult) float64) func(*result) (float64, bool) {
+		return func(r *result) (float64, bool) {
+			if r.LoadLat == nil || r.LoadLat.Latency == nil || r.LoadLat.Latency.RoundTrips == 0 {
+				return 0, false
+			}
+			return f(r.LoadLat), true
 		}
 	}
 	return []metric{
@@ -38,6 +46,12 @@ func extraMetrics(p int) []metric {
 			relayGet(100, relayWindow, func(x *relayResult) float64 { return x.Fairness })},
 		{"relay 100 B closed loop: server CPU (CPU-s per million packets received)", "lower", "%.2f",
 			relayGet(100, relayWindow, func(x *relayResult) float64 { return x.CPUPerMillion })},
+		{"latency under load (20,000 packets/s of 1300 B over 10 pairs): median (us)", "lower", "%.0f",
+			loadLatGet(func(l *loadLatResult) float64 { return l.Latency.MedianUs })},
+		{"latency under load: p99 (us)", "lower", "%.0f",
+			loadLatGet(func(l *loadLatResult) float64 { return l.Latency.P99Us })},
+		{"latency under load: packets/s delivered meanwhile", "context", "%.0f",
+			loadLatGet(func(l *loadLatResult) float64 { return l.Delivered })},
 		{"connect storm: clients connected per second [1]", "higher", "%.0f",
 			stormGet(func(s *stormResult) float64 { return s.ConnsPerSec })},
 		{"connect storm: RSS per idle client right after (KiB)", "lower", "%.1f",

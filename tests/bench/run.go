@@ -57,6 +57,10 @@ type config struct {
 	storm        int           // clients
 	stormDialers int           // of which connecting at once
 	stormHold    time.Duration // idle time before the second RSS reading
+
+	// The loaded-latency phase (loadlat.go).
+	loadRate  int // packets/s, all pairs together
+	loadPairs int
 }
 
 type memResult struct {
@@ -132,6 +136,7 @@ type result struct {
 	Relay   []*relayResult `json:"relay,omitempty"`
 	STUN    *stunResult    `json:"stun,omitempty"`
 	Storm   *stormResult   `json:"storm,omitempty"`
+	LoadLat *loadLatResult `json:"loaded_latency,omitempty"`
 	Errors  []string       `json:"errors,omitempty"`
 }
 
@@ -157,7 +162,9 @@ func runCmd(args []string) error {
 	fs.IntVar(&c.storm, "storm", 5000, "clients of the storm phase")
 	fs.IntVar(&c.stormDialers, "storm-dialers", 1000, "storm clients connecting at once")
 	fs.DurationVar(&c.stormHold, "storm-hold", 30*time.Second, "storm: idle time before the second RSS reading")
-	fs.StringVar(&phases, "phases", "mem,latency,relay,stun", "phases to run (also: storm)")
+	fs.IntVar(&c.loadRate, "load-rate", 20000, "loaded latency: packets/s of 1300 B, all pairs together")
+	fs.IntVar(&c.loadPairs, "load-pairs", 10, "loaded latency: pairs carrying the load")
+	fs.StringVar(&phases, "phases", "mem,latency,loadlat,relay,stun", "phases to run (also: storm)")
 	fs.StringVar(&out, "out", "", "write the JSON result here")
 	fs.IntVar(&c.verbosity, "v", 1, "progress on stderr: 0 quiet, 1 phases")
 	fs.Parse(args)
@@ -209,6 +216,12 @@ func runCmd(args []string) error {
 		res.Latency, err = c.latencyPhase()
 		if err != nil {
 			fail("latency", err)
+		}
+	}
+	if c.phases["loadlat"] && alive("before loaded latency") {
+		res.LoadLat, err = c.loadLatPhase()
+		if err != nil {
+			fail("loaded latency", err)
 		}
 	}
 	if c.phases["relay"] && alive("before relay") {
