@@ -41,6 +41,7 @@
 #include "core/config.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "core/cpus.h"
 #include "core/memtrim.h"
 #include "core/notify.h"
 #include "core/privdrop.h"
@@ -558,7 +559,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	struct mesh *mesh = NULL;
 	enum acme_chal_kind challenge = ACME_CHAL_AUTO;
 	const char *challenge_why = "";
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int ncpu = cpus_usable(); /* the affinity mask, not the machine */
 
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
@@ -586,7 +587,7 @@ static int run(struct config *cfg, int argc, char **argv)
 	}
 	if (*cfg->rate_config && apply_rate_config(&ds, cfg->rate_config) < 0)
 		log_fatal("derp", "cannot start without the rate config it names");
-	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
+	srv.nworkers = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)ncpu;
 
 	/* The privileged part, while main is the only thread. */
 	bind_all(&srv, cfg, &metrics_fd);

@@ -511,7 +511,11 @@ long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 		size_t n = 0;
 		int r;
 
-		ERR_clear_error();
+		/* SSL_get_error needs an empty queue. Peeking costs a fraction
+		 * of clearing all 16 slots, and the queue is nearly always
+		 * empty: ERR_clear_error was 2 % of the relay's CPU (perf). */
+		if (ERR_peek_error())
+			ERR_clear_error();
 		r = write ? SSL_write_ex(c->ssl, buf, len, &n) : SSL_read_ex(c->ssl, buf, len, &n);
 		if (r == 1)
 			return (long)n;

@@ -28,6 +28,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -256,6 +257,57 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* ---- key exchange groups and kTLS ---- */
+
+/* The hybrid post-quantum group first (what Tailscale clients offer and the
+ * Go derper picks), then the classical ones in OpenSSL's default order. */
+#define TLS_GROUPS_PQ "X25519MLKEM768:X25519:P-256:X448:P-384:P-521"
+
+int tls_set_kx_groups(SSL_CTX *ctx)
+{
+	/* OpenSSL before 3.5 does not know the name and fails the whole list
+	 * without touching the context; its default groups stay. This is a
+	 * run-time test: a binary built against 3.0 gets the hybrid group
+	 * once the system's libssl3 is 3.5 or later. */
+	if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS_PQ) == 1)
+		return 1;
+	ERR_clear_error();
+	return 0;
+}
+
+int tls_ktls_probe(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int lfd = -1, cfd = -1, afd = -1, r = -EIO;
+
+	/* The ULP attaches only to an established TCP socket: make one on
+	 * loopback. setsockopt(TCP_ULP, "tls") loads the tls module if the
+	 * kernel has it as a module, so a module not yet loaded counts. */
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || cfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    listen(lfd, 1) < 0 || getsockname(lfd, (struct sockaddr *)&a, &alen) < 0 ||
+	    connect(cfd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		r = -errno;
+		goto out;
+	}
+	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (afd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = setsockopt(afd, IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")) == 0 ? 0 : -errno;
+out:
+	if (afd >= 0)
+		close(afd);
+	if (cfd >= 0)
+		close(cfd);
+	if (lfd >= 0)
+		close(lfd);
+	return r;
+}
+
 /* ---- building and publishing SSL_CTXs ---- */
 
 static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, char *err,
@@ -272,11 +324,23 @@ static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, c
 	/* A peer that closes without close_notify is an ordinary EOF here:
 	 * DERP has its own framing, so truncation cannot go unnoticed. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* kTLS only when the startup probe found the kernel's tls ULP: with
+	 * the option set OpenSSL tries TCP_ULP on every connection, and where
+	 * the module is missing each try asks the kernel to load it. Without
+	 * it (or for a cipher the kernel lacks) records stay in user space. */
+	if (t->ktls)
+		SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+	t->kx_pq = tls_set_kx_groups(ctx) == 1;
 	/* Idle DERP connections are the common case: drop their buffers.
 	 * Partial writes plus a moving buffer let client.c keep only the
 	 * unwritten tail of a flush. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Read ahead: one read(2) takes whatever the socket holds (up to the
+	 * record buffer), not a 5-byte header and then the body of a single
+	 * record: two syscalls per record were most of the relay's cost
+	 * (perf, issue 11). The buffer is still released when it drains. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* DERP clients never resume sessions: don't mint tickets for them. */
 	SSL_CTX_set_num_tickets(ctx, 0);
 	/* leaf + intermediates + meta cert, sent exactly in that order (an
@@ -421,9 +485,26 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 		if (r < 0)
 			goto fail;
 	}
+	r = tls_ktls_probe();
+	t->ktls = r == 0;
+	if (t->ktls)
+		log_info("tls",
+			 "kTLS: on (the kernel has the tls ULP; OpenSSL %s hands it "
+			 "the record layer where the cipher allows)",
+			 OpenSSL_version(OPENSSL_VERSION_STRING));
+	else
+		log_info("tls",
+			 "kTLS: off, records are encrypted in user space (the kernel's "
+			 "tls ULP: %s)",
+			 strerror(-r));
 	r = tls_load_and_swap(t, err, errlen);
 	if (r < 0)
 		goto fail;
+	log_info("tls", "key exchange: %s (OpenSSL %s)",
+		 t->kx_pq ? "X25519MLKEM768 (post-quantum hybrid) first, then X25519, P-256"
+			  : "X25519, P-256 and OpenSSL's other defaults; no X25519MLKEM768 "
+			    "before OpenSSL 3.5",
+		 OpenSSL_version(OPENSSL_VERSION_STRING));
 	free(keyname);
 	return t;
 nomem:

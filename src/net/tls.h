@@ -46,6 +46,18 @@ struct tls_opts {
  */
 typedef bool (*tls_acme_alpn_fn)(SSL *ssl, const char *sni, void *arg);
 
+/* Offer the hybrid post-quantum key exchange X25519MLKEM768 first, then
+ * the classical groups, when the OpenSSL in use (run time, not build time)
+ * knows it (3.5+). Returns 1 when it is offered, 0 when OpenSSL lacks it
+ * and the context keeps OpenSSL's default groups (the error queue is left
+ * clean). Any thread, on a context not yet shared. */
+int tls_set_kx_groups(SSL_CTX *ctx);
+
+/* Whether the kernel can take over the TLS record layer (kTLS): attaches
+ * the "tls" ULP to a throwaway loopback TCP connection. Returns 0 when it
+ * can, else -errno (ENOENT: no tls module). Main thread, at start. */
+int tls_ktls_probe(void);
+
 /* Build the TLS context: load (or, for an IP hostname with no files in
  * manual mode, generate) <certdir>/<keyname>.crt/.key, create the meta
  * cert, build the SSL_CTX. In letsencrypt mode missing files are not an

@@ -101,6 +101,7 @@ static int worker_add_conn(struct worker *w, struct conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
+	atomic_fetch_add_explicit(&w->load, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -115,6 +116,7 @@ static void worker_remove_conn(struct worker *w, struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->nconns--;
+	atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
 }
 
 struct conn *worker_find(struct worker *w, uint64_t id)
@@ -374,6 +376,66 @@ static void worker_drain_inbox(struct worker *w)
 
 /* ---- accept ---- */
 
+/* A connection accepted by one worker for another to adopt. */
+struct worker_handoff {
+	int fd;
+	bool port80;
+	socklen_t sl;
+	struct sockaddr_storage ss;
+};
+
+static void worker_handoff_msg(struct worker *w, struct wmsg *m)
+{
+	struct worker_handoff h;
+
+	memcpy(&h, m->data, sizeof(h));
+	free(m);
+	atomic_fetch_sub_explicit(&w->load, 1, memory_order_relaxed);
+	if (w->shutting_down) {
+		close(h.fd);
+		return;
+	}
+	worker_adopt(w, h.fd, (struct sockaddr *)&h.ss, h.sl, h.port80);
+}
+
+/* The kernel spreads connections over the workers' SO_REUSEPORT sockets
+ * by a hash of their addresses, which for a few dozen busy clients can
+ * leave one worker with twice the other's: its clients then get half the
+ * relay rate (fairness 0.4-0.7 between pairs with two workers, issue 11).
+ * A worker holding more than another hands the new connection to the
+ * least loaded one, so counts differ by at most one. Returns true when
+ * handed off (the fd is no longer ours). */
+static bool worker_balance(struct worker *w, int fd, const struct sockaddr_storage *ss,
+			   socklen_t sl, bool port80)
+{
+	struct server *srv = w->srv;
+	uint32_t mine = atomic_load_explicit(&w->load, memory_order_relaxed), best = mine;
+	uint32_t target = w->idx;
+	struct worker_handoff h = { .fd = fd, .port80 = port80, .sl = sl };
+	struct wmsg *m;
+
+	for (uint32_t i = 0; i < srv->nworkers; i++) {
+		uint32_t l = atomic_load_explicit(&srv->workers[i]->load, memory_order_relaxed);
+
+		/* One at its handshake bound takes no more than it accepts. */
+		if (l < best &&
+		    !atomic_load_explicit(&srv->workers[i]->hs_full, memory_order_relaxed)) {
+			best = l;
+			target = i;
+		}
+	}
+	if (target == w->idx)
+		return false;
+	m = wmsg_new(worker_handoff_msg, 0, sizeof(h));
+	if (!m)
+		return false;
+	memcpy(&h.ss, ss, sl);
+	memcpy(m->data, &h, sizeof(h));
+	atomic_fetch_add_explicit(&srv->workers[target]->load, 1, memory_order_relaxed);
+	worker_send(w, target, m);
+	return true;
+}
+
 static void worker_tune_socket(struct worker *w, int fd)
 {
 	const struct config *cfg = w->srv->cfg;
@@ -448,6 +510,8 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 			return;
 		}
 		metrics_add(&w->metrics, METRIC_ACCEPTS, 1);
+		if (w->srv->nworkers > 1 && worker_balance(w, fd, &ss, sl, port80))
+			continue;
 		worker_adopt(w, fd, (struct sockaddr *)&ss, sl, port80);
 		if (w->hs_paused)
 			return;
@@ -483,6 +547,7 @@ struct conn *worker_adopt(struct worker *w, int fd, const struct sockaddr *sa, s
 	c->in_handshake = true;
 	if (++w->nhandshakes >= worker_max_handshakes(w) && !w->hs_paused) {
 		w->hs_paused = true;
+		atomic_store_explicit(&w->hs_full, true, memory_order_relaxed);
 		metrics_add(&w->metrics, METRIC_ACCEPT_PAUSES_HANDSHAKES, 1);
 		log_peer("worker", "%u connections in their handshake: pausing accepts",
 			 w->nhandshakes);
@@ -577,6 +642,7 @@ void worker_handshake_done(struct worker *w)
 	/* Resume with a quarter of the room free, not at every departure. */
 	if (w->hs_paused && w->nhandshakes <= max - max / 4 - (max > 1)) {
 		w->hs_paused = false;
+		atomic_store_explicit(&w->hs_full, false, memory_order_relaxed);
 		worker_listen_update(w);
 	}
 }

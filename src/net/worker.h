@@ -125,13 +125,17 @@ struct worker {
 
 	struct conn *conns; /* all connections of this worker */
 	uint32_t nconns;
-	struct hashtab ids;  /* id -> conn (struct worker_id_entry) */
-	struct conn *dirty;  /* connections with output queued */
-	struct conn *closed; /* closed, freed at the end of the turn */
-	struct conn *again;  /* connections with TLS records still buffered */
-	bool listening;	     /* the port-80 listener is in epoll */
-	bool listening_main; /* the main listener is in epoll */
-	bool accept_paused;  /* out of descriptors: retry at accept_resume_ms */
+	/* Connections it holds plus those handed to it and not yet adopted:
+	 * what other workers compare when they balance accepts. */
+	_Atomic uint32_t load;
+	_Atomic bool hs_full; /* hs_paused, for the same readers: hand it nothing */
+	struct hashtab ids;   /* id -> conn (struct worker_id_entry) */
+	struct conn *dirty;   /* connections with output queued */
+	struct conn *closed;  /* closed, freed at the end of the turn */
+	struct conn *again;   /* connections with TLS records still buffered */
+	bool listening;	      /* the port-80 listener is in epoll */
+	bool listening_main;  /* the main listener is in epoll */
+	bool accept_paused;   /* out of descriptors: retry at accept_resume_ms */
 	int64_t accept_resume_ms;
 	bool accept_throttled; /* srv->accept_limit: main listener off until ... */
 	int64_t accept_throttle_ms;

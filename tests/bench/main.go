@@ -14,6 +14,7 @@
 //	derpbench run FLAGS                 measure one server, write JSON
 //	derpbench report OURS.json GO.json  print the markdown comparison
 //	derpbench soak FLAGS                churn N clients for a long run (scripts/soak.sh)
+//	derpbench compare NAME=a.json,...   medians of several runs per server
 package main
 
 import (
@@ -43,6 +44,8 @@ func main() {
 		err = reportCmd(os.Args[2:])
 	case "soak":
 		err = soakCmd(os.Args[2:])
+	case "compare":
+		err = compareCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -53,6 +56,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: derpbench pki DIR | freeport tcp|udp | run FLAGS | report [-md FILE] OURS.json GO.json | soak FLAGS")
+	fmt.Fprintln(os.Stderr, "usage: derpbench pki DIR | freeport tcp|udp | run FLAGS | report [-md FILE] OURS.json GO.json | compare NAME=a.json,... NAME=... | soak FLAGS")
 	os.Exit(2)
 }

@@ -52,6 +52,15 @@ type config struct {
 	dialers   int // concurrent connection attempts in the memory phase
 	phases    map[string]bool
 	verbosity int
+
+	// The storm phase (storm.go).
+	storm        int           // clients
+	stormDialers int           // of which connecting at once
+	stormHold    time.Duration // idle time before the second RSS reading
+
+	// The loaded-latency phase (loadlat.go).
+	loadRate  int // packets/s, all pairs together
+	loadPairs int
 }
 
 type memResult struct {
@@ -126,6 +135,8 @@ type result struct {
 	Latency *latResult     `json:"latency,omitempty"`
 	Relay   []*relayResult `json:"relay,omitempty"`
 	STUN    *stunResult    `json:"stun,omitempty"`
+	Storm   *stormResult   `json:"storm,omitempty"`
+	LoadLat *loadLatResult `json:"loaded_latency,omitempty"`
 	Errors  []string       `json:"errors,omitempty"`
 }
 
@@ -148,7 +159,12 @@ func runCmd(args []string) error {
 	fs.DurationVar(&c.stunDur, "stun-duration", 3*time.Second, "duration of the STUN burst")
 	fs.IntVar(&c.stunWin, "stun-window", 32, "outstanding STUN requests")
 	fs.IntVar(&c.dialers, "dialers", 16, "concurrent connection attempts")
-	fs.StringVar(&phases, "phases", "mem,latency,relay,stun", "phases to run")
+	fs.IntVar(&c.storm, "storm", 5000, "clients of the storm phase")
+	fs.IntVar(&c.stormDialers, "storm-dialers", 1000, "storm clients connecting at once")
+	fs.DurationVar(&c.stormHold, "storm-hold", 30*time.Second, "storm: idle time before the second RSS reading")
+	fs.IntVar(&c.loadRate, "load-rate", 20000, "loaded latency: packets/s of 1300 B, all pairs together")
+	fs.IntVar(&c.loadPairs, "load-pairs", 10, "loaded latency: pairs carrying the load")
+	fs.StringVar(&phases, "phases", "mem,latency,loadlat,relay,stun", "phases to run (also: storm)")
 	fs.StringVar(&out, "out", "", "write the JSON result here")
 	fs.IntVar(&c.verbosity, "v", 1, "progress on stderr: 0 quiet, 1 phases")
 	fs.Parse(args)
@@ -202,10 +218,18 @@ func runCmd(args []string) error {
 			fail("latency", err)
 		}
 	}
+	if c.phases["loadlat"] && alive("before loaded latency") {
+		res.LoadLat, err = c.loadLatPhase()
+		if err != nil {
+			fail("loaded latency", err)
+		}
+	}
 	if c.phases["relay"] && alive("before relay") {
 		runs := []struct{ size, pairs, window int }{
 			{1300, c.pairs, 0},
 			{1300, c.pairs, relayWindow},
+			{100, c.pairs, 0},
+			{100, c.pairs, relayWindow},
 			{derp.MaxPacketSize, 1, 0},
 		}
 		for _, run := range runs {
@@ -219,6 +243,12 @@ func runCmd(args []string) error {
 				break
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	if c.phases["storm"] && alive("before storm") {
+		res.Storm, err = c.stormPhase()
+		if err != nil {
+			fail("storm", err)
 		}
 	}
 	if c.phases["stun"] && c.stunAddr != "" && alive("before stun") {

@@ -608,6 +608,38 @@ static void h_run_both(struct harness *h)
 	}
 }
 
+/* Accepts are balanced: every connection reaches worker 0's listener (as
+ * when the kernel's SO_REUSEPORT hash favours one socket), yet the two
+ * workers end up holding them evenly, worker 1 adopting the ones it is
+ * handed; closing them brings both loads back to zero. */
+static void test_accept_balanced(void **state)
+{
+	struct harness *h = *state;
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int cli[7];
+
+	assert_int_equal(getsockname(h->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+	for (int i = 0; i < 7; i++) {
+		cli[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(cli[i], (struct sockaddr *)&sa, sl), 0);
+	}
+	for (int i = 0; i < 8; i++)
+		assert_true(worker_turn(h->w, 0)); /* only worker 0 accepts */
+	h_run_both(h);
+	assert_int_equal(h->w->nconns + h->w2->nconns, 7);
+	assert_int_equal(h->w->nconns, 4);
+	assert_int_equal(h->w2->nconns, 3);
+	assert_int_equal(atomic_load(&h->w->load), 4);
+	assert_int_equal(atomic_load(&h->w2->load), 3);
+	for (int i = 0; i < 7; i++)
+		close(cli[i]);
+	h_run_both(h);
+	assert_int_equal(h->w->nconns + h->w2->nconns, 0);
+	assert_int_equal(atomic_load(&h->w->load), 0);
+	assert_int_equal(atomic_load(&h->w2->load), 0);
+}
+
 /* Connect and register p with a fresh key on worker w; drain its greeting. */
 /* A client on w saying json in its ClientInfo. */
 static void hp_open_info(struct harness *h, struct worker *w, struct hpeer *p, const char *json)
@@ -1614,6 +1646,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_handshake_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_info_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_balanced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_gone_directed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inbox_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_readers_bounded, setup, teardown),

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -992,6 +994,152 @@ static void test_reload_concurrent(void **state)
 	tls_ctx_free(t);
 }
 
+/* ---- key exchange groups, kTLS ---- */
+
+/* The group list setting succeeds on this OpenSSL: X25519MLKEM768 is
+ * offered exactly when the library in use is 3.5 or later, the error queue
+ * stays clean either way, and a handshake still agrees on a group (the
+ * hybrid one with a 3.5 client, else X25519). */
+static void test_kx_groups(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	struct tls_ctx *t;
+	SSL_CTX *plain = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *cctx = client_ctx(TLS1_3_VERSION, TLS1_3_VERSION);
+	bool has_pq = OpenSSL_version_num() >= 0x30500000L;
+	SSL *cli = NULL;
+
+	write_host_cert(f, "DNS:" HOST);
+	t = new_ctx(f, HOST, err, sizeof(err));
+	assert_non_null_msg(t, err);
+	assert_non_null(plain);
+	ERR_clear_error();
+	assert_int_equal(tls_set_kx_groups(plain), has_pq ? 1 : 0);
+	assert_int_equal(ERR_peek_error(), 0);
+	SSL_CTX_free(plain);
+
+	assert_int_equal(tls_set_kx_groups(cctx), has_pq ? 1 : 0);
+	assert_int_equal(connect_to(t, cctx, HOST, &cli), 0);
+	assert_string_equal(OBJ_nid2sn(SSL_get_negotiated_group(cli) & ~TLSEXT_nid_unknown),
+			    has_pq ? "X25519MLKEM768" : "X25519");
+	SSL_free(cli);
+	SSL_CTX_free(cctx);
+	tls_ctx_free(t);
+}
+
+/* A connected loopback TCP pair (kTLS attaches to TCP sockets only). */
+static void tcp_pair(int sv[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	sv[0] = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(sv[0], (struct sockaddr *)&a, sizeof(a)), 0);
+	sv[1] = accept(l, NULL, NULL);
+	assert_true(sv[1] >= 0);
+	close(l);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+}
+
+/* Move len bytes from one SSL to the other (both non-blocking). */
+static void pump(SSL *from, SSL *to, const char *msg, size_t len)
+{
+	char buf[256];
+	size_t n = 0, got = 0;
+
+	assert_true(len <= sizeof(buf));
+	assert_int_equal(SSL_write_ex(from, msg, len, &n), 1);
+	assert_int_equal(n, len);
+	for (int i = 0; i < 1000 && got < len; i++) {
+		size_t r = 0;
+
+		if (SSL_read_ex(to, buf + got, sizeof(buf) - got, &r) == 1)
+			got += r;
+		else
+			assert_int_equal(SSL_get_error(to, 0), SSL_ERROR_WANT_READ);
+		if (got < len) {
+			struct pollfd p = { .fd = SSL_get_fd(to), .events = POLLIN };
+
+			assert_true(poll(&p, 1, 5000) == 1); /* the next record */
+		}
+	}
+	assert_int_equal(got, len);
+	assert_memory_equal(buf, msg, len);
+}
+
+/* kTLS is asked for only where the kernel has the tls ULP, and the
+ * fallback is clean: with SSL_OP_ENABLE_KTLS set on a server where the
+ * kernel lacks it (this machine), the handshake and records in both
+ * directions work over real TCP, in user space. */
+static void test_ktls_fallback(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	int probe = tls_ktls_probe(), sv[2];
+	struct tls_ctx *t;
+	SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, TLS1_3_VERSION);
+	SSL *cli, *srv;
+	bool cdone = false, sdone = false;
+
+	assert_true(probe == 0 || probe == -ENOENT || probe == -EOPNOTSUPP || probe == -EPERM);
+	write_host_cert(f, "DNS:" HOST);
+	t = new_ctx(f, HOST, err, sizeof(err));
+	assert_non_null_msg(t, err);
+	srv = tls_ssl_new(t);
+	cli = SSL_new(cctx);
+	assert_non_null(srv);
+	assert_non_null(cli);
+	/* As the context does when the probe succeeds; here it may fail. */
+	SSL_set_options(srv, SSL_OP_ENABLE_KTLS);
+	SSL_set_options(cli, SSL_OP_ENABLE_KTLS);
+	assert_true(SSL_set_tlsext_host_name(cli, HOST));
+	tcp_pair(sv);
+	assert_true(SSL_set_fd(cli, sv[0]));
+	assert_true(SSL_set_fd(srv, sv[1]));
+	SSL_set_connect_state(cli);
+	SSL_set_accept_state(srv);
+	for (int i = 0; i < 2000 && !(cdone && sdone); i++) {
+		int r;
+
+		if (!cdone && (r = SSL_do_handshake(cli)) == 1)
+			cdone = true;
+		else if (!cdone)
+			assert_true(SSL_get_error(cli, r) == SSL_ERROR_WANT_READ ||
+				    SSL_get_error(cli, r) == SSL_ERROR_WANT_WRITE);
+		if (!sdone && (r = SSL_do_handshake(srv)) == 1)
+			sdone = true;
+		else if (!sdone)
+			assert_true(SSL_get_error(srv, r) == SSL_ERROR_WANT_READ ||
+				    SSL_get_error(srv, r) == SSL_ERROR_WANT_WRITE);
+		if (!(cdone && sdone)) {
+			struct pollfd p[2] = { { .fd = sv[0], .events = POLLIN },
+					       { .fd = sv[1], .events = POLLIN } };
+
+			assert_true(poll(p, 2, 5000) >= 1); /* the peer's next flight */
+		}
+	}
+	assert_true(cdone && sdone);
+	if (probe != 0) {
+		assert_int_equal(BIO_get_ktls_send(SSL_get_wbio(srv)), 0);
+		assert_int_equal(BIO_get_ktls_recv(SSL_get_rbio(srv)), 0);
+	}
+	pump(cli, srv, "client to server", 16);
+	pump(srv, cli, "server to client", 16);
+	SSL_free(cli);
+	SSL_free(srv);
+	close(sv[0]);
+	close(sv[1]);
+	SSL_CTX_free(cctx);
+	tls_ctx_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1007,6 +1155,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_acme_alpn_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kx_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ktls_fallback, setup, teardown),
 	};
 
 	for (int i = 0; i < 32; i++)
