@@ -98,10 +98,10 @@ func (d *daemon) rateClient(t *testing.T, name string) *rateClient {
 		}
 	}()
 	t.Cleanup(func() { hc.Close(); <-done })
-	// Connect returns once ServerInfo arrived, which both derpers send
-	// before the client is in their registry: a packet for it sent right
-	// away can meet "unknown destination" (seen: the first 9 of a burst
-	// dropped). One packet to itself proves it is registered.
+	// Connect returns once it has sent its ClientInfo, before the server
+	// has registered the client: a packet for it sent right away can meet
+	// "unknown destination" (seen: the first 9 of a burst dropped). One
+	// packet to itself proves it is registered.
 	if err := hc.Send(c.pub(), []byte("registered?")); err != nil {
 		t.Fatalf("%s: send to self: %v", name, err)
 	}
