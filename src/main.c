@@ -301,7 +301,7 @@ static struct mesh *setup_mesh(const struct config *cfg, struct server *srv, str
 }
 
 /* The exporter: its own listener if [metrics] listen is set, else the
- * main listener's routes (a page protocol in front of DERP). */
+ * main listener's routes (srv->page_proto answers them). */
 static void start_metrics(struct server *srv, struct derp_server *ds, int listen_fd)
 {
 	static const struct metrics_gauge gauges[6] = {
@@ -334,7 +334,7 @@ static void start_metrics(struct server *srv, struct derp_server *ds, int listen
 		log_fatal("metrics", "%s", err);
 	if (metrics_page_on_main()) {
 		srv->site.metrics_pages = true;
-		srv->proto = metrics_page_proto(srv->proto);
+		srv->page_proto = &metrics_page_proto;
 	}
 	metrics_page_set_clients(&derp_clients_proto);
 }

@@ -9,9 +9,9 @@
  * snapshots (under metrics_page_mu).
  * Invariants: no worker ever builds a page or touches /proc: workers copy
  * the snapshot (mutex held for a memcpy); the thread never takes a worker's
- * lock (metrics_sum is relaxed atomic loads). A page connection on the main
- * listener keeps this file's protocol until it closes and never reaches
- * DERP; every other upgrade switches c->proto to DERP before DERP starts.
+ * lock (metrics_sum is relaxed atomic loads). A page request on the main
+ * listener is handed to this file's protocol by net/ (srv->page_proto);
+ * it never reaches DERP, and DERP upgrades never come here.
  * /debug/clients/ on the listener of its own: the list lives on the
  * workers, and this thread must never wait for them (a busy relay is when
  * /metrics matters most). So the thread reads and checks the request as
@@ -73,13 +73,11 @@ static pthread_mutex_t metrics_page_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *metrics_page_snap[2];
 static size_t metrics_page_snap_len[2];
 
-static const struct conn_proto *metrics_page_inner;
 static const struct conn_proto *metrics_page_clients;
 /* The running workers, for handing /debug/clients/ over (own listener). */
 static pthread_mutex_t metrics_page_handoff_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct server *metrics_page_srv;
 static uint32_t metrics_page_next_worker;
-static struct conn_proto metrics_page_mux;
 
 /* Whether the peer address sa may read the pages (IPv4-mapped IPv6 is
  * checked as IPv4). Any thread, after metrics_page_start. */
@@ -472,11 +470,6 @@ static int page_start(struct conn *c, const struct http_result *res)
 	size_t len = 0;
 	int i;
 
-	if (res->page == HTTP_PAGE_NONE) {
-		/* DERP from here on, as if we had never been in front of it. */
-		c->proto = metrics_page_inner;
-		return metrics_page_inner->start(c, res);
-	}
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0 ||
 	    !metrics_page_allowed((struct sockaddr *)&ss, sl)) {
 		conn_queue_bytes(c, metrics_page_403, sizeof(metrics_page_403) - 1);
@@ -525,9 +518,11 @@ static long page_input(struct conn *c, const uint8_t *buf, size_t len)
 	return (long)len;
 }
 
+/* Whatever came: page_input drops it all. */
 static size_t page_need(const uint8_t *buf, size_t len)
 {
-	return metrics_page_inner->need(buf, len);
+	(void)buf;
+	return len ? len : 1;
 }
 
 static void page_shutdown(struct conn *c)
@@ -547,14 +542,11 @@ void metrics_page_set_workers(struct server *srv)
 	pthread_mutex_unlock(&metrics_page_handoff_mu);
 }
 
-const struct conn_proto *metrics_page_proto(const struct conn_proto *inner)
-{
-	metrics_page_inner = inner;
-	metrics_page_mux = (struct conn_proto){ .name = inner->name,
-						.max_pending = inner->max_pending,
-						.start = page_start,
-						.input = page_input,
-						.need = page_need,
-						.shutdown = page_shutdown };
-	return &metrics_page_mux;
-}
+const struct conn_proto metrics_page_proto = {
+	.name = "page",
+	.max_pending = 64 * 1024,
+	.start = page_start,
+	.input = page_input,
+	.need = page_need,
+	.shutdown = page_shutdown,
+};

@@ -9,10 +9,11 @@
  * listener it refreshes a snapshot of both pages every second, which
  * workers copy under a mutex held only for that copy or the pointer swap;
  * a listener of its own is served by the thread itself, built per request.
- * The main listener reaches the pages through metrics_page_proto, a
- * struct conn_proto that main puts in front of DERP: routing hands GET
- * /metrics and /debug/varz over as a "page" upgrade, because only the
- * connection knows the peer address the access check needs.
+ * The main listener reaches the pages through metrics_page_proto, the
+ * struct conn_proto main sets as srv->page_proto: routing hands GET
+ * /metrics, /debug/varz and /debug/clients/ over as a "page" upgrade,
+ * because only the connection knows the peer address the access check
+ * needs.
  */
 #ifndef DERPER_METRICS_PAGE_H
 #define DERPER_METRICS_PAGE_H
@@ -56,11 +57,10 @@ void metrics_page_stop(void);
  * After metrics_page_start. */
 bool metrics_page_on_main(void);
 
-/* The protocol for the main listener: answers page upgrades (403 for a
- * peer outside the allow list) and hands every other upgrade to inner,
- * which then owns the connection (c->proto becomes inner). The returned
- * struct is static; one inner per process. Main, before workers start. */
-const struct conn_proto *metrics_page_proto(const struct conn_proto *inner);
+/* The page protocol for the main listener (srv->page_proto): answers a
+ * page upgrade (403 for a peer outside the allow list); /debug/clients/
+ * goes on to the clients protocol (metrics_page_set_clients). */
+extern const struct conn_proto metrics_page_proto;
 
 /* The protocol that answers /debug/clients/ once the peer passed the
  * access check (DERP's derp_clients_proto): on the main listener c->proto

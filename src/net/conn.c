@@ -196,6 +196,16 @@ static long conn_http_input(struct conn *c, const uint8_t *buf, size_t len)
 		metrics_add(&c->w->metrics, METRIC_WEBSOCKET_ACCEPTS, 1);
 		break;
 	case HTTP_ACTION_UPGRADE:
+		if (res.page == HTTP_PAGE_NONE)
+			break;
+		/* A page request: the page protocol answers it, not the
+		 * listener's (DERP). Routing names pages only when it is set. */
+		if (!c->w->srv->page_proto) {
+			http_result_free(&res);
+			conn_close(c, "page without a page protocol");
+			return -1;
+		}
+		c->proto = c->w->srv->page_proto;
 		break;
 	}
 	/* The protocol queues its own 101 (or none, for a fast start). */

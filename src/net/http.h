@@ -135,8 +135,8 @@ struct http_result {
 	size_t resp_len;
 	bool close_after; /* close once resp is written (true for RESPOND) */
 	/* Set with HTTP_ACTION_UPGRADE (resp NULL) for a page request: the
-	 * listener's protocol (main wires metrics_page_proto in front of DERP)
-	 * answers it, knowing the peer. head: the request was HEAD. */
+	 * server's page protocol (srv->page_proto, the metrics pages) answers
+	 * it, knowing the peer. head: the request was HEAD. */
 	enum http_page page;
 	bool page_head;
 	/* The page request's query, "?..." as sent (NUL-terminated; "" when

@@ -31,6 +31,10 @@ struct server {
 	 * (DERP), and that protocol's server-wide state (opaque here). */
 	const struct conn_proto *proto;
 	void *proto_arg;
+	/* What a page request (http_result.page, the site's metrics_pages)
+	 * hands the connection to instead: the metrics pages, which need the
+	 * peer address routing does not have. NULL when no page is routed. */
+	const struct conn_proto *page_proto;
 
 	/* One socket per worker for each listener, bound with SO_REUSEPORT:
 	 * the kernel spreads connections and datagrams over the workers by
