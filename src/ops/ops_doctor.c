@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "admission/admission.h"
 #include "core/config.h"
 #include "geoip/nft.h"
 #include "net/tls.h"
@@ -349,6 +351,48 @@ static void check_geoip(const struct config *cfg)
 		     cfg->geoip_table, st.n4, st.n6);
 }
 
+/* -verify-clients asks tailscaled over its LocalAPI socket: it must be a
+ * socket that accepts a connection (tailscaled running). A webhook is not
+ * probed: doctor sends no admission request on a client's behalf. */
+static void check_verify(const struct config *cfg)
+{
+	const char *path =
+		*cfg->tailscaled_socket ? cfg->tailscaled_socket : ADMISSION_DEFAULT_SOCKET;
+	const char *fix = "start tailscaled on this host (systemctl enable --now tailscaled) or "
+			  "set [derp] tailscaled_socket (-socket) to its socket";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat sb;
+	int fd;
+
+	if (!cfg->verify_clients) {
+		if (*cfg->verify_client_url)
+			na("verify", "webhook admission: doctor sends no admission request");
+		else
+			na("verify", "client verification is off ([derp] verify_clients)");
+		return;
+	}
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fail("verify", "use a shorter socket path", "%s: path too long", path);
+		return;
+	}
+	if (stat(path, &sb) < 0) {
+		fail("verify", fix, "tailscaled socket %s: %s", path, strerror(errno));
+		return;
+	}
+	if (!S_ISSOCK(sb.st_mode)) {
+		fail("verify", fix, "%s is not a socket", path);
+		return;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		fail("verify", fix, "tailscaled socket %s: %s", path, strerror(errno));
+	else
+		pass("verify", "tailscaled answers on %s", path);
+	if (fd >= 0)
+		close(fd);
+}
+
 int ops_doctor_main(const struct config *cfg, int argc, char **argv)
 {
 	(void)argv;
@@ -365,8 +409,7 @@ int ops_doctor_main(const struct config *cfg, int argc, char **argv)
 	check_stun(cfg);
 	check_cert(cfg);
 	check_geoip(cfg);
-	/* [derp] verify_clients exists in the key table but is not supported yet. */
-	na("verify", "client verification (tailscaled socket) is not supported yet");
+	check_verify(cfg);
 	printf("%s\n", doctor_fails ? "doctor: some checks failed" : "doctor: all checks passed");
 	return doctor_fails ? 1 : 0;
 }

@@ -18,8 +18,9 @@ declare -A allowed=(
 	[mesh]="core net derp"
 	[metrics]="core net"
 	# derpmap and doctor look at every layer from outside, as a client
-	# would: the TLS files (net), STUN's codec (stun), the nftables table (geoip).
-	[ops]="core net stun geoip"
+	# would: the TLS files (net), STUN's codec (stun), the nftables table
+	# (geoip), tailscaled's default socket path (admission).
+	[ops]="core net stun geoip admission"
 )
 
 bad=0

@@ -5,7 +5,9 @@
 # a broken config as a FAIL line; derpmap prints JSON (checked with
 # python3's json module) whose node has the hostname, the ports, the IPv4 and
 # the CertName pin equal to the SHA-256 of the served self-signed leaf; and
-# every metric packaging/grafana/derper.json queries is served by /metrics.
+# every metric packaging/grafana/derper.json queries is served by /metrics;
+# with -verify-clients, doctor fails on a missing tailscaled socket and
+# passes on one that accepts.
 # Needs: DERPER_BIN, DERPER_SRC (ctest sets them), python3, openssl, curl
 # (scripts/deps.sh --test).
 set -u
@@ -69,6 +71,26 @@ for check in hostname "derp port" stun certificate; do
 	grep -q "^ok    $check " "$tmp/doc2" || fail "doctor: '$check' did not pass: $(cat "$tmp/doc2")"
 done
 grep -q '^n/a   verify ' "$tmp/doc2" || fail "doctor: no n/a line for client verification"
+
+# 2b. -verify-clients: the tailscaled socket must exist and accept (a real
+# unix socket a Python listener holds open stands in for tailscaled's).
+"$DERPER_BIN" -config "$tmp/derper.ini" -verify-clients -socket "$tmp/ts.sock" doctor \
+	>"$tmp/docv1" 2>&1 && fail "doctor passed without a tailscaled socket"
+grep -q "^FAIL  verify .*ts.sock: No such file" "$tmp/docv1" ||
+	fail "doctor: no FAIL verify line for a missing socket: $(cat "$tmp/docv1")"
+/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(8)
+time.sleep(60)' "$tmp/ts.sock" &
+lpid=$!
+for _ in $(seq 100); do [ -S "$tmp/ts.sock" ] && break; sleep 0.1; done
+"$DERPER_BIN" -config "$tmp/derper.ini" -verify-clients -socket "$tmp/ts.sock" doctor \
+	>"$tmp/docv2" 2>&1
+grep -q "^ok    verify .*tailscaled answers on $tmp/ts.sock" "$tmp/docv2" ||
+	fail "doctor: verify did not pass with a listening socket: $(cat "$tmp/docv2")"
+kill "$lpid" 2>/dev/null
+wait "$lpid" 2>/dev/null
 
 # 3. derpmap: valid JSON, the node as clients need it, the pin of the served leaf.
 "$DERPER_BIN" -config "$tmp/derper.ini" derpmap -region-id 901 -region-code lab \
