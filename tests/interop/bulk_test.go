@@ -8,15 +8,11 @@ package interop
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"testing"
 	"time"
 
 	"tailscale.com/derp"
-	"tailscale.com/derp/derphttp"
-	"tailscale.com/net/netmon"
 	"tailscale.com/types/key"
 )
 
@@ -36,17 +32,7 @@ func TestBulkRelay(t *testing.T) {
 	const count = 3000
 	a := d.connectHTTP(t, "A", key.NewNode())
 	bPriv := key.NewNode()
-	hc, err := derphttp.NewClient(bPriv, d.url(), logfFor(t, "B"), netmon.NewStatic())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc.TLSConfig = &tls.Config{RootCAs: pki.pool}
-	hc.SetURLDialer(d.dial)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hc.Connect(ctx); err != nil {
-		t.Fatalf("B: connect: %v", err)
-	}
+	hc := d.dialHTTP(t, "B", bPriv, nil)
 	t.Cleanup(func() { hc.Close() })
 
 	type result struct {

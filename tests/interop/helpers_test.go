@@ -659,9 +659,11 @@ func (d *daemon) connectHTTP(t *testing.T, name string, priv key.NodePrivate) *t
 	return d.connectHTTPWith(t, name, priv, nil)
 }
 
-// connectHTTPWith is connectHTTP with a hook to adjust the client before it
-// connects.
-func (d *daemon) connectHTTPWith(t *testing.T, name string, priv key.NodePrivate, adjust func(*derphttp.Client)) *testClient {
+// dialHTTP makes a derphttp client of priv for d (trusting the test PKI,
+// dialling d's port), lets adjust change it, and connects it. Connect
+// returns once ClientInfo is sent, not once the server registered it. The
+// caller closes it.
+func (d *daemon) dialHTTP(t *testing.T, name string, priv key.NodePrivate, adjust func(*derphttp.Client)) *derphttp.Client {
 	t.Helper()
 	hc, err := derphttp.NewClient(priv, d.url(), logfFor(t, name), netmon.NewStatic())
 	if err != nil {
@@ -677,6 +679,14 @@ func (d *daemon) connectHTTPWith(t *testing.T, name string, priv key.NodePrivate
 	if err := hc.Connect(ctx); err != nil {
 		t.Fatalf("%s: connect: %v", name, err)
 	}
+	return hc
+}
+
+// connectHTTPWith is connectHTTP with a hook to adjust the client before it
+// connects.
+func (d *daemon) connectHTTPWith(t *testing.T, name string, priv key.NodePrivate, adjust func(*derphttp.Client)) *testClient {
+	t.Helper()
+	hc := d.dialHTTP(t, name, priv, adjust)
 	c := newTestClient(t, name, priv, hc)
 	c.hc = hc
 	t.Cleanup(func() {

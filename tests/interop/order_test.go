@@ -10,9 +10,7 @@ package interop
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -21,7 +19,6 @@ import (
 
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
-	"tailscale.com/net/netmon"
 	"tailscale.com/types/key"
 )
 
@@ -173,17 +170,7 @@ func TestRelayOrderUnderLoad(t *testing.T) {
 // packets sent to it from now on are delivered).
 func (d *daemon) connectHTTPRecv(t *testing.T, name string, priv key.NodePrivate) *derphttp.Client {
 	t.Helper()
-	hc, err := derphttp.NewClient(priv, d.url(), logfFor(t, name), netmon.NewStatic())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc.TLSConfig = &tls.Config{RootCAs: pki.pool}
-	hc.SetURLDialer(d.dial)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hc.Connect(ctx); err != nil {
-		t.Fatalf("%s: connect: %v", name, err)
-	}
+	hc := d.dialHTTP(t, name, priv, nil)
 	t.Cleanup(func() { hc.Close() })
 	m, err := hc.Recv()
 	if err != nil {

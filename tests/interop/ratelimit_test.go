@@ -30,7 +30,6 @@ import (
 	"github.com/coder/websocket"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
-	"tailscale.com/net/netmon"
 	"tailscale.com/types/key"
 )
 
@@ -66,17 +65,7 @@ func (d *daemon) rateClient(t *testing.T, name string) *rateClient {
 	t.Helper()
 	c := &rateClient{t: t, name: name, priv: key.NewNode(),
 		n: map[key.NodePublic]int{}, last: map[key.NodePublic]time.Time{}}
-	hc, err := derphttp.NewClient(c.priv, d.url(), logfFor(t, name), netmon.NewStatic())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc.TLSConfig = &tls.Config{RootCAs: pki.pool}
-	hc.SetURLDialer(d.dial)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hc.Connect(ctx); err != nil {
-		t.Fatalf("%s: connect: %v", name, err)
-	}
+	hc := d.dialHTTP(t, name, c.priv, nil)
 	c.hc = hc
 	done := make(chan struct{})
 	go func() {
