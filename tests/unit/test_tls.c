@@ -1010,7 +1010,7 @@ static void test_kx_groups(void **state)
 	bool has_pq = OpenSSL_version_num() >= 0x30500000L;
 	SSL *cli = NULL;
 
-	write_host_cert(f, "DNS:" HOST);
+	X509_free(write_host_cert(f, "DNS:" HOST));
 	t = new_ctx(f, HOST, err, sizeof(err));
 	assert_non_null_msg(t, err);
 	assert_non_null(plain);
@@ -1089,7 +1089,7 @@ static void test_ktls_fallback(void **state)
 	bool cdone = false, sdone = false;
 
 	assert_true(probe == 0 || probe == -ENOENT || probe == -EOPNOTSUPP || probe == -EPERM);
-	write_host_cert(f, "DNS:" HOST);
+	X509_free(write_host_cert(f, "DNS:" HOST));
 	t = new_ctx(f, HOST, err, sizeof(err));
 	assert_non_null_msg(t, err);
 	srv = tls_ssl_new(t);
