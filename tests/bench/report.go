@@ -56,6 +56,22 @@ func latGet(f func(*latResult) float64) func(*result) (float64, bool) {
 	}
 }
 
+// stunGet reads a figure of the many-source (many) or the one-source STUN
+// phase; 0 (e.g. CPU time that could not be read) is no figure.
+func stunGet(many bool, f func(*stunResult) float64) func(*result) (float64, bool) {
+	return func(r *result) (float64, bool) {
+		x := r.STUN
+		if many {
+			x = r.STUNMany
+		}
+		if x == nil || x.Answered == 0 {
+			return 0, false
+		}
+		v := f(x)
+		return v, v > 0
+	}
+}
+
 func metrics(ours *result) []metric {
 	n := ours.Conns
 	if ours.Mem != nil && ours.Mem.Connected > 0 {
@@ -123,40 +139,15 @@ func metrics(ours *result) []metric {
 		{"latency: max (us)", "lower", "%.0f",
 			latGet(func(l *latResult) float64 { return l.MaxUs })},
 		{"STUN: requests answered per second, many source addresses [7]", "higher", "%.0f",
-			func(r *result) (float64, bool) {
-				if r.STUNMany == nil || r.STUNMany.Answered == 0 {
-					return 0, false
-				}
-				return r.STUNMany.PerSec, true
-			}},
+			stunGet(true, func(x *stunResult) float64 { return x.PerSec })},
 		{"STUN, many sources: server CPU per answer (us)", "lower", "%.2f",
-			func(r *result) (float64, bool) {
-				if r.STUNMany == nil || r.STUNMany.ServerUsPerAnsw == 0 {
-					return 0, false
-				}
-				return r.STUNMany.ServerUsPerAnsw, true
-			}},
+			stunGet(true, func(x *stunResult) float64 { return x.ServerUsPerAnsw })},
 		{"STUN, many sources: server CPU use (cores) [3]", "", "%.2f",
-			func(r *result) (float64, bool) {
-				if r.STUNMany == nil || r.STUNMany.Answered == 0 {
-					return 0, false
-				}
-				return r.STUNMany.ServerCores, true
-			}},
+			stunGet(true, func(x *stunResult) float64 { return x.ServerCores })},
 		{"STUN, many sources: load generator CPU use (cores) [3]", "", "%.2f",
-			func(r *result) (float64, bool) {
-				if r.STUNMany == nil || r.STUNMany.Answered == 0 {
-					return 0, false
-				}
-				return r.STUNMany.LoadgenCores, true
-			}},
+			stunGet(true, func(x *stunResult) float64 { return x.LoadgenCores })},
 		{"STUN: requests answered per second, one source address [4]", "higher", "%.0f",
-			func(r *result) (float64, bool) {
-				if r.STUN == nil || r.STUN.Answered == 0 {
-					return 0, false
-				}
-				return r.STUN.PerSec, true
-			}},
+			stunGet(false, func(x *stunResult) float64 { return x.PerSec })},
 	}
 }
 
