@@ -15,8 +15,8 @@
  * and a reply sent with plain sendto leaves from whatever address the
  * kernel's route lookup picks, which a client that sent to another of our
  * addresses (or a NAT tracking that flow) discards. So requests are read
- * with recvmsg and their IP_PKTINFO / IPV6_PKTINFO destination is given
- * back to sendmsg as the source (Tailscale v1.104 does the same).
+ * with recvmmsg and their IP_PKTINFO / IPV6_PKTINFO destination is given
+ * back to sendmmsg as the source (Tailscale v1.104 does the same).
  *
  * Batches: each readiness event reads up to STUN_SERVER_BATCH requests with
  * one recvmmsg and writes their answers with one sendmmsg, in the order
@@ -171,7 +171,7 @@ void stun_server_set_generic(bool on)
 }
 
 /* One batch: the requests read by one recvmmsg and their answers, written
- * by sendmmsg. On the worker's stack (~55 KiB). */
+ * by sendmmsg. On the worker's stack (60 KiB). */
 struct stun_batch {
 	struct mmsghdr in[STUN_SERVER_BATCH], out[STUN_SERVER_BATCH];
 	struct iovec in_iov[STUN_SERVER_BATCH], out_iov[STUN_SERVER_BATCH];
