@@ -42,6 +42,7 @@
  * STUN_SERVER_BATCH: one recvmmsg reads a batch, one sendmmsg answers it. */
 #define STUN_SERVER_PER_EVENT 64
 #define STUN_SERVER_BATCH     32
+#define STUN_RCVBUF	      (4 << 20) /* bytes asked for the socket's receive buffer */
 /* Per source address: a sustained rate and a burst. Generous, because a
  * campus NAT puts thousands of clients behind one address and netcheck
  * sends a few requests per client every 20-30 s (5,000 clients: ~600/s);
@@ -108,6 +109,11 @@ int stun_server_prepare(int fd)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
 		return -errno;
+	/* Room for bursts from many clients (a restart's netcheck wave): the
+	 * default receive buffer (208 KiB) holds ~250 requests; past it they
+	 * are dropped before we see them. Best effort: the kernel caps this
+	 * at net.core.rmem_max. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ STUN_RCVBUF }, sizeof(int));
 	/* On a dual-stack IPv6 socket IPv4 datagrams still report IP_PKTINFO. */
 	if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) < 0 && ss.ss_family == AF_INET)
 		return -errno;

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -190,6 +191,37 @@ static void test_no_local_addr(void **state)
 	assert_int_equal(stun_server_prepare(-1), -EBADF);
 }
 
+static long read_long(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	long v = -1;
+
+	assert_non_null(fp);
+	assert_int_equal(fscanf(fp, "%ld", &v), 1);
+	fclose(fp);
+	return v;
+}
+
+/* stun_server_prepare enlarges the socket's receive buffer (for bursts
+ * from many clients) as far as net.core.rmem_max lets it. */
+static void test_prepare_rcvbuf(void **state)
+{
+	struct fixture *f = *state;
+	int before = 0, after = 0;
+	socklen_t l = sizeof(int);
+	long rmem_max = read_long("/proc/sys/net/core/rmem_max");
+
+	assert_int_equal(getsockopt(f->udp_fd, SOL_SOCKET, SO_RCVBUF, &before, &l), 0);
+	assert_int_equal(stun_server_prepare(f->udp_fd), 0);
+	l = sizeof(int);
+	assert_int_equal(getsockopt(f->udp_fd, SOL_SOCKET, SO_RCVBUF, &after, &l), 0);
+	/* The kernel reports twice what it granted (its bookkeeping share). */
+	if (2 * rmem_max > before)
+		assert_true(after > before);
+	else
+		assert_true(after >= before);
+}
+
 /* The transaction id of a Tailscale answer (32 bytes: header, then
  * XOR-MAPPED-ADDRESS); -1 if it is not one. */
 static int answer_txid(const uint8_t *p, ssize_t n)
@@ -280,6 +312,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_per_source_bucket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_local_addr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batches_many_sources, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_rcvbuf, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
