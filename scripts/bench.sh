@@ -32,6 +32,9 @@
 #        GO_DERPER_BIN     use this Go derper v1.102.5 instead of building one
 #        GO104_DERPER_BIN  use this v1.104.6 server instead of building one
 #        BENCH_ONLY        comma list of implementations to run (ours,go104,go102)
+#        BENCH_PHASES      comma list of the load generator's phases to run
+#                          (mem,latency,loadlat,relay,stun,stun-many,storm;
+#                          default all), e.g. stun,stun-many for STUN alone
 #        LOAD_RATE         packets/s of 1300 B (10 pairs) under which the
 #                          loaded latency is measured (default 20000)
 #
@@ -194,12 +197,12 @@ server_bin() {
 	esac
 }
 
-# bench_one LABEL IMPL OUT.json [LOAD GENERATOR ARGS...]: start IMPL's server
-# on free loopback ports, run the load generator against it, stop it, check
-# how it ended.
+# bench_one LABEL IMPL OUT.json PHASES [LOAD GENERATOR ARGS...]: start IMPL's
+# server on free loopback ports, run the load generator's PHASES against it,
+# stop it, check how it ended.
 bench_one() {
-	local name=$1 impl=$2 out=$3
-	shift 3
+	local name=$1 impl=$2 out=$3 phases=$4
+	shift 4
 	local bin
 	bin=$(server_bin "$impl")
 	local -a sargs
@@ -238,7 +241,7 @@ bench_one() {
 	timeout 400 "${PIN_LOAD[@]}" "$BENCH" run -name "$impl" -bin "$bin" -addr "127.0.0.1:$port" \
 		-stun "127.0.0.1:$sport" -ca "$WORK/pki/ca.pem" -pid "$SERVER_PID" -clk-tck "$CLK_TCK" \
 		-conns "$CONNS" -idle "$IDLE" -pairs "$PAIRS" -duration "$DUR" -rtts "$RTTS" \
-		-stun-duration "$STUN_DUR" -storm "$STORM" -storm-hold "$STORM_HOLD" -load-rate "${LOAD_RATE:-20000}" -out "$out" "$@" &
+		-stun-duration "$STUN_DUR" -phases "$phases" -storm "$STORM" -storm-hold "$STORM_HOLD" -load-rate "${LOAD_RATE:-20000}" -out "$out" "$@" &
 	LOADGEN_PID=$!
 	wait "$LOADGEN_PID" || rc=$?
 	LOADGEN_PID=
@@ -289,15 +292,21 @@ echo "bench: pinning: $pinning"
 rm -rf "$BUILD/runs"
 mkdir -p "$BUILD/runs"
 declare -A files
+# The storm runs on a fresh server of its own, so its baseline is an unused
+# process; everything else in one server process per run.
+PHASES=${BENCH_PHASES:-mem,latency,loadlat,relay,stun,stun-many,storm}
+MAIN_PHASES=$(echo ",$PHASES," | sed 's/,storm,/,/g; s/^,//; s/,$//')
+STORM_PHASE=$(case ",$PHASES," in *,storm,*) echo storm ;; esac)
 for rep in $(seq "$RUNS"); do
 	for i in "${IMPLS[@]}"; do
-		bench_one "$i-$rep" "$i" "$BUILD/runs/$i-$rep.json"
+		[ -n "$MAIN_PHASES" ] || break
+		bench_one "$i-$rep" "$i" "$BUILD/runs/$i-$rep.json" "$MAIN_PHASES"
 		[ -s "$BUILD/runs/$i-$rep.json" ] && files[$i]+="${files[$i]:+,}$BUILD/runs/$i-$rep.json"
 		sleep 1
 	done
-	# The storm on a fresh server of its own, so its baseline is an unused process.
 	for i in "${IMPLS[@]}"; do
-		bench_one "$i-storm-$rep" "$i" "$BUILD/runs/$i-storm-$rep.json" -phases storm
+		[ -n "$STORM_PHASE" ] || break
+		bench_one "$i-storm-$rep" "$i" "$BUILD/runs/$i-storm-$rep.json" storm
 		[ -s "$BUILD/runs/$i-storm-$rep.json" ] && files[$i]+="${files[$i]:+,}$BUILD/runs/$i-storm-$rep.json"
 		sleep 1
 	done
@@ -313,8 +322,8 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 header="# derper benchmark: ours vs Tailscale's Go derper v1.104.6 and v1.102.5
 
 $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($cpu), $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg).
-Mode $([ "$quick" = 1 ] && echo quick || echo full): $RUNS run(s) of each case per implementation, alternated; $CONNS idle TLS connections (16 connecting at once), relay runs of $DUR, $RTTS latency round trips, STUN burst of $STUN_DUR, connect storm of $STORM clients (1000 connecting at once) held $STORM_HOLD.
-Pinning: $pinning.
+Mode $([ "$quick" = 1 ] && echo quick || echo full): $RUNS run(s) of each case per implementation, alternated; $CONNS idle TLS connections (16 connecting at once), relay runs of $DUR, $RTTS latency round trips, STUN bursts of $STUN_DUR (one source address; 128 sources with 2 requests in flight each), connect storm of $STORM clients (1000 connecting at once) held $STORM_HOLD.
+Phases: $PHASES. Pinning: $pinning.
 ours: \`$OURS\`. go104: \`$GO104\` (tailscale.com v1.104.6 derp/derpserver behind tests/bench/goderp104, go1.27.3, built locally only). go102: \`$GODERPER\` (tailscale.com v1.102.5 cmd/derper, $gover, built locally only).
 Clients: tailscale.com v1.102.5 derphttp and net/stun ($gover) in one load-generator process on the same machine,
 so the figures are relative: the servers share the machine with the clients (and with whatever else runs)."

@@ -15,8 +15,13 @@
  * and a reply sent with plain sendto leaves from whatever address the
  * kernel's route lookup picks, which a client that sent to another of our
  * addresses (or a NAT tracking that flow) discards. So requests are read
- * with recvmsg and their IP_PKTINFO / IPV6_PKTINFO destination is given
- * back to sendmsg as the source (Tailscale v1.104 does the same).
+ * with recvmmsg and their IP_PKTINFO / IPV6_PKTINFO destination is given
+ * back to sendmmsg as the source (Tailscale v1.104 does the same).
+ *
+ * Batches: each readiness event reads up to STUN_SERVER_BATCH requests with
+ * one recvmmsg and writes their answers with one sendmmsg, in the order
+ * the requests came; a request that is refused simply has no answer in the
+ * batch.
  */
 #include "stun/stun_server.h"
 
@@ -33,8 +38,11 @@
 #include "net/worker.h"
 #include "stun/stun.h"
 
-/* Datagrams answered per readiness event before yielding. */
+/* Datagrams read per readiness event before yielding, in batches of
+ * STUN_SERVER_BATCH: one recvmmsg reads a batch, one sendmmsg answers it. */
 #define STUN_SERVER_PER_EVENT 64
+#define STUN_SERVER_BATCH     32
+#define STUN_RCVBUF	      (4 << 20) /* bytes asked for the socket's receive buffer */
 /* Per source address: a sustained rate and a burst. Generous, because a
  * campus NAT puts thousands of clients behind one address and netcheck
  * sends a few requests per client every 20-30 s (5,000 clients: ~600/s);
@@ -101,6 +109,11 @@ int stun_server_prepare(int fd)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
 		return -errno;
+	/* Room for bursts from many clients (a restart's netcheck wave): the
+	 * default receive buffer (208 KiB) holds ~250 requests; past it they
+	 * are dropped before we see them. Best effort: the kernel caps this
+	 * at net.core.rmem_max. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ STUN_RCVBUF }, sizeof(int));
 	/* On a dual-stack IPv6 socket IPv4 datagrams still report IP_PKTINFO. */
 	if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) < 0 && ss.ss_family == AF_INET)
 		return -errno;
@@ -163,70 +176,124 @@ void stun_server_set_generic(bool on)
 	atomic_store(&stun_generic, on);
 }
 
-void stun_server_ready(struct worker *w, int fd)
+/* One batch: the requests read by one recvmmsg and their answers, written
+ * by sendmmsg. On the worker's stack (60 KiB). */
+struct stun_batch {
+	struct mmsghdr in[STUN_SERVER_BATCH], out[STUN_SERVER_BATCH];
+	struct iovec in_iov[STUN_SERVER_BATCH], out_iov[STUN_SERVER_BATCH];
+	struct sockaddr_storage from[STUN_SERVER_BATCH];
+	union stun_cmsg ctl_in[STUN_SERVER_BATCH], ctl_out[STUN_SERVER_BATCH];
+	uint8_t req[STUN_SERVER_BATCH][1500];
+	uint8_t resp[STUN_SERVER_BATCH][STUN_MAX_RESPONSE_LEN];
+	bool v4[STUN_SERVER_BATCH]; /* per answer: counted as IPv4 */
+};
+
+/* Check request i of b and build its answer as b->out[*nout]. */
+static void stun_answer_one(struct worker *w, struct stun_batch *b, unsigned i, bool generic,
+			    unsigned *nout)
 {
 	struct server *srv = w->srv;
-	bool generic = atomic_load_explicit(&stun_generic, memory_order_relaxed);
+	struct sockaddr_storage *ss = &b->from[i];
+	socklen_t sl = b->in[i].msg_hdr.msg_namelen;
+	size_t n = b->in[i].msg_len;
+	unsigned k = *nout;
+	uint8_t txid[12];
+	enum stun_kind kind;
+	ssize_t rl;
+	size_t ctl_len;
 
-	for (int i = 0; i < STUN_SERVER_PER_EVENT; i++) {
-		uint8_t in[1500], out[STUN_MAX_RESPONSE_LEN], txid[12];
-		struct sockaddr_storage ss;
-		union stun_cmsg ctl_in, ctl_out;
-		struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
-		struct msghdr mh = { .msg_name = &ss,
-				     .msg_namelen = sizeof(ss),
-				     .msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = ctl_in.buf,
-				     .msg_controllen = sizeof(ctl_in.buf) };
-		enum stun_kind kind;
-		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
-		socklen_t sl = mh.msg_namelen;
-		size_t ctl_len;
+	if (stun_parse_binding_request(b->req[i], n, generic, txid, &kind) < 0) {
+		metrics_add(&w->metrics, METRIC_STUN_NOT_STUN, 1);
+		return;
+	}
+	if (srv->allowed && !srv->allowed((struct sockaddr *)ss, sl)) {
+		metrics_add(&w->metrics, METRIC_STUN_REFUSED_ACCESS, 1);
+		return;
+	}
+	if (!stun_allow(w, ss)) {
+		metrics_add(&w->metrics, METRIC_STUN_RATE_LIMITED, 1);
+		return;
+	}
+	rl = stun_build_binding_response(b->resp[k], sizeof(b->resp[k]), txid,
+					 (struct sockaddr *)ss, kind);
+	if (rl < 0) {
+		metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
+		return;
+	}
+	if (kind == STUN_KIND_GENERIC && (size_t)rl > n) {
+		/* Answering would amplify: a padded request is answered. */
+		metrics_add(&w->metrics, METRIC_STUN_TOO_SMALL, 1);
+		return;
+	}
+	memset(&b->ctl_out[k], 0, sizeof(b->ctl_out[k]));
+	ctl_len = stun_reply_source(&b->in[i].msg_hdr, &b->ctl_out[k]);
+	if (!ctl_len)
+		metrics_add(&w->metrics, METRIC_STUN_NO_LOCAL_ADDR, 1);
+	b->out_iov[k] = (struct iovec){ .iov_base = b->resp[k], .iov_len = (size_t)rl };
+	b->out[k].msg_hdr = (struct msghdr){ .msg_name = ss,
+					     .msg_namelen = sl,
+					     .msg_iov = &b->out_iov[k],
+					     .msg_iovlen = 1,
+					     .msg_control = ctl_len ? b->ctl_out[k].buf : NULL,
+					     .msg_controllen = ctl_len };
+	b->v4[k] = ss->ss_family == AF_INET ||
+		   (ss->ss_family == AF_INET6 &&
+		    IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)ss)->sin6_addr));
+	*nout = k + 1;
+}
 
-		if (n < 0)
-			return;
-		if (stun_parse_binding_request(in, (size_t)n, generic, txid, &kind) < 0) {
-			metrics_add(&w->metrics, METRIC_STUN_NOT_STUN, 1);
-			continue;
-		}
-		if (srv->allowed && !srv->allowed((struct sockaddr *)&ss, sl)) {
-			metrics_add(&w->metrics, METRIC_STUN_REFUSED_ACCESS, 1);
-			continue;
-		}
-		if (!stun_allow(w, &ss)) {
-			metrics_add(&w->metrics, METRIC_STUN_RATE_LIMITED, 1);
-			continue;
-		}
-		ssize_t rl = stun_build_binding_response(out, sizeof(out), txid,
-							 (struct sockaddr *)&ss, kind);
+/* Write the answers b->out[0..n) with as few sendmmsg calls as the kernel
+ * allows; one that fails is counted and skipped. */
+static void stun_send_batch(struct worker *w, int fd, struct stun_batch *b, unsigned n)
+{
+	unsigned done = 0;
 
-		if (kind == STUN_KIND_GENERIC && rl > n) {
-			/* Answering would amplify: a padded request is answered. */
-			metrics_add(&w->metrics, METRIC_STUN_TOO_SMALL, 1);
-			continue;
-		}
-		memset(&ctl_out, 0, sizeof(ctl_out));
-		ctl_len = stun_reply_source(&mh, &ctl_out);
-		if (!ctl_len)
-			metrics_add(&w->metrics, METRIC_STUN_NO_LOCAL_ADDR, 1);
-		iov.iov_base = out;
-		iov.iov_len = rl < 0 ? 0 : (size_t)rl;
-		mh = (struct msghdr){ .msg_name = &ss,
-				      .msg_namelen = sl,
-				      .msg_iov = &iov,
-				      .msg_iovlen = 1,
-				      .msg_control = ctl_len ? ctl_out.buf : NULL,
-				      .msg_controllen = ctl_len };
-		if (rl < 0 || sendmsg(fd, &mh, MSG_DONTWAIT) < 0) {
+	while (done < n) {
+		int r = sendmmsg(fd, &b->out[done], n - done, MSG_DONTWAIT);
+
+		if (r <= 0) {
+			/* The first of the rest failed (EAGAIN: the socket
+			 * buffer is full; others: that destination). */
 			metrics_add(&w->metrics, METRIC_STUN_WRITE_ERRORS, 1);
+			done++;
 			continue;
 		}
-		metrics_add(&w->metrics, METRIC_STUN_SUCCESS, 1);
-		bool v4 = ss.ss_family == AF_INET ||
-			  (ss.ss_family == AF_INET6 &&
-			   IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+		for (unsigned k = done; k < done + (unsigned)r; k++) {
+			metrics_add(&w->metrics, METRIC_STUN_SUCCESS, 1);
+			metrics_add(&w->metrics, b->v4[k] ? METRIC_STUN_IPV4 : METRIC_STUN_IPV6, 1);
+		}
+		done += (unsigned)r;
+	}
+}
 
-		metrics_add(&w->metrics, v4 ? METRIC_STUN_IPV4 : METRIC_STUN_IPV6, 1);
+void stun_server_ready(struct worker *w, int fd)
+{
+	bool generic = atomic_load_explicit(&stun_generic, memory_order_relaxed);
+	struct stun_batch b;
+
+	for (int got = 0; got < STUN_SERVER_PER_EVENT;) {
+		unsigned nout = 0;
+		int n;
+
+		for (unsigned i = 0; i < STUN_SERVER_BATCH; i++) {
+			b.in_iov[i] =
+				(struct iovec){ .iov_base = b.req[i], .iov_len = sizeof(b.req[i]) };
+			b.in[i].msg_hdr =
+				(struct msghdr){ .msg_name = &b.from[i],
+						 .msg_namelen = sizeof(b.from[i]),
+						 .msg_iov = &b.in_iov[i],
+						 .msg_iovlen = 1,
+						 .msg_control = b.ctl_in[i].buf,
+						 .msg_controllen = sizeof(b.ctl_in[i].buf) };
+		}
+		n = recvmmsg(fd, b.in, STUN_SERVER_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		for (unsigned i = 0; i < (unsigned)n; i++)
+			stun_answer_one(w, &b, i, generic, &nout);
+		stun_send_batch(w, fd, &b, nout);
+		got += n;
+		if (n < STUN_SERVER_BATCH)
+			return; /* drained */
 	}
 }

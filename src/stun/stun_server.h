@@ -17,7 +17,8 @@ void stun_server_set_generic(bool on);
 /* Ask the kernel to report each datagram's destination address on the
  * STUN socket fd (IP_PKTINFO, and IPV6_RECVPKTINFO on an IPv6 socket), so
  * that answers leave from the address the request arrived on even on a
- * wildcard socket of a multi-homed host. Returns 0 or -errno (answers
+ * wildcard socket of a multi-homed host, and enlarge its receive buffer
+ * (up to net.core.rmem_max) for bursts. Returns 0 or -errno (answers
  * then use the kernel's choice of source). Main thread, before the
  * workers start. */
 int stun_server_prepare(int fd);

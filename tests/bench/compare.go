@@ -159,7 +159,7 @@ func compareCmd(args []string) error {
 		}
 		sb.WriteString("\n")
 	}
-	sb.WriteString("\nNotes [1]-[6] as in `derpbench report`: [1] handshakes are mostly client-bound; [2] senders outrunning receivers lose packets by design; [3] CPU seconds / wall seconds; [4] one UDP socket, bounded outstanding requests; [5] packets written to the server, relayed or dropped; [6] closed loop = the lossless relay rate.\n")
+	sb.WriteString("\nNotes [1]-[7] as in `derpbench report`: [1] handshakes are mostly client-bound; [2] senders outrunning receivers lose packets by design; [3] CPU seconds / wall seconds; [4] one UDP socket, bounded outstanding requests; [5] packets written to the server, relayed or dropped; [6] closed loop = the lossless relay rate; [7] many UDP sockets, each on its own loopback address, requests written and read in batches.\n")
 	for _, im := range impls {
 		fmt.Fprintf(&sb, "\n%s (%d result files):\n", im.name, len(im.runs))
 		seen := map[string]bool{}

@@ -2,7 +2,10 @@ module derper.test/bench
 
 go 1.26.6
 
-require tailscale.com v1.102.5
+require (
+	golang.org/x/net v0.56.0
+	tailscale.com v1.102.5
+)
 
 require (
 	github.com/coder/websocket v1.8.14 // indirect
@@ -17,7 +20,6 @@ require (
 	go4.org/netipx v0.0.0-20231129151722-fdeea329fbba // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/exp v0.0.0-20260410095643-746e56fc9e2f // indirect
-	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/time v0.15.0 // indirect

@@ -36,22 +36,25 @@ import (
 const relayWindow = 24
 
 type config struct {
-	name      string
-	addr      string // DERP TLS listener, 127.0.0.1:PORT
-	stunAddr  string
-	pool      *x509.CertPool
-	pid       int
-	clkTck    float64
-	conns     int
-	idle      time.Duration
-	pairs     int
-	dur       time.Duration
-	rtts      int
-	stunDur   time.Duration
-	stunWin   int
-	dialers   int // concurrent connection attempts in the memory phase
-	phases    map[string]bool
-	verbosity int
+	name     string
+	addr     string // DERP TLS listener, 127.0.0.1:PORT
+	stunAddr string
+	pool     *x509.CertPool
+	pid      int
+	clkTck   float64
+	conns    int
+	idle     time.Duration
+	pairs    int
+	dur      time.Duration
+	rtts     int
+	stunDur  time.Duration
+	stunWin  int
+	// The STUN phase from many source addresses (stunmany.go).
+	stunSources   int
+	stunSourceWin int
+	dialers       int // concurrent connection attempts in the memory phase
+	phases        map[string]bool
+	verbosity     int
 
 	// The storm phase (storm.go).
 	storm        int           // clients
@@ -117,27 +120,34 @@ type latResult struct {
 type stunResult struct {
 	Seconds  float64 `json:"seconds"`
 	Window   int     `json:"window"`
+	Sources  int     `json:"sources,omitempty"` // source addresses; 0 = one socket (the stun phase)
 	Sent     int64   `json:"sent"`
 	Answered int64   `json:"answered"`
 	Lost     int64   `json:"lost"`
 	Bad      int64   `json:"bad"`
 	PerSec   float64 `json:"per_sec"`
 	Mapped   string  `json:"mapped,omitempty"` // first XOR-MAPPED address, checked against ours
+	// stun-many only: CPU seconds / wall seconds of the server and of
+	// this process, and the server's CPU per answer.
+	ServerCores     float64 `json:"server_cores,omitempty"`
+	LoadgenCores    float64 `json:"loadgen_cores,omitempty"`
+	ServerUsPerAnsw float64 `json:"server_us_per_answer,omitempty"`
 }
 
 type result struct {
-	Server  string         `json:"server"`
-	Binary  string         `json:"binary"`
-	Conns   int            `json:"conns"`
-	Pairs   int            `json:"pairs"`
-	Seconds float64        `json:"seconds"`
-	Mem     *memResult     `json:"mem,omitempty"`
-	Latency *latResult     `json:"latency,omitempty"`
-	Relay   []*relayResult `json:"relay,omitempty"`
-	STUN    *stunResult    `json:"stun,omitempty"`
-	Storm   *stormResult   `json:"storm,omitempty"`
-	LoadLat *loadLatResult `json:"loaded_latency,omitempty"`
-	Errors  []string       `json:"errors,omitempty"`
+	Server   string         `json:"server"`
+	Binary   string         `json:"binary"`
+	Conns    int            `json:"conns"`
+	Pairs    int            `json:"pairs"`
+	Seconds  float64        `json:"seconds"`
+	Mem      *memResult     `json:"mem,omitempty"`
+	Latency  *latResult     `json:"latency,omitempty"`
+	Relay    []*relayResult `json:"relay,omitempty"`
+	STUN     *stunResult    `json:"stun,omitempty"`
+	STUNMany *stunResult    `json:"stun_many,omitempty"`
+	Storm    *stormResult   `json:"storm,omitempty"`
+	LoadLat  *loadLatResult `json:"loaded_latency,omitempty"`
+	Errors   []string       `json:"errors,omitempty"`
 }
 
 func runCmd(args []string) error {
@@ -158,13 +168,15 @@ func runCmd(args []string) error {
 	fs.IntVar(&c.rtts, "rtts", 2000, "round trips for the latency phase")
 	fs.DurationVar(&c.stunDur, "stun-duration", 3*time.Second, "duration of the STUN burst")
 	fs.IntVar(&c.stunWin, "stun-window", 32, "outstanding STUN requests")
+	fs.IntVar(&c.stunSources, "stun-sources", 128, "stun-many: source addresses (127.1.x.y), one socket each")
+	fs.IntVar(&c.stunSourceWin, "stun-source-window", 2, "stun-many: outstanding STUN requests per source")
 	fs.IntVar(&c.dialers, "dialers", 16, "concurrent connection attempts")
 	fs.IntVar(&c.storm, "storm", 5000, "clients of the storm phase")
 	fs.IntVar(&c.stormDialers, "storm-dialers", 1000, "storm clients connecting at once")
 	fs.DurationVar(&c.stormHold, "storm-hold", 30*time.Second, "storm: idle time before the second RSS reading")
 	fs.IntVar(&c.loadRate, "load-rate", 20000, "loaded latency: packets/s of 1300 B, all pairs together")
 	fs.IntVar(&c.loadPairs, "load-pairs", 10, "loaded latency: pairs carrying the load")
-	fs.StringVar(&phases, "phases", "mem,latency,loadlat,relay,stun", "phases to run (also: storm)")
+	fs.StringVar(&phases, "phases", "mem,latency,loadlat,relay,stun,stun-many", "phases to run (also: storm)")
 	fs.StringVar(&out, "out", "", "write the JSON result here")
 	fs.IntVar(&c.verbosity, "v", 1, "progress on stderr: 0 quiet, 1 phases")
 	fs.Parse(args)
@@ -255,6 +267,12 @@ func runCmd(args []string) error {
 		res.STUN, err = c.stunPhase()
 		if err != nil {
 			fail("stun", err)
+		}
+	}
+	if c.phases["stun-many"] && c.stunAddr != "" && alive("before stun-many") {
+		res.STUNMany, err = c.stunManyPhase()
+		if err != nil {
+			fail("stun-many", err)
 		}
 	}
 	alive("end")

@@ -2,8 +2,10 @@
  * test_stun_server.c - the STUN responder on a worker's UDP socket, over
  * real loopback datagrams: Tailscale's requests are answered as before, a
  * generic request smaller than its answer is not (no amplification), a
- * padded one is, and one source is held to its token bucket. The worker
- * loop runs single-threaded, turn by turn, from the test.
+ * padded one is, and one source is held to its token bucket; requests
+ * from many sources, read and answered in batches (recvmmsg/sendmmsg) with
+ * refused ones in between, each get their own answer. The worker loop runs
+ * single-threaded, turn by turn, from the test.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -188,12 +191,128 @@ static void test_no_local_addr(void **state)
 	assert_int_equal(stun_server_prepare(-1), -EBADF);
 }
 
+static long read_long(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	long v = -1;
+
+	assert_non_null(fp);
+	assert_int_equal(fscanf(fp, "%ld", &v), 1);
+	fclose(fp);
+	return v;
+}
+
+/* stun_server_prepare enlarges the socket's receive buffer (for bursts
+ * from many clients) as far as net.core.rmem_max lets it. */
+static void test_prepare_rcvbuf(void **state)
+{
+	struct fixture *f = *state;
+	int before = 0, after = 0;
+	socklen_t l = sizeof(int);
+	long rmem_max = read_long("/proc/sys/net/core/rmem_max");
+
+	assert_int_equal(getsockopt(f->udp_fd, SOL_SOCKET, SO_RCVBUF, &before, &l), 0);
+	assert_int_equal(stun_server_prepare(f->udp_fd), 0);
+	l = sizeof(int);
+	assert_int_equal(getsockopt(f->udp_fd, SOL_SOCKET, SO_RCVBUF, &after, &l), 0);
+	/* The kernel reports twice what it granted (its bookkeeping share). */
+	if (2 * rmem_max > before)
+		assert_true(after > before);
+	else
+		assert_true(after >= before);
+}
+
+/* The transaction id of a Tailscale answer (32 bytes: header, then
+ * XOR-MAPPED-ADDRESS); -1 if it is not one. */
+static int answer_txid(const uint8_t *p, ssize_t n)
+{
+	if (n != 32 || memcmp(p, "\x01\x01", 2) != 0)
+		return -1;
+	for (int i = 9; i < 20; i++)
+		if (p[i] != p[8])
+			return -1;
+	return p[8];
+}
+
+/* 8 sources on their own loopback addresses each send 12 requests (96 in
+ * all: more than one batch and more than one readiness event), every
+ * third source's third request being garbage and one source's last a
+ * too-small generic request. Each source must get exactly the answers to
+ * its own valid requests, with their transaction ids, in order. */
+static void test_batches_many_sources(void **state)
+{
+	enum {
+		SOURCES = 8,
+		PER = 12
+	};
+	struct fixture *f = *state;
+	int cli[SOURCES], want[SOURCES] = { 0 }, total = 0;
+	uint8_t req[40], bare[20], buf[256];
+
+	for (int s = 0; s < SOURCES; s++) {
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(0x7f020001 + (uint32_t)s) };
+
+		cli[s] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+		assert_true(cli[s] >= 0);
+		assert_int_equal(bind(cli[s], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	/* Interleaved: request r of every source, then r + 1. */
+	for (int r = 0; r < PER; r++) {
+		for (int s = 0; s < SOURCES; s++) {
+			const uint8_t *p = req;
+			size_t len = sizeof(req);
+
+			request(req, "tailnode", (uint8_t)(s * PER + r));
+			if (r == 2 && s % 3 == 0) {
+				memset(req, 0xee, sizeof(req)); /* not STUN */
+			} else if (r == PER - 1 && s == 5) {
+				request(req, "stunprob", 0); /* generic, 20 bytes: too small */
+				memcpy(bare, req, 20);
+				memcpy(bare, "\x00\x01\x00\x00", 4);
+				p = bare;
+				len = sizeof(bare);
+			} else {
+				want[s]++;
+			}
+			assert_int_equal(sendto(cli[s], p, len, 0, (struct sockaddr *)&f->dst,
+						sizeof(f->dst)),
+					 (ssize_t)len);
+		}
+	}
+	for (int i = 0; i < 8; i++)
+		assert_true(worker_turn(f->w, 0));
+	for (int s = 0; s < SOURCES; s++) {
+		int got = 0, last = -1;
+		ssize_t n;
+
+		while ((n = recv(cli[s], buf, sizeof(buf), 0)) > 0) {
+			int tx = answer_txid(buf, n);
+
+			assert_true(tx >= s * PER && tx < (s + 1) * PER);
+			assert_true(tx > last);
+			last = tx;
+			got++;
+		}
+		assert_int_equal(got, want[s]);
+		total += got;
+		close(cli[s]);
+	}
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_SUCCESS], total);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_IPV4], total);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_NOT_STUN], 3);
+	assert_int_equal(f->w->metrics.v[METRIC_STUN_TOO_SMALL], 1);
+	assert_int_equal(total, SOURCES * PER - 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_no_amplification, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_per_source_bucket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_local_addr, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batches_many_sources, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare_rcvbuf, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
