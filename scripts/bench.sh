@@ -37,6 +37,9 @@
 #                          default all), e.g. stun,stun-many for STUN alone
 #        LOAD_RATE         packets/s of 1300 B (10 pairs) under which the
 #                          loaded latency is measured (default 20000)
+#        BENCH_KX          x25519: the clients offer X25519 only, so every
+#                          server does the same key exchange (default: Go's
+#                          client defaults, X25519MLKEM768 first)
 #
 # Everything runs on 127.0.0.1 with free ports picked at run time; each
 # server runs alone (one after the other), is stopped with SIGTERM and killed
@@ -241,7 +244,7 @@ bench_one() {
 	timeout 400 "${PIN_LOAD[@]}" "$BENCH" run -name "$impl" -bin "$bin" -addr "127.0.0.1:$port" \
 		-stun "127.0.0.1:$sport" -ca "$WORK/pki/ca.pem" -pid "$SERVER_PID" -clk-tck "$CLK_TCK" \
 		-conns "$CONNS" -idle "$IDLE" -pairs "$PAIRS" -duration "$DUR" -rtts "$RTTS" \
-		-stun-duration "$STUN_DUR" -phases "$phases" -storm "$STORM" -storm-hold "$STORM_HOLD" -load-rate "${LOAD_RATE:-20000}" -out "$out" "$@" &
+		-stun-duration "$STUN_DUR" -phases "$phases" -storm "$STORM" -storm-hold "$STORM_HOLD" -load-rate "${LOAD_RATE:-20000}" -kx "${BENCH_KX:-}" -out "$out" "$@" &
 	LOADGEN_PID=$!
 	wait "$LOADGEN_PID" || rc=$?
 	LOADGEN_PID=

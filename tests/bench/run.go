@@ -53,8 +53,12 @@ type config struct {
 	stunSources   int
 	stunSourceWin int
 	dialers       int // concurrent connection attempts in the memory phase
-	phases        map[string]bool
-	verbosity     int
+	// Key exchange the clients offer: "" = Go's defaults (X25519MLKEM768
+	// first, which the Go servers pick and OpenSSL 3.0 lacks); "x25519" =
+	// X25519 only, so handshakes cost the same on every server.
+	kx        string
+	phases    map[string]bool
+	verbosity int
 
 	// The storm phase (storm.go).
 	storm        int           // clients
@@ -171,6 +175,7 @@ func runCmd(args []string) error {
 	fs.IntVar(&c.stunSources, "stun-sources", 128, "stun-many: source addresses (127.1.x.y), one socket each")
 	fs.IntVar(&c.stunSourceWin, "stun-source-window", 2, "stun-many: outstanding STUN requests per source")
 	fs.IntVar(&c.dialers, "dialers", 16, "concurrent connection attempts")
+	fs.StringVar(&c.kx, "kx", "", "key exchange the clients offer: \"\" (Go's defaults) or x25519")
 	fs.IntVar(&c.storm, "storm", 5000, "clients of the storm phase")
 	fs.IntVar(&c.stormDialers, "storm-dialers", 1000, "storm clients connecting at once")
 	fs.DurationVar(&c.stormHold, "storm-hold", 30*time.Second, "storm: idle time before the second RSS reading")
@@ -180,6 +185,9 @@ func runCmd(args []string) error {
 	fs.StringVar(&out, "out", "", "write the JSON result here")
 	fs.IntVar(&c.verbosity, "v", 1, "progress on stderr: 0 quiet, 1 phases")
 	fs.Parse(args)
+	if c.kx != "" && c.kx != "x25519" {
+		return fmt.Errorf("-kx %q: want \"\" or x25519", c.kx)
+	}
 	if c.addr == "" || c.pid == 0 || caFile == "" || out == "" {
 		return errors.New("-addr, -pid, -ca and -out are required")
 	}
@@ -319,6 +327,9 @@ func (c *config) dial() (*benchClient, error) {
 		return nil, err
 	}
 	hc.TLSConfig = &tls.Config{RootCAs: c.pool}
+	if c.kx == "x25519" {
+		hc.TLSConfig.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
 	hc.SetURLDialer(func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", c.addr)
