@@ -154,6 +154,19 @@ type result struct {
 	Errors   []string       `json:"errors,omitempty"`
 }
 
+// loadPool reads the PEM CA certificate that signed the servers' leaf.
+func loadPool(caFile string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", caFile)
+	}
+	return pool, nil
+}
+
 func runCmd(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	var c config
@@ -191,14 +204,11 @@ func runCmd(args []string) error {
 	if c.addr == "" || c.pid == 0 || caFile == "" || out == "" {
 		return errors.New("-addr, -pid, -ca and -out are required")
 	}
-	pem, err := os.ReadFile(caFile)
+	pool, err := loadPool(caFile)
 	if err != nil {
 		return err
 	}
-	c.pool = x509.NewCertPool()
-	if !c.pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s: no certificate", caFile)
-	}
+	c.pool = pool
 	c.phases = map[string]bool{}
 	for _, p := range splitComma(phases) {
 		c.phases[p] = true

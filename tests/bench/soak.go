@@ -123,14 +123,11 @@ func soakCmd(args []string) error {
 	if c.addr == "" || c.pid == 0 || caFile == "" || out == "" {
 		return errors.New("-addr, -pid, -ca and -out are required")
 	}
-	pem, err := os.ReadFile(caFile)
+	pool, err := loadPool(caFile)
 	if err != nil {
 		return err
 	}
-	c.pool = x509.NewCertPool()
-	if !c.pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s: no certificate", caFile)
-	}
+	c.pool = pool
 	if c.baseline > c.dur/2 {
 		c.baseline = c.dur / 2
 	}
