@@ -577,13 +577,11 @@ static int run(struct config *cfg, int argc, char **argv)
 	ds.ndisallow_app_names = cfg->disallow_app_names.n;
 	if (cfg->accept_conn_limit <= DBL_MAX) {
 		/* As the Go derper's rate.NewLimiter(limit, burst): starts full. */
-		srv.accept_limit = cfg->accept_conn_limit;
-		srv.accept_burst = (double)cfg->accept_conn_burst;
 		pthread_mutex_init(&srv.accept_lock, NULL);
-		tbucket_init(&srv.accept_bucket, srv.accept_limit, srv.accept_burst,
-			     clock_mono_ms());
+		tbucket_init(&srv.accept_bucket, cfg->accept_conn_limit,
+			     (double)cfg->accept_conn_burst, clock_mono_ms());
 		log_info("main", "accepting at most %g connections/s (burst %lld)",
-			 srv.accept_limit, (long long)cfg->accept_conn_burst);
+			 cfg->accept_conn_limit, (long long)cfg->accept_conn_burst);
 	}
 	if (*cfg->rate_config && apply_rate_config(&ds, cfg->rate_config) < 0)
 		log_fatal("derp", "cannot start without the rate config it names");

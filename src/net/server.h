@@ -67,10 +67,9 @@ struct server {
 	/* -accept-connection-limit/-burst: one bucket for the main listener
 	 * of every worker (the kernel spreads connections over them). A
 	 * worker that finds it empty takes its listener out of epoll until
-	 * a token is due, so the rest wait in the backlog. accept_limit 0 =
-	 * no limit. accept_bucket under accept_lock. */
-	double accept_limit;
-	double accept_burst;
+	 * a token is due, so the rest wait in the backlog. accept_bucket.rate
+	 * 0 = no limit (set before the workers start, never changed); the
+	 * rest of accept_bucket under accept_lock. */
 	struct tbucket accept_bucket;
 	pthread_mutex_t accept_lock;
 	struct worker **workers;

@@ -485,12 +485,12 @@ static void worker_accept(struct worker *w, int lfd, bool port80)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		if (!port80 && w->srv->accept_limit > 0 && !worker_accept_token(w))
+		if (!port80 && w->srv->accept_bucket.rate > 0 && !worker_accept_token(w))
 			return;
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (!port80 && w->srv->accept_limit > 0) {
+			if (!port80 && w->srv->accept_bucket.rate > 0) {
 				/* Nothing was waiting (another worker got it):
 				 * the token was not used. */
 				pthread_mutex_lock(&w->srv->accept_lock);

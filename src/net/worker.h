@@ -137,7 +137,7 @@ struct worker {
 	bool listening_main;  /* the main listener is in epoll */
 	bool accept_paused;   /* out of descriptors: retry at accept_resume_ms */
 	int64_t accept_resume_ms;
-	bool accept_throttled; /* srv->accept_limit: main listener off until ... */
+	bool accept_throttled; /* srv->accept_bucket: main listener off until ... */
 	int64_t accept_throttle_ms;
 	/* Connections whose reads resume at a time (conn_pause_reads_for): a
 	 * min-heap on conn->resume_ms, conn->timer_idx is 1 + the position. */
