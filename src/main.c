@@ -526,15 +526,19 @@ static void drop_privileges(const struct config *cfg)
 			check_writable(cfg->private_key_file, "[server] private_key_file",
 				       user.name);
 		if (config_serve_tls(cfg)) {
-			char crt[4096];
+			/* The file tls.c loads (tls_keyname: the hostname's
+			 * safe characters). ACME writes there, and so does a
+			 * self-signed IP certificate that does not exist yet. */
+			char *keyname = tls_keyname(cfg->hostname), *crt = NULL;
 
-			/* ACME writes there, and so does a self-signed IP
-			 * certificate that does not exist yet. */
-			snprintf(crt, sizeof(crt), "%s/%s.crt", cfg->certdir, cfg->hostname);
+			if (!keyname || asprintf(&crt, "%s/%s.crt", cfg->certdir, keyname) < 0)
+				log_fatal("main", "out of memory");
 			if (cfg->certmode == CONFIG_CERTMODE_LETSENCRYPT || access(crt, F_OK) < 0)
 				check_writable(cfg->certdir, "[tls] certdir", user.name);
 			else
 				check_writable(crt, "[tls] certificate", user.name);
+			free(crt);
+			free(keyname);
 		}
 	} else if (geteuid() == 0) {
 		log_warn("main", "running as root without capabilities; set [server] user "
