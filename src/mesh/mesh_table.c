@@ -182,12 +182,13 @@ void mesh_table_remove_peer(struct mesh_table *t, unsigned peer, mesh_gone_fn go
 
 int mesh_table_lookup(struct mesh_table *t, const uint8_t key[32], unsigned *peer)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
 	struct mesh_route *r;
+	uint64_t h;
 	int ret = 0;
 
 	if (atomic_load_explicit(&t->count, memory_order_relaxed) == 0)
-		return 0; /* the common case when the mesh is idle: no lock */
+		return 0; /* the common case when the mesh is idle: no hash, no lock */
+	h = hashtab_hash_keyed(key, 32);
 	pthread_rwlock_rdlock(&t->lock);
 	r = hashtab_find(&t->t, h, key);
 	if (r && r->npeers) {
@@ -200,10 +201,13 @@ int mesh_table_lookup(struct mesh_table *t, const uint8_t key[32], unsigned *pee
 
 int mesh_table_watch(struct mesh_table *t, const uint8_t key[32], const struct registry_conn *w)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
 	struct mesh_route *r;
+	uint64_t h;
 	int ret = 0;
 
+	if (atomic_load_explicit(&t->count, memory_order_relaxed) == 0)
+		return -ENOENT; /* no route at all: as a miss, without the lock */
+	h = hashtab_hash_keyed(key, 32);
 	pthread_rwlock_wrlock(&t->lock);
 	r = hashtab_find(&t->t, h, key);
 	if (!r) {
@@ -237,11 +241,12 @@ out:
 
 void mesh_table_unwatch(struct mesh_table *t, const uint8_t key[32], uint64_t client_id)
 {
-	uint64_t h = hashtab_hash_keyed(key, 32);
 	struct mesh_route *r;
+	uint64_t h;
 
 	if (atomic_load_explicit(&t->count, memory_order_relaxed) == 0)
 		return;
+	h = hashtab_hash_keyed(key, 32);
 	pthread_rwlock_wrlock(&t->lock);
 	r = hashtab_find(&t->t, h, key);
 	for (uint32_t i = 0; r && i < r->nw; i++) {
