@@ -67,7 +67,7 @@ static void check_peer_present(const uint8_t *p, size_t len)
 		return;
 	}
 	FUZZ_CHECK(len >= 32 && memcmp(pp.key, p, 32) == 0);
-	FUZZ_CHECK(pp.app_len <= DERP_APP_NAME_MAX);
+	FUZZ_CHECK(pp.app_len <= DERP_MAX_APP_NAME_LEN);
 	FUZZ_CHECK(strlen(pp.app) == pp.app_len || memchr(pp.app, 0, pp.app_len));
 }
 

@@ -118,8 +118,8 @@ size_t derp_frame_peer_present_app(uint8_t *out, const uint8_t key[32], const ui
 {
 	size_t n;
 
-	if (!app || app_len > DERP_APP_NAME_MAX)
-		app_len = app ? DERP_APP_NAME_MAX : 0;
+	if (!app || app_len > DERP_MAX_APP_NAME_LEN)
+		app_len = app ? DERP_MAX_APP_NAME_LEN : 0;
 	n = derp_frame_peer_present(out, key, ip16, port, flags);
 	out[n] = (uint8_t)app_len;
 	if (app_len)
@@ -163,8 +163,8 @@ int derp_peer_present_parse(const uint8_t *p, size_t len, struct derp_peer_prese
 
 		if (n > len - 1)
 			n = len - 1;
-		if (n > DERP_APP_NAME_MAX)
-			n = DERP_APP_NAME_MAX;
+		if (n > DERP_MAX_APP_NAME_LEN)
+			n = DERP_MAX_APP_NAME_LEN;
 		memcpy(out->app, p + 1, n);
 		out->app[n] = '\0';
 		out->app_len = (uint8_t)n;

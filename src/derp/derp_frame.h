@@ -69,11 +69,12 @@ enum derp_frame_type {
 #define DERP_FRAME_PEER_PRESENT_LEN	  (DERP_FRAME_HEADER_LEN + DERP_KEY_LEN + 16 + 2 + 1) /* 56 */
 /* ForwardPacket header + source and destination keys (the packet follows). */
 #define DERP_FRAME_FORWARD_HEADER_LEN (DERP_FRAME_HEADER_LEN + 2 * DERP_KEY_LEN) /* 69 */
-/* The longest AppName a PeerPresent carries (v1.104 refuses longer names). */
-#define DERP_APP_NAME_MAX 32
+/* Longest AppName a server accepts (derp.MaxAppNameLen), and so the longest
+ * a PeerPresent carries. */
+#define DERP_MAX_APP_NAME_LEN 32
 /* PeerPresent as v1.104 sends it: + 1 length byte + up to 32 AppName bytes. */
 #define DERP_FRAME_PEER_PRESENT_APP_MAX                                                            \
-	(DERP_FRAME_PEER_PRESENT_LEN + 1 + DERP_APP_NAME_MAX) /* 89 */
+	(DERP_FRAME_PEER_PRESENT_LEN + 1 + DERP_MAX_APP_NAME_LEN) /* 89 */
 
 /* Parse a frame header from buf[0..len). Returns DERP_FRAME_HEADER_LEN and
  * fills type/plen, or -EAGAIN when len < 5. No validation of type or length:
@@ -109,7 +110,7 @@ size_t derp_frame_peer_present(uint8_t *out, const uint8_t key[32], const uint8_
 			       uint16_t port, uint8_t flags);
 /* PeerPresent as v1.104 sends it to mesh watchers: the 51 bytes above, then
  * a length byte and the AppName (app_len 0: no name; cut to
- * DERP_APP_NAME_MAX). out holds DERP_FRAME_PEER_PRESENT_APP_MAX bytes.
+ * DERP_MAX_APP_NAME_LEN). out holds DERP_FRAME_PEER_PRESENT_APP_MAX bytes.
  * Returns the bytes written. */
 size_t derp_frame_peer_present_app(uint8_t *out, const uint8_t key[32], const uint8_t ip16[16],
 				   uint16_t port, uint8_t flags, const char *app, size_t app_len);
@@ -125,7 +126,7 @@ struct derp_peer_present {
 	uint16_t port;
 	uint8_t flags;
 	uint8_t app_len;
-	char app[DERP_APP_NAME_MAX + 1]; /* NUL-terminated, cut to 32 bytes */
+	char app[DERP_MAX_APP_NAME_LEN + 1]; /* NUL-terminated, cut to 32 bytes */
 };
 
 /* Parse a PeerPresent payload p[0..len). 0, or -EBADMSG when len < 32. */
@@ -154,9 +155,6 @@ struct derp_client_info {
 	 * the client; app_name above is then only for the log line). */
 	bool app_name_invalid;
 };
-
-/* Longest AppName a server accepts (derp.MaxAppNameLen). */
-#define DERP_MAX_APP_NAME_LEN 32
 
 /* True if name[0..len) is an acceptable ClientInfo AppName, as
  * derp.ValidAppName: at most DERP_MAX_APP_NAME_LEN bytes, each printable

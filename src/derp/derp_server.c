@@ -379,8 +379,8 @@ static int derp_handshake(struct conn *c, const uint8_t *p, uint32_t plen)
 	dc->can_ack_pings = ci.can_ack_pings;
 	dc->is_prober = ci.is_prober;
 	dc->version = ci.version;
-	/* Valid, so printable ASCII of at most 32 bytes: it fits. */
-	snprintf(dc->app_name, sizeof(dc->app_name), "%.32s", ci.app_name);
+	/* Valid, so printable ASCII that fits. */
+	snprintf(dc->app_name, sizeof(dc->app_name), "%.*s", DERP_MAX_APP_NAME_LEN, ci.app_name);
 	if (ds->admit && !dc->can_mesh) { /* mesh peers are trusted, as in the reference */
 		r = ds->admit(ds->admit_arg, w, c->id, dc->key, c->addr, derp_admit_msg);
 		if (r < 0) {

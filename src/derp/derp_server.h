@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/tbucket.h"
+#include "derp/derp_frame.h"
 #include "derp/keyset.h"
 #include "net/worker.h"
 
@@ -98,10 +99,10 @@ struct derp_conn {
 	bool can_ack_pings;
 	bool is_prober;
 	bool preferred;
-	bool not_ideal;	       /* the upgrade carried an Ideal-Node header */
-	int version;	       /* ClientInfo version */
-	int64_t registered_ms; /* w->now_ms (monotonic) at registration */
-	char app_name[32 + 1]; /* ClientInfo AppName (validated), "" if none */
+	bool not_ideal;				  /* the upgrade carried an Ideal-Node header */
+	int version;				  /* ClientInfo version */
+	int64_t registered_ms;			  /* w->now_ms (monotonic) at registration */
+	char app_name[DERP_MAX_APP_NAME_LEN + 1]; /* ClientInfo AppName (validated), "" if none */
 	/* For /debug/clients: packets (and their payload bytes) the client
 	 * sent, and those queued to it. */
 	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
