@@ -351,10 +351,7 @@ static void dbg_describe(FILE *f, const struct dbg_query *q)
 	if (q->all) {
 		fputs("all clients", f);
 	} else if (q->family) {
-		if (q->is_cidr)
-			iprange_cidr_format(q->family, q->addr, q->bits, text, sizeof(text));
-		else
-			inet_ntop(q->family, q->addr, text, sizeof(text));
+		dbg_filter_addr(q, text, sizeof(text));
 		fprintf(f, "clients from %s", text);
 	} else {
 		char hex[65];
@@ -688,12 +685,8 @@ static int dbg_start(struct conn *c, const struct http_result *res)
 		conn_close_after_flush(c);
 		return 0;
 	}
-	if (r == 0) {
-		char v[8];
-		ssize_t n = http_query_param(res->page_query, strlen(res->page_query), "format", 0,
-					     v, sizeof(v));
-
-		dbg_index(c, res->page_head, n > 0 && strcmp(v, "json") == 0);
+	if (r == 0) { /* no filter: the index (q.json is already parsed) */
+		dbg_index(c, res->page_head, q.json);
 		return 0;
 	}
 	p = calloc(1, sizeof(*p));

@@ -42,7 +42,6 @@ struct dbg_query {
 	bool is_cidr;
 	bool has_key;
 	uint8_t key[32];
-	bool has_apps; /* an app filter: the AppName must be one of apps */
 	uint8_t napps;
 	char apps[DBG_MAX_APPS][DERP_MAX_APP_NAME_LEN + 1];
 	uint8_t sort; /* enum dbg_sort */

@@ -343,7 +343,7 @@ bool derp_dbg_matches(const struct dbg_query *q, const struct dbg_row *r)
 	}
 	if (q->has_key && memcmp(r->key, q->key, 32) != 0)
 		return false;
-	if (q->has_apps) {
+	if (q->napps) {
 		for (unsigned i = 0; i < q->napps; i++)
 			if (strcmp(q->apps[i], r->app) == 0)
 				return true;
@@ -364,7 +364,7 @@ int derp_dbg_parse_query(const char *qs, struct dbg_query *q, char *why, size_t 
 	memset(q, 0, sizeof(*q));
 	q->limit = DBG_DEFAULT_LIMIT;
 	n = http_query_param(qs, ql, "format", 0, v, sizeof(v));
-	if (n >= 0 && n > 0 && strcmp(v, "json") != 0 && strcmp(v, "html") != 0) {
+	if (n > 0 && strcmp(v, "json") != 0 && strcmp(v, "html") != 0) {
 		snprintf(why, whylen, "bad format %.64s; want json or html", v);
 		return -EINVAL;
 	}
@@ -411,7 +411,6 @@ int derp_dbg_parse_query(const char *qs, struct dbg_query *q, char *why, size_t 
 				 DBG_MAX_APPS, DERP_MAX_APP_NAME_LEN);
 			return -EINVAL;
 		}
-		q->has_apps = true;
 		memcpy(q->apps[q->napps++], v, (size_t)n + 1);
 	}
 	if (primary > 1) {
@@ -419,7 +418,7 @@ int derp_dbg_parse_query(const char *qs, struct dbg_query *q, char *why, size_t 
 		return -EINVAL;
 	}
 	if (primary == 0) {
-		if (!q->has_apps)
+		if (!q->napps)
 			return 0;
 		q->all = true; /* an app filter alone applies to all connections */
 	}
