@@ -56,6 +56,9 @@
 
 /* Who is asked about: a node key from a source address. Zero-padded, so
  * it compares with memcmp. */
+/* At most this many expired verdicts dropped per sweep of a full cache. */
+#define ADM_SWEEP_MAX 4096
+
 struct adm_key {
 	uint8_t key[32];
 	char ip[ADMISSION_IP_LEN];
@@ -446,13 +449,20 @@ static void adm_cache_put(struct admission *a, const struct adm_key *k, bool all
 		return;
 	pthread_mutex_lock(&a->lock);
 	if (hashtab_count(&a->cache) >= ADMISSION_MAX_CACHE) {
-		/* Full: drop what expired; if nothing did, do not cache. */
-		while ((ce = hashtab_next(&a->cache, &pos))) {
-			if (ce->expires_ms <= now) {
-				hashtab_remove_entry(&a->cache, ce);
-				pos = 0;
-			}
+		/* Full: drop what expired (up to ADM_SWEEP_MAX, one pass, then
+		 * removed by key: removing invalidates the iteration, and a
+		 * rescan per removal held the workers' lock for O(n^2)); if
+		 * nothing did, do not cache. */
+		struct adm_key *gone = malloc(ADM_SWEEP_MAX * sizeof(*gone));
+		size_t n = 0;
+
+		while (gone && n < ADM_SWEEP_MAX && (ce = hashtab_next(&a->cache, &pos))) {
+			if (ce->expires_ms <= now)
+				gone[n++] = ce->k;
 		}
+		for (size_t i = 0; i < n; i++)
+			hashtab_remove(&a->cache, adm_hash_key(&gone[i]), &gone[i]);
+		free(gone);
 	}
 	if (hashtab_count(&a->cache) < ADMISSION_MAX_CACHE) {
 		ce = hashtab_insert(&a->cache, adm_hash_key(k), k, NULL);
