@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,7 +416,11 @@ int config_dump(const struct config *cfg, int fd)
 			free(buf);
 			return -ENOMEM;
 		}
-		if (row->secret && *text)
+		if (row->offset == offsetof(struct config, certmode) && !cfg->certmode_set)
+			/* The default, not a choice: set, it would serve TLS
+			 * off :443 (config_serve_tls), so it prints unset. */
+			fprintf(f, "; %s = %s (the default)\n", row->key, text);
+		else if (row->secret && *text)
 			fprintf(f, "%s = <redacted>\n", row->key);
 		else if (!*text)
 			fprintf(f, "%s =\n", row->key);
@@ -466,5 +471,10 @@ int config_reload_check(const struct config *old, const struct config *new_cfg,
 		config_reload_row(old, new_cfg, config_row_find("derp", "verify_clients"), errs);
 		config_reload_row(old, new_cfg, config_row_find("derp", "verify_client_url"), errs);
 	}
+	/* The same certmode text, given now and defaulted before (or the
+	 * other way round), can turn TLS on or off (config_serve_tls). */
+	if (config_serve_tls(old) != config_serve_tls(new_cfg))
+		config_err(errs, "[tls] certmode: TLS %s; restart derper to apply",
+			   config_serve_tls(new_cfg) ? "turned on" : "turned off");
 	return errs->n > nerr ? -EINVAL : 0;
 }

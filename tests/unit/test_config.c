@@ -1057,6 +1057,11 @@ static void test_dump_redacts_and_round_trips(void **state)
 	d2 = dump_to_string(&c2);
 	/* The header names the file read; compare from the first section on. */
 	assert_string_equal(strstr(d1, "\n["), strstr(d2, "\n["));
+	/* The default certmode is not a choice: it dumps commented out, so
+	 * the dump does not turn TLS on for a port other than 443. */
+	assert_false(c.certmode_set);
+	assert_non_null(strstr(d1, "\n; certmode = letsencrypt (the default)\n"));
+	assert_false(c2.certmode_set);
 	/* "= ;x" would read back as an inline comment: the dump quotes it. */
 	assert_non_null(strstr(d1, "\nhostname = \";d.example\"\"\n"));
 	assert_string_equal(c2.hostname, ";d.example\"");
@@ -1091,6 +1096,21 @@ static void test_reload_check(void **state)
 			     "apply"));
 	assert_true(errs_has(&e, "[tls] acme_eab_key: changed; restart derper to apply"));
 	assert_int_equal(e.n, 2);
+	config_free(&a);
+	config_free(&b);
+	config_errors_free(&e);
+
+	/* certmode = letsencrypt written out, where it was the default: the
+	 * text is the same, but TLS now serves off :443. */
+	assert_int_equal(config_defaults(&a), 0);
+	assert_int_equal(config_defaults(&b), 0);
+	free(a.listen);
+	a.listen = strdup(":8443");
+	free(b.listen);
+	b.listen = strdup(":8443");
+	b.certmode_set = true;
+	assert_int_equal(config_reload_check(&a, &b, &e), -EINVAL);
+	assert_true(errs_has(&e, "[tls] certmode: TLS turned on; restart derper to apply"));
 	config_free(&a);
 	config_free(&b);
 	config_errors_free(&e);
