@@ -4,6 +4,12 @@
  * wires them together (net/ gets DERP as its upgrade protocol, STUN as
  * its UDP handler and geo-IP as its access policy). Nothing includes it.
  *
+ * Why over 800 lines: the startup order below is a security property
+ * (every socket bound before the privileges go, no thread before the
+ * capability drop) and reload must mirror startup; both read best in one
+ * file. The socket helpers (open_socket*, bind_all) are the first to move
+ * to net/ if it grows.
+ *
  * Order: config (INI, then flags) -> one-shot actions (--check-config,
  * --dump-config, -version, geoip subcommands) -> sockets (every one the
  * daemon will ever listen on) -> the nftables helper (geo-IP enforce) ->

@@ -4,6 +4,11 @@
  * (-verify-client-url) whether a node key may use this relay, and the
  * verdict goes back to the client's worker as a struct wmsg.
  *
+ * Why over 800 lines: one state machine (queue, cache, tracked clients,
+ * rechecks) behind one lock, which a split would spread over files that
+ * all take it; the curl side (stage start, callbacks, answer parsing) is
+ * the cut if it grows.
+ *
  * Owns: the request queue, the verdict cache, the table of tracked
  * (admitted or waiting) connections, the curl handles, a counter block.
  *

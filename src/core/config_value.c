@@ -10,6 +10,10 @@
  * parse back). CIDRs are parsed, masked and printed by core/iprange.
  *
  * Threading: no state; any thread, one struct config at a time.
+ *
+ * Why over 800 lines: it is a table of small parse/format/free triples,
+ * one per value type, read by type name from config_keys.c; split, the
+ * types would lose their one place.
  */
 #include "core/config.h"
 

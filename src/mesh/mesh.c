@@ -1,6 +1,11 @@
 /*
  * mesh.c - outgoing mesh connections: one thread per -mesh-with peer.
  *
+ * Why over 800 lines: one peer thread's life (dial, TLS, upgrade,
+ * ClientInfo, WatchConns, the poll loop, backoff) is one sequence whose
+ * steps share the peer's state; the forward table is already apart
+ * (mesh_table.c).
+ *
  * Each thread dials its peer (TLS, verified like the reference's
  * derphttp client: the system trust store, SSL_CERT_FILE honoured, the
  * URL's host name), upgrades /derp, says ClientInfo with the mesh key
