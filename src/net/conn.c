@@ -696,13 +696,18 @@ void conn_pause_reads_for(struct conn *c, int64_t resume_ms)
 void conn_resume_reads(struct conn *c)
 {
 	struct worker *w = c->w;
+	int r;
 
 	worker_timer_cancel(w, c);
 	if (c->state == CONN_CLOSED || !c->reads_paused)
 		return;
 	c->reads_paused = false;
-	worker_epoll_update(w, c);
-	if (c->rlen && conn_process(c, c->rbuf, c->rlen) < 0)
+	/* The input kept while paused first: a rate-limited client usually
+	 * pauses again inside it, and then EPOLLIN never went back on (two
+	 * epoll_ctl saved per pause). */
+	r = c->rlen ? conn_process(c, c->rbuf, c->rlen) : 0;
+	worker_epoll_update(w, c); /* a no-op once closed */
+	if (r < 0)
 		return;
 	/* Records OpenSSL already holds raise no epoll event: revisit. */
 	if (c->state != CONN_CLOSED && !c->reads_paused && !c->on_again && c->ssl &&
