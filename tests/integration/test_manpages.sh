@@ -44,7 +44,8 @@ import re, sys
 dump, page5, keys_c, usage, page8 = sys.argv[1:]
 bad = []
 
-# Keys of --dump-config: "[section]" then "key = ...".
+# Keys of --dump-config: "[section]" then "key = ..." (or "; key = ... (the
+# default)" for certmode when it was not given: config_dump).
 table = []
 sec = None
 for line in open(dump):
@@ -52,7 +53,7 @@ for line in open(dump):
     if m:
         sec = m.group(1)
         continue
-    m = re.match(r'^(\w+) =', line)
+    m = re.match(r'^(?:; )?(\w+) =', line)
     if m and sec:
         table.append((sec, m.group(1)))
 if len(table) < 10:
