@@ -46,6 +46,7 @@
 
 #include "acme/acme_http01.h"
 #include "acme/acme_jws.h"
+#include "core/clock.h"
 #include "core/dnstxt.h"
 #include "core/log.h"
 
@@ -189,7 +190,8 @@ static int acme_dns_hook_run(struct acme_client *c, const char *verb, const char
 			       (char *)verb, (char *)name, (char *)value,    NULL };
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
-	struct timespec t0, now, nap = { 0, 50 * 1000 * 1000 };
+	struct timespec nap = { 0, 50 * 1000 * 1000 };
+	int64_t t0;
 	pid_t pid;
 	int st = 0, r;
 
@@ -211,7 +213,7 @@ static int acme_dns_hook_run(struct acme_client *c, const char *verb, const char
 		acme_fail(c, LOG_LVL_ERR, "dns_hook %s: cannot run: %s", verb, strerror(r));
 		return -r;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_ms();
 	for (;;) {
 		r = (int)waitpid(pid, &st, WNOHANG);
 		if (r == pid)
@@ -221,8 +223,8 @@ static int acme_dns_hook_run(struct acme_client *c, const char *verb, const char
 			acme_fail(c, LOG_LVL_ERR, "dns_hook %s: waitpid: %s", verb, strerror(-r));
 			return r;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (acme_stopping(c) || now.tv_sec - t0.tv_sec >= c->dns_hook_timeout_s) {
+		if (acme_stopping(c) ||
+		    clock_mono_ms() - t0 >= (int64_t)c->dns_hook_timeout_s * 1000) {
 			kill(-pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			if (acme_stopping(c))
@@ -303,19 +305,18 @@ out:
 
 static int acme_dns01_publish(struct acme_client *c, const char *name, const char *value)
 {
-	struct timespec t0, now;
+	int64_t t0;
 	int r = acme_dns_hook_run(c, "add", name, value);
 
 	if (r < 0 || c->dns_propagation_timeout_s <= 0)
 		return r;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_ms();
 	for (;;) {
 		if (acme_dns_txt_visible(c, name, value)) {
 			log_info("acme", "dns-01: TXT %s is visible", name);
 			return 0;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec >= c->dns_propagation_timeout_s) {
+		if (clock_mono_ms() - t0 >= (int64_t)c->dns_propagation_timeout_s * 1000) {
 			/* The CA may still see it (its resolvers are not ours). */
 			log_warn("acme",
 				 "dns-01: TXT %s not visible after %d s; asking the CA anyway",
