@@ -32,6 +32,7 @@
 #include "net/conn_int.h"
 #include "net/http.h"
 #include "net/server.h"
+#include "net/tlsrec.h"
 #include "net/worker_int.h"
 #include "net/ws.h"
 
@@ -109,6 +110,8 @@ void conn_free(struct conn *c)
 	conn_pktq_free(c, &c->high);
 	conn_pktq_free(c, &c->low);
 	wmsg_list_free(&c->ctrl);
+	if (c->rec)
+		tlsrec_close(c->rec, c->tls_fatal ? -1 : c->fd);
 	if (c->ssl) {
 		/* Best effort close_notify, never waiting for the peer's; not
 		 * allowed mid-handshake or after a fatal error. */
@@ -485,6 +488,19 @@ static void conn_tls_handshake(struct conn *c)
 	ERR_clear_error();
 	r = SSL_accept(c->ssl);
 	if (r == 1) {
+		const char *why;
+
+		/* Records go on in tlsrec where it can: an idle connection
+		 * then holds two AEAD contexts, not an SSL (tlsrec.h). */
+		c->rec = tlsrec_from_ssl(c->ssl, &why);
+		if (c->rec) {
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+		} else {
+			SSL_set_read_ahead(c->ssl, 1); /* tls_ssl_new turned it off */
+			log_debug("tls", "%016llx %s: records stay with OpenSSL: %s",
+				  (unsigned long long)c->id, c->addr, why);
+		}
 		c->state = CONN_HTTP;
 		c->hs_want_write = false;
 		worker_epoll_update(c->w, c);
@@ -515,8 +531,29 @@ static void conn_tls_handshake(struct conn *c)
 	}
 }
 
+/* TLS input that epoll will not report: opened or whole records held. */
+static bool conn_tls_pending(const struct conn *c)
+{
+	if (c->rec)
+		return tlsrec_has_pending(c->rec);
+	return c->ssl && SSL_has_pending(c->ssl);
+}
+
 long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 {
+	if (c->rec) {
+		long n = write ? tlsrec_write(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF)
+			       : tlsrec_read(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF);
+
+		if (!write && tlsrec_want_write(c->rec))
+			c->rd_want_write = true; /* a KeyUpdate answer waits */
+		if (tlsrec_error(c->rec) && !c->tls_fatal) {
+			c->tls_fatal = true;
+			log_peer("tls", "%016llx %s: %s", (unsigned long long)c->id, c->addr,
+				 tlsrec_error(c->rec));
+		}
+		return n;
+	}
 	if (c->ssl) {
 		size_t n = 0;
 		int r;
@@ -645,7 +682,7 @@ void conn_on_event(struct conn *c, uint32_t events)
 	/* Level-triggered epoll reports kernel data again, but not records
 	 * OpenSSL already holds: revisit those without sleeping. Only the
 	 * worker's again loop clears on_again, so the list never cycles. */
-	if (c->state != CONN_CLOSED && !c->on_again && c->ssl && SSL_has_pending(c->ssl)) {
+	if (c->state != CONN_CLOSED && !c->on_again && conn_tls_pending(c)) {
 		c->on_again = true;
 		c->again_next = w->again;
 		w->again = c;
@@ -710,8 +747,7 @@ void conn_resume_reads(struct conn *c)
 	if (r < 0)
 		return;
 	/* Records OpenSSL already holds raise no epoll event: revisit. */
-	if (c->state != CONN_CLOSED && !c->reads_paused && !c->on_again && c->ssl &&
-	    SSL_has_pending(c->ssl)) {
+	if (c->state != CONN_CLOSED && !c->reads_paused && !c->on_again && conn_tls_pending(c)) {
 		c->on_again = true;
 		c->again_next = w->again;
 		w->again = c;

@@ -92,13 +92,14 @@ struct conn {
 	void *proto_state;		/* owned by proto (released by proto->release) */
 	uint64_t id;
 	int fd;
-	SSL *ssl; /* NULL on plain HTTP */
+	SSL *ssl;	    /* the handshake, and records when rec is NULL */
+	struct tlsrec *rec; /* records after the handshake (tlsrec.h), or NULL */
 	enum conn_state state;
 	bool port80;	       /* accepted on the plain-HTTP port beside TLS */
 	bool dirty;	       /* on the to-flush list */
 	uint32_t epoll_events; /* interest currently registered */
 	bool hs_want_write;    /* the TLS handshake is waiting to write */
-	bool rd_want_write;    /* SSL_read must write first (a KeyUpdate answer) */
+	bool rd_want_write;    /* a read must write first (a KeyUpdate answer) */
 	bool read_eof;	       /* peer sent FIN; stop reading, finish writing */
 	bool tls_fatal;	       /* OpenSSL reported a fatal error: no close_notify */
 	bool close_after_flush;

@@ -44,6 +44,7 @@
 #include "core/addr.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "net/tlsrec.h"
 #include "net/tls_int.h"
 
 #define TLS_ACME_ALPN	"acme-tls/1"
@@ -343,6 +344,10 @@ static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, c
 	SSL_CTX_set_read_ahead(ctx, 1);
 	/* DERP clients never resume sessions: don't mint tickets for them. */
 	SSL_CTX_set_num_tickets(ctx, 0);
+	/* Without kTLS, tlsrec takes the records over after the handshake
+	 * (conn.c); it needs the traffic secrets. */
+	if (!t->ktls && !tlsrec_ctx_setup(ctx))
+		goto fail;
 	/* leaf + intermediates + meta cert, sent exactly in that order (an
 	 * explicit chain disables OpenSSL's chain building from a store).
 	 * No material: the certificate-less context of letsencrypt mode
@@ -494,7 +499,8 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 			 OpenSSL_version(OPENSSL_VERSION_STRING));
 	else
 		log_info("tls",
-			 "kTLS: off, records are encrypted in user space (the kernel's "
+			 "kTLS: off, TLS 1.3 records are sealed by derper's record layer "
+			 "after OpenSSL's handshake (the kernel's "
 			 "tls ULP: %s)",
 			 strerror(-r));
 	r = tls_load_and_swap(t, err, errlen);
@@ -529,6 +535,11 @@ SSL *tls_ssl_new(struct tls_ctx *t)
 	pthread_mutex_unlock(&t->cur_mu);
 	ssl = SSL_new(ctx);
 	SSL_CTX_free(ctx);
+	/* No read-ahead during the handshake, so that OpenSSL holds no
+	 * input past it when tlsrec takes over (conn.c turns it back on for
+	 * a connection that stays with OpenSSL). */
+	if (ssl && !t->ktls)
+		SSL_set_read_ahead(ssl, 0);
 	return ssl;
 }
 

@@ -775,6 +775,7 @@ struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->scratch = malloc(WORKER_SCRATCH);
 	w->wgather = malloc(WORKER_SCRATCH);
+	w->tlsbuf = malloc(WORKER_TLSBUF);
 	w->outbox = calloc(srv->nworkers, sizeof(*w->outbox));
 	w->outbox_bytes = calloc(srv->nworkers, sizeof(*w->outbox_bytes));
 	hashtab_init(&w->ids, sizeof(struct worker_id_entry), sizeof(uint64_t));
@@ -782,7 +783,7 @@ struct worker *worker_new(struct server *srv, uint32_t idx)
 	w->http80_fd = srv->http80_fds ? srv->http80_fds[idx] : -1;
 	w->udp_fd = srv->udp_fds ? srv->udp_fds[idx] : -1;
 	pthread_mutex_init(&w->inbox_lock, NULL);
-	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->outbox ||
+	if (w->epfd < 0 || w->evfd < 0 || !w->scratch || !w->wgather || !w->tlsbuf || !w->outbox ||
 	    !w->outbox_bytes)
 		goto fail;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_wake };
@@ -808,6 +809,7 @@ fail:
 		close(w->evfd);
 	free(w->scratch);
 	free(w->wgather);
+	free(w->tlsbuf);
 	free(w->outbox);
 	free(w->outbox_bytes);
 	free(w);
@@ -826,6 +828,7 @@ void worker_free(struct worker *w)
 	hashtab_deinit(&w->ids);
 	free(w->scratch);
 	free(w->wgather);
+	free(w->tlsbuf);
 	free(w->outbox);
 	free(w->outbox_bytes);
 	free(w->udp_state);

@@ -21,6 +21,7 @@
 
 #include "core/hashtab.h"
 #include "core/metrics.h"
+#include "net/tlsrec.h"
 
 struct conn;
 struct conn_proto;
@@ -93,6 +94,8 @@ static inline struct wmsg *wmsg_list_pop(struct wmsg_list *l)
 void wmsg_list_free(struct wmsg_list *l);
 
 #define WORKER_SCRATCH (256 * 1024)
+/* Ciphertext of one tlsrec call: a scratch of plaintext plus two records. */
+#define WORKER_TLSBUF (WORKER_SCRATCH + 2 * TLSREC_MAX_RECORD)
 
 /*
  * A worker. The fields in the first block may be read by the protocols
@@ -153,6 +156,7 @@ struct worker {
 	size_t qbytes;	  /* bytes of packets queued on all of its conns */
 	uint8_t *scratch; /* WORKER_SCRATCH bytes: reads land here */
 	uint8_t *wgather; /* WORKER_SCRATCH bytes: flushes gather here */
+	uint8_t *tlsbuf;  /* WORKER_TLSBUF bytes: tlsrec ciphertext, one call at a time */
 };
 
 /* Create srv->nworkers workers (listeners must already be open in srv)

@@ -1378,6 +1378,9 @@ struct htls {
 	char certdir[64];
 };
 
+/* The client's highest TLS version (0: OpenSSL's, 1.3). */
+static int h_tls_max_version;
+
 /* Serve TLS (a self-signed certificate for 127.0.0.1) and connect a TLS
  * client over a socketpair; the handshake runs between loop turns. */
 static void h_connect_tls(struct harness *h, struct htls *t)
@@ -1399,6 +1402,8 @@ static void h_connect_tls(struct harness *h, struct htls *t)
 	t->cctx = SSL_CTX_new(TLS_client_method());
 	assert_non_null(t->cctx);
 	SSL_CTX_set_verify(t->cctx, SSL_VERIFY_NONE, NULL);
+	if (h_tls_max_version)
+		assert_int_equal(SSL_CTX_set_max_proto_version(t->cctx, h_tls_max_version), 1);
 	t->cli = SSL_new(t->cctx);
 	SSL_set_fd(t->cli, h->peer);
 	SSL_set_connect_state(t->cli);
@@ -1472,11 +1477,28 @@ static void test_tls_random_splits(void **state)
 
 		h_connect_tls(h, &t);
 		h_tls_write_split(h, &t, sess, n, &s);
+		/* TLS 1.3: tlsrec has the records, the SSL is gone; 1.2
+		 * stays with OpenSSL (tlsrec.h). */
+		if (h_tls_max_version == TLS1_2_VERSION) {
+			assert_null(h->c->rec);
+			assert_non_null(h->c->ssl);
+		} else {
+			assert_non_null(h->c->rec);
+			assert_null(h->c->ssl);
+		}
 		h_tls_read(h, &t);
 		assert_int_equal(h_take_http(h), 101);
 		check_derp_answers(h);
 		h_tls_done(h, &t);
 	}
+}
+
+/* The same through a TLS 1.2 client, whose records OpenSSL keeps. */
+static void test_tls12_random_splits(void **state)
+{
+	h_tls_max_version = TLS1_2_VERSION;
+	test_tls_random_splits(state);
+	h_tls_max_version = 0;
 }
 
 /* A TLS 1.3 KeyUpdate (update requested) that arrives while the server's
@@ -1651,6 +1673,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inbox_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_readers_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_random_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls12_random_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_keyupdate_full_buffer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_pending_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_deny_revoke_cached, setup, teardown),

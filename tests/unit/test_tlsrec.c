@@ -1,0 +1,590 @@
+/*
+ * test_tlsrec.c - src/net/tlsrec.c against OpenSSL's own TLS 1.3 client:
+ * the handshake runs between two real SSLs over a non-blocking socketpair,
+ * then the server side is handed to tlsrec and the client keeps talking
+ * OpenSSL. Every cipher suite, KeyUpdate both ways (also into a full send
+ * buffer), partial writes from a moving buffer, reads smaller than a record,
+ * records cut into single bytes, and broken records, which must fail the
+ * connection with a reason and nothing else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "net/tlsrec.h"
+
+#define RXCAP (64 * 1024 + 2 * TLSREC_MAX_RECORD)
+
+static uint8_t rx[RXCAP], tx[RXCAP];
+
+struct pair {
+	SSL_CTX *sctx, *cctx;
+	SSL *cli;
+	struct tlsrec *rec;
+	int cfd, sfd; /* client's and server's ends */
+	int tap, inj; /* when cut: the client writes to tap, the test to inj */
+};
+
+static EVP_PKEY *key;
+static X509 *cert;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	key = EVP_EC_gen("P-256");
+	cert = X509_new();
+	if (!key || !cert)
+		return -1;
+	X509_set_version(cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+	X509_set_pubkey(cert, key);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"tlsrec.test", -1, -1, 0);
+	X509_set_issuer_name(cert, X509_get_subject_name(cert));
+	return X509_sign(cert, key, EVP_sha256()) > 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return 0;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+/* Handshake a client (suites: TLS 1.3 cipher suites or NULL; max: highest
+ * version) with a server whose context tlsrec is set up on (or not). The
+ * server SSL is left in *srv when tlsrec refuses it (why says why). */
+static void pair_open(struct pair *p, const char *suites, int max, bool setup, SSL **srv,
+		      const char **why)
+{
+	int sv[2], a = 0, b = 0;
+	SSL *s;
+
+	memset(p, 0, sizeof(*p));
+	p->tap = p->inj = -1;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	p->cfd = sv[0];
+	p->sfd = sv[1];
+	p->sctx = SSL_CTX_new(TLS_server_method());
+	p->cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(p->sctx);
+	assert_non_null(p->cctx);
+	assert_int_equal(SSL_CTX_use_certificate(p->sctx, cert), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(p->sctx, key), 1);
+	SSL_CTX_set_num_tickets(p->sctx, 0);
+	if (setup)
+		assert_int_equal(tlsrec_ctx_setup(p->sctx), 1);
+	if (suites)
+		assert_int_equal(SSL_CTX_set_ciphersuites(p->cctx, suites), 1);
+	if (max)
+		assert_int_equal(SSL_CTX_set_max_proto_version(p->cctx, max), 1);
+	p->cli = SSL_new(p->cctx);
+	s = SSL_new(p->sctx);
+	SSL_set_read_ahead(s, 0);
+	SSL_set_fd(p->cli, p->cfd);
+	SSL_set_fd(s, p->sfd);
+	SSL_set_connect_state(p->cli);
+	SSL_set_accept_state(s);
+	for (int i = 0; i < 20 && (a != 1 || b != 1); i++) {
+		if (a != 1)
+			a = SSL_do_handshake(p->cli);
+		if (b != 1)
+			b = SSL_do_handshake(s);
+	}
+	assert_int_equal(a, 1);
+	assert_int_equal(b, 1);
+	p->rec = tlsrec_from_ssl(s, why);
+	if (p->rec) {
+		SSL_free(s);
+		s = NULL;
+	}
+	if (srv)
+		*srv = s;
+	else
+		SSL_free(s);
+}
+
+static void pair_tls13(struct pair *p, const char *suites)
+{
+	const char *why = "?";
+
+	pair_open(p, suites, 0, true, NULL, &why);
+	if (!p->rec)
+		fail_msg("tlsrec refused the connection: %s", why);
+	assert_null(why);
+}
+
+static void pair_close(struct pair *p)
+{
+	tlsrec_close(p->rec, -1);
+	SSL_free(p->cli);
+	SSL_CTX_free(p->sctx);
+	SSL_CTX_free(p->cctx);
+	close(p->cfd);
+	close(p->sfd);
+	if (p->tap >= 0)
+		close(p->tap);
+	if (p->inj >= 0)
+		close(p->inj);
+}
+
+/* From here on the client's records go to p->tap, and the test moves them
+ * to the server by hand, through p->inj (the client's old end). */
+static void pair_cut(struct pair *p)
+{
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	SSL_set_fd(p->cli, sv[0]);
+	p->inj = p->cfd;
+	p->cfd = sv[0];
+	p->tap = sv[1];
+}
+
+/* The next chunk of what the client sent since pair_cut. */
+static size_t tap_take(struct pair *p, uint8_t *buf, size_t cap)
+{
+	ssize_t n = read(p->tap, buf, cap);
+
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
+static void inject(struct pair *p, const uint8_t *buf, size_t n)
+{
+	assert_int_equal(write(p->inj, buf, n), (ssize_t)n);
+}
+
+/* Read exactly n bytes into out through tlsrec, in reads of at most step. */
+static void srv_read(struct pair *p, uint8_t *out, size_t n, size_t step)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		long r = tlsrec_read(p->rec, p->sfd, out + got, n - got < step ? n - got : step, rx,
+				     sizeof(rx));
+
+		if (r == -EAGAIN)
+			fail_msg("server read stalled at %zu of %zu", got, n);
+		assert_true(r > 0);
+		got += (size_t)r;
+	}
+}
+
+/* The client reads what is there (up to cap), non-blocking. */
+static size_t cli_drain(struct pair *p, uint8_t *out, size_t cap)
+{
+	size_t got = 0;
+	int n;
+
+	while (got < cap && (n = SSL_read(p->cli, out + got, (int)(cap - got))) > 0)
+		got += (size_t)n;
+	return got;
+}
+
+/* The server writes all of data, the client reading as it goes; before
+ * each retry the tail moves to another buffer (the caller may do that). */
+static void srv_write_all(struct pair *p, const uint8_t *data, size_t n, uint8_t *got)
+{
+	static uint8_t moved[2][1 << 20];
+	size_t sent = 0, recvd = 0;
+	int flip = 0, stalls = 0;
+
+	assert_true(n <= sizeof(moved[0]));
+	while (sent < n) {
+		const uint8_t *src = data + sent;
+		long w;
+
+		memcpy(moved[flip], src, n - sent);
+		w = tlsrec_write(p->rec, p->sfd, moved[flip], n - sent, tx, sizeof(tx));
+		flip ^= 1;
+		if (w == -EAGAIN) {
+			size_t d = cli_drain(p, got + recvd, n - recvd);
+
+			recvd += d;
+			assert_true(d > 0 || ++stalls < 3);
+			continue;
+		}
+		assert_true(w > 0);
+		sent += (size_t)w;
+	}
+	while (recvd < n) {
+		size_t d = cli_drain(p, got + recvd, n - recvd);
+
+		if (!d) {
+			/* What is still in the record layer goes out. */
+			assert_int_equal(tlsrec_write(p->rec, p->sfd, data + n, 0, tx, sizeof(tx)),
+					 0);
+			d = cli_drain(p, got + recvd, n - recvd);
+			assert_true(d > 0);
+		}
+		recvd += d;
+	}
+	assert_memory_equal(got, data, n);
+}
+
+static void roundtrip(const char *suites)
+{
+	static uint8_t up[100000], down[300000], got[300000];
+	struct pair p;
+
+	pair_tls13(&p, suites);
+	fill(up, sizeof(up), 1);
+	fill(down, sizeof(down), 2);
+	for (size_t off = 0; off < sizeof(up); off += 25000) {
+		assert_int_equal(SSL_write(p.cli, up + off, 25000), 25000);
+		srv_read(&p, got, 25000, sizeof(got));
+		assert_memory_equal(got, up + off, 25000);
+	}
+	srv_write_all(&p, down, sizeof(down), got);
+	pair_close(&p);
+}
+
+static void test_aes128(void **state)
+{
+	(void)state;
+	roundtrip("TLS_AES_128_GCM_SHA256");
+}
+
+static void test_aes256(void **state)
+{
+	(void)state;
+	roundtrip("TLS_AES_256_GCM_SHA384");
+}
+
+static void test_chacha(void **state)
+{
+	(void)state;
+	roundtrip("TLS_CHACHA20_POLY1305_SHA256");
+}
+
+/* KeyUpdate from the client, asking for ours and not; both sides' later
+ * records still open. */
+static void test_key_update(void **state)
+{
+	uint8_t msg[64], got[64];
+	struct pair p;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	for (int round = 0; round < 4; round++) {
+		int type = round % 2 ? SSL_KEY_UPDATE_NOT_REQUESTED : SSL_KEY_UPDATE_REQUESTED;
+
+		fill(msg, sizeof(msg), (unsigned)round);
+		assert_int_equal(SSL_key_update(p.cli, type), 1);
+		assert_int_equal(SSL_write(p.cli, msg, sizeof(msg)), sizeof(msg));
+		srv_read(&p, got, sizeof(msg), sizeof(got));
+		assert_memory_equal(got, msg, sizeof(msg));
+		assert_false(tlsrec_want_write(p.rec)); /* the answer went out */
+		fill(msg, sizeof(msg), 100u + (unsigned)round);
+		srv_write_all(&p, msg, sizeof(msg), got);
+	}
+	pair_close(&p);
+}
+
+/* A KeyUpdate asking for ours while our send buffer is full: the answer
+ * waits (want_write), goes out before the next data, and the client opens
+ * everything that follows. */
+static void test_key_update_full_buffer(void **state)
+{
+	static uint8_t big[1 << 20], got[(1 << 20) + 64];
+	uint8_t msg[32], in[32];
+	size_t sent = 0, recvd = 0;
+	struct pair p;
+	long w;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	fill(big, sizeof(big), 7);
+	while ((w = tlsrec_write(p.rec, p.sfd, big + sent, sizeof(big) - sent, tx, sizeof(tx))) > 0)
+		sent += (size_t)w;
+	assert_int_equal(w, -EAGAIN);
+	fill(msg, sizeof(msg), 8);
+	assert_int_equal(SSL_key_update(p.cli, SSL_KEY_UPDATE_REQUESTED), 1);
+	assert_int_equal(SSL_write(p.cli, msg, sizeof(msg)), sizeof(msg));
+	srv_read(&p, in, sizeof(in), sizeof(in));
+	assert_memory_equal(in, msg, sizeof(msg));
+	/* Nothing fits: either a record is cut (its tail waits for the next
+	 * write) or the answer waits alone and asks for EPOLLOUT. */
+	while (sent < sizeof(big) || recvd < sizeof(big)) {
+		size_t d = cli_drain(&p, got + recvd, sizeof(big) - recvd);
+
+		recvd += d;
+		w = tlsrec_write(p.rec, p.sfd, big + sent, sizeof(big) - sent, tx, sizeof(tx));
+		if (w > 0)
+			sent += (size_t)w;
+		else
+			assert_true(w == -EAGAIN || (w == 0 && sent == sizeof(big)));
+		if (!d && w <= 0 && sent == sizeof(big) && recvd < sizeof(big))
+			assert_true(tlsrec_want_write(p.rec) || recvd < sizeof(big));
+	}
+	assert_memory_equal(got, big, sizeof(big));
+	/* And after it, under the new keys. */
+	fill(msg, sizeof(msg), 9);
+	srv_write_all(&p, msg, sizeof(msg), got);
+	pair_close(&p);
+}
+
+/* Reads smaller than a record: the rest is held, and said to be. */
+static void test_small_reads(void **state)
+{
+	static uint8_t msg[20000], got[20000];
+	struct pair p;
+	size_t off = 0;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	fill(msg, sizeof(msg), 3);
+	assert_int_equal(SSL_write(p.cli, msg, sizeof(msg)), sizeof(msg)); /* 16384 + 3616 */
+	while (off < sizeof(msg)) {
+		long r = tlsrec_read(p.rec, p.sfd, got + off, 7, rx, sizeof(rx));
+
+		assert_true(r > 0 && r <= 7);
+		off += (size_t)r;
+		/* Inside the first record the rest is held here (epoll would
+		 * not say); the second is partly still in the socket. */
+		if (off < 16384)
+			assert_true(tlsrec_has_pending(p.rec));
+	}
+	assert_false(tlsrec_has_pending(p.rec));
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, 7, rx, sizeof(rx)), -EAGAIN);
+	assert_memory_equal(got, msg, sizeof(msg));
+	pair_close(&p);
+}
+
+/* Two records in one read, the second bigger than the room left: it stays
+ * whole in the layer (has_pending) and comes with the next read. */
+static void test_record_left_for_next_read(void **state)
+{
+	uint8_t a[100], b[3000], got[3100];
+	struct pair p;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	fill(a, sizeof(a), 4);
+	fill(b, sizeof(b), 5);
+	assert_int_equal(SSL_write(p.cli, a, sizeof(a)), sizeof(a));
+	assert_int_equal(SSL_write(p.cli, b, sizeof(b)), sizeof(b));
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, 2000, rx, sizeof(rx)), sizeof(a));
+	assert_true(tlsrec_has_pending(p.rec));
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got + 100, 3000, rx, sizeof(rx)), sizeof(b));
+	assert_memory_equal(got, a, sizeof(a));
+	assert_memory_equal(got + 100, b, sizeof(b));
+	pair_close(&p);
+}
+
+/* Records arriving one byte at a time. */
+static void test_byte_by_byte(void **state)
+{
+	uint8_t msg[300], wire[2048], got[300];
+	struct pair p;
+	size_t n, off = 0;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	pair_cut(&p);
+	fill(msg, sizeof(msg), 6);
+	assert_int_equal(SSL_write(p.cli, msg, 150), 150);
+	assert_int_equal(SSL_write(p.cli, msg + 150, 150), 150);
+	n = tap_take(&p, wire, sizeof(wire));
+	for (size_t i = 0; i < n; i++) {
+		long r;
+
+		inject(&p, wire + i, 1);
+		r = tlsrec_read(p.rec, p.sfd, got + off, sizeof(got) - off, rx, sizeof(rx));
+		if (r == -EAGAIN)
+			continue;
+		assert_int_equal(r, 150); /* only when a record is complete */
+		off += (size_t)r;
+	}
+	assert_int_equal(off, sizeof(msg));
+	assert_memory_equal(got, msg, sizeof(msg));
+	pair_close(&p);
+}
+
+/* One broken record: -EIO with a reason, and every later call fails. */
+static void broken(void (*spoil)(uint8_t *wire, size_t n), const char *reason)
+{
+	uint8_t msg[64], wire[512], got[64];
+	struct pair p;
+	size_t n;
+
+	pair_tls13(&p, NULL);
+	pair_cut(&p);
+	fill(msg, sizeof(msg), 10);
+	assert_int_equal(SSL_write(p.cli, msg, sizeof(msg)), sizeof(msg));
+	n = tap_take(&p, wire, sizeof(wire));
+	spoil(wire, n);
+	inject(&p, wire, n);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, sizeof(got), rx, sizeof(rx)), -EIO);
+	assert_non_null(tlsrec_error(p.rec));
+	assert_non_null(strstr(tlsrec_error(p.rec), reason));
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, sizeof(got), rx, sizeof(rx)), -EIO);
+	assert_int_equal(tlsrec_write(p.rec, p.sfd, msg, sizeof(msg), tx, sizeof(tx)), -EPIPE);
+	pair_close(&p);
+}
+
+static void flip_body(uint8_t *w, size_t n)
+{
+	w[n / 2] ^= 1;
+}
+
+static void flip_tag(uint8_t *w, size_t n)
+{
+	w[n - 1] ^= 0x80;
+}
+
+static void type_handshake(uint8_t *w, size_t n)
+{
+	(void)n;
+	w[0] = 22;
+}
+
+static void too_long(uint8_t *w, size_t n)
+{
+	(void)n;
+	w[3] = 0x50; /* 20480 + ...: over 2^14 + 256 */
+}
+
+static void too_short(uint8_t *w, size_t n)
+{
+	(void)n;
+	w[3] = 0;
+	w[4] = 16; /* shorter than a tag and a content type */
+}
+
+static void test_broken_records(void **state)
+{
+	(void)state;
+	broken(flip_body, "authenticate");
+	broken(flip_tag, "authenticate");
+	broken(type_handshake, "record type");
+	broken(too_long, "record length");
+	broken(too_short, "record length");
+}
+
+/* A record that replays an earlier one (same bytes, the sequence has moved
+ * on) does not open. */
+static void test_replay(void **state)
+{
+	uint8_t msg[32], wire[512], got[32];
+	struct pair p;
+	size_t n;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	pair_cut(&p);
+	fill(msg, sizeof(msg), 11);
+	assert_int_equal(SSL_write(p.cli, msg, sizeof(msg)), sizeof(msg));
+	n = tap_take(&p, wire, sizeof(wire));
+	inject(&p, wire, n);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, sizeof(got), rx, sizeof(rx)), sizeof(msg));
+	inject(&p, wire, n);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, got, sizeof(got), rx, sizeof(rx)), -EIO);
+	assert_non_null(strstr(tlsrec_error(p.rec), "authenticate"));
+	pair_close(&p);
+}
+
+/* close_notify from the client ends the input; ours reaches the client. */
+static void test_close_notify(void **state)
+{
+	uint8_t buf[16];
+	struct pair p;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	assert_int_equal(SSL_write(p.cli, "bye", 3), 3);
+	assert_int_equal(SSL_shutdown(p.cli), 0); /* sent ours, theirs not yet seen */
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, buf, sizeof(buf), rx, sizeof(rx)), 3);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, buf, sizeof(buf), rx, sizeof(rx)), 0);
+	assert_null(tlsrec_error(p.rec));
+	tlsrec_close(p.rec, p.sfd);
+	p.rec = NULL;
+	assert_int_equal(SSL_read(p.cli, buf, sizeof(buf)), 0);
+	assert_int_equal(SSL_get_error(p.cli, 0), SSL_ERROR_ZERO_RETURN);
+	pair_close(&p);
+}
+
+/* A FIN without close_notify is the end too (DERP has its own frames). */
+static void test_fin(void **state)
+{
+	uint8_t buf[16];
+	struct pair p;
+
+	(void)state;
+	pair_tls13(&p, NULL);
+	assert_int_equal(shutdown(p.cfd, SHUT_WR), 0);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, buf, sizeof(buf), rx, sizeof(rx)), 0);
+	pair_close(&p);
+}
+
+/* What stays with OpenSSL: TLS 1.2, and a context tlsrec was not set up on;
+ * the SSL keeps working. */
+static void test_stays_with_openssl(void **state)
+{
+	const char *why = NULL;
+	uint8_t buf[8];
+	struct pair p;
+	SSL *s = NULL;
+
+	(void)state;
+	pair_open(&p, NULL, TLS1_2_VERSION, true, &s, &why);
+	assert_null(p.rec);
+	assert_string_equal(why, "not TLS 1.3");
+	assert_int_equal(SSL_write(p.cli, "hi", 2), 2);
+	assert_int_equal(SSL_read(s, buf, sizeof(buf)), 2);
+	SSL_free(s);
+	pair_close(&p);
+	pair_open(&p, NULL, 0, false, &s, &why);
+	assert_null(p.rec);
+	assert_string_equal(why, "no traffic secrets");
+	SSL_free(s);
+	pair_close(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_aes128),
+		cmocka_unit_test(test_aes256),
+		cmocka_unit_test(test_chacha),
+		cmocka_unit_test(test_key_update),
+		cmocka_unit_test(test_key_update_full_buffer),
+		cmocka_unit_test(test_small_reads),
+		cmocka_unit_test(test_record_left_for_next_read),
+		cmocka_unit_test(test_byte_by_byte),
+		cmocka_unit_test(test_broken_records),
+		cmocka_unit_test(test_replay),
+		cmocka_unit_test(test_close_notify),
+		cmocka_unit_test(test_fin),
+		cmocka_unit_test(test_stays_with_openssl),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
