@@ -238,6 +238,11 @@ seed("config", "quotes_comments.ini",
      "# comment\n[server] ; inline\nhostname = \"x\" ; trailing\nhome = \"https://e.net/a;b\"\n"
      "\n[tls]\nacme_eab_kid = \"kid\"\nacme_eab_key = secret\n")
 seed("config", "long_line.ini", "[server]\nhostname = " + "h" * 250 + "\n")
+# Regression: a value starting with ';' was dumped unquoted and read back
+# as a comment (found by fuzz_config).
+seed("config", "regress-dump-leading-semicolon.ini",
+     '# comment\n[server] ; inline\nhostname =;b"\n\n[tls]\nacme_eab_kid = "kid"\n'
+     'acme_eab_key = secret\n')
 
 # ------------------------------------------------------------------- keyfile
 PRIV = bytes(range(1, 33)).hex()
@@ -352,6 +357,39 @@ seed("nft_msg", "huge_count.bin", struct.pack(">IBBHI", 0x444E5131, 1, 1, 0, 8) 
 seed("nft_msg", "reply_ok.bin", struct.pack(">IiHH", 0x444E5231, 0, 0, 0))
 seed("nft_msg", "reply_err.bin", struct.pack(">IiHH", 0x444E5231, -1, 23, 0) +
      b"Operation not permitted")
+
+# tlsrec: scripts for fuzz_tlsrec.c (a suite byte, then ops: 0 client write
+# (2-byte size), 1 key update (1 byte: odd = requested), 2 forward caught
+# bytes (2-byte count), 3 forward with a bit flipped (2-byte count, 2-byte
+# position), 4 server read (3-byte size), 5 server write (2-byte size)).
+def tlsrec(suite, *ops):
+    out = bytes([suite])
+    for op in ops:
+        out += bytes([op[0]]) + b"".join(struct.pack(">H", v) if w == 2 else
+                                         struct.pack(">I", v)[1:] if w == 3 else bytes([v])
+                                         for w, v in op[1:])
+    return out
+
+
+W = lambda n: (0, (2, n - 1))
+FWD = lambda n: (2, (2, n - 1))
+RD = lambda n: (4, (3, n - 1))
+WR = lambda n: (5, (2, n - 1))
+for suite, name in ((0, "aes128"), (1, "aes256"), (2, "chacha")):
+    seed("tlsrec", "echo_%s.bin" % name, tlsrec(suite, W(1000), FWD(65535), RD(65535), WR(3000)))
+seed("tlsrec", "two_records_small_reads.bin",
+     tlsrec(0, W(20000), FWD(65535), RD(7), RD(100), RD(16384), RD(65535)))
+seed("tlsrec", "key_update_requested.bin",
+     tlsrec(0, W(100), (1, (1, 1)), W(100), FWD(65535), RD(65535), WR(100), RD(65535)))
+seed("tlsrec", "key_update_not_requested.bin",
+     tlsrec(2, (1, (1, 0)), W(300), FWD(65535), RD(65535), WR(200)))
+seed("tlsrec", "byte_chunks.bin",
+     tlsrec(0, W(64), *([FWD(1)] * 40 + [RD(65535)]) , FWD(65535), RD(65535)))
+seed("tlsrec", "bit_flip.bin",
+     tlsrec(0, W(64), (3, (2, 65534), (2, 40)), RD(65535), RD(65535), WR(10)))
+seed("tlsrec", "big_write_full_socket.bin",
+     tlsrec(1, *([WR(60000)] * 8), W(500), FWD(65535), RD(65535), *([WR(60000)] * 2)))
+
 
 for harness, seeds in sorted(corpora.items()):
     d = os.path.join(ROOT, harness)
