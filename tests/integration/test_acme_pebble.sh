@@ -63,21 +63,30 @@ if [ ! -x "$bin/pebble" ] || [ ! -x "$bin/pebble-challtestsrv" ]; then
 		github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv) ||
 		fail "cannot build pebble $ver (needs the Go module proxy or a warm module cache)"
 fi
+# Its test certificates come from the module source (a cached binary does not
+# mean a filled module cache).
+(cd "$moddir" && go mod download github.com/letsencrypt/pebble/v2) ||
+	fail "cannot download pebble $ver's module (needs the Go module proxy or a warm module cache)"
 pebsrc=$(cd "$moddir" && go list -m -f '{{.Dir}}' github.com/letsencrypt/pebble/v2)
 [ -f "$pebsrc/test/certs/pebble.minica.pem" ] || fail "pebble test certificates not found"
 
-# Re-run inside a fresh network namespace with loopback up.
+# Re-run inside a fresh network namespace with loopback up. Tailscale's DERP
+# client (tests/interop's module, tailscale.com pinned) is built first, out
+# here, for the same reason as pebble; the inner run owns and removes $tmp.
 if [ -z "${ACME_TEST_IN_NETNS:-}" ]; then
 	[ "$(id -u)" -eq 0 ] || fail "needs root (a network namespace, ports 80 and 443)"
-	exec unshare -n env ACME_TEST_IN_NETNS=1 DERPER_BIN="$DERPER_BIN" DERPER_SRC="$src" \
-		bash "$(realpath "$0")"
+	tmp=$(mktemp -d)
+	(cd "$src/tests/interop" && go build -o "$tmp/acmecheck" ./acmecheck) || {
+		rm -rf "$tmp"
+		fail "cannot build tests/interop/acmecheck (needs the Go module proxy or a warm module cache)"
+	}
+	exec unshare -n env ACME_TEST_IN_NETNS=1 ACME_TEST_TMP="$tmp" DERPER_BIN="$DERPER_BIN" \
+		DERPER_SRC="$src" bash "$(realpath "$0")"
 fi
 ip link set lo up
 
-tmp=$(mktemp -d)
-# Tailscale's DERP client (tests/interop's module, tailscale.com pinned).
-(cd "$src/tests/interop" && go build -o "$tmp/acmecheck" ./acmecheck) ||
-	fail "cannot build tests/interop/acmecheck (needs the Go module proxy or a warm module cache)"
+tmp=$ACME_TEST_TMP
+[ -x "$tmp/acmecheck" ] || fail "acmecheck was not built before entering the namespace"
 pids=()
 pebble_pid=
 cleanup() {
