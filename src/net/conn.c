@@ -545,8 +545,10 @@ long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 		long n = write ? tlsrec_write(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF)
 			       : tlsrec_read(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF);
 
-		if (!write && tlsrec_want_write(c->rec))
-			c->rd_want_write = true; /* a KeyUpdate answer waits */
+		/* A KeyUpdate answer waits for room: like OpenSSL's WANT_WRITE
+		 * on a read, only when the read brought nothing. */
+		if (!write && n == -EAGAIN && tlsrec_want_write(c->rec))
+			c->rd_want_write = true;
 		if (tlsrec_error(c->rec) && !c->tls_fatal) {
 			c->tls_fatal = true;
 			log_peer("tls", "%016llx %s: %s", (unsigned long long)c->id, c->addr,
@@ -617,6 +619,12 @@ void conn_on_event(struct conn *c, uint32_t events)
 			worker_mark_dirty(w, c);
 		if (c->state == CONN_CLOSED)
 			return;
+		worker_epoll_update(w, c);
+	}
+	if ((c->reads_paused || c->read_eof) && c->rd_want_write) {
+		/* No read will retry now: stop asking for EPOLLOUT (it would
+		 * fire forever); the next read or write sends what waits. */
+		c->rd_want_write = false;
 		worker_epoll_update(w, c);
 	}
 	if (c->reads_paused) {

@@ -14,9 +14,10 @@
  * reused); a record is opened at most once, in order; any failure is final
  * (r->why set, every later call fails) and the caller closes the
  * connection. Bounds: held ciphertext <= what one read asked for plus one
- * record, held plaintext <= one record, pending output <= one record plus
- * KeyUpdate answers (one per KeyUpdate received, 26 bytes each, at most as
- * many as fit in what one read takes in).
+ * record, held plaintext <= one record, pending output <= the tail of one
+ * record plus one KeyUpdate answer (RFC 8446 4.6.3: one answer covers any
+ * number of requests); at most TLSREC_MAX_NODATA records in a row without
+ * data, and one recv(2) per call that yields none.
  */
 #include "net/tlsrec.h"
 
@@ -39,6 +40,9 @@
 #define REC_MAX_CIPHER (REC_MAX_PLAIN + 256)
 #define REC_IV	       12
 #define MAX_SECRET     48
+/* Records in a row without data for the caller before the peer is cut off
+ * (OpenSSL allows 32 empty records). */
+#define TLSREC_MAX_NODATA 32
 
 enum {
 	CT_ALERT = 21,
@@ -80,6 +84,8 @@ struct tlsrec {
 	uint32_t out_off, out_len;
 	uint32_t out_plain; /* caller bytes out's first record carries, not yet counted */
 	bool eof;
+	bool ku_queued;	 /* out holds a KeyUpdate answer not yet sent */
+	uint8_t nodata;	 /* records in a row that gave the caller nothing */
 	const char *why; /* set once: the connection is dead */
 };
 
@@ -305,6 +311,8 @@ struct tlsrec *tlsrec_from_ssl(SSL *ssl, const char **why)
 		*why = "kTLS";
 	else if (SSL_has_pending(ssl))
 		*why = "OpenSSL holds input";
+	else if (SSL_get_num_tickets(ssl) != 0)
+		*why = "session tickets on"; /* they would be sealed under our key */
 	if (!*why && !s)
 		*why = "cipher suite";
 	if (*why) {
@@ -353,6 +361,7 @@ static long flush_out(struct tlsrec *r, int fd)
 	free(r->out);
 	r->out = NULL;
 	r->out_off = r->out_len = 0;
+	r->ku_queued = false;
 	return 0;
 }
 
@@ -375,29 +384,28 @@ static int out_append(struct tlsrec *r, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* The handshake messages of one record: only KeyUpdate may come now. */
-static int handshake_msgs(struct tlsrec *r, const uint8_t *p, size_t len)
+/* The handshake content of one record: only a KeyUpdate may come now, and
+ * alone, since it changes the key at the record's end (RFC 8446 5.1). */
+static int handshake_msg(struct tlsrec *r, const uint8_t *p, size_t len)
 {
 	static const uint8_t ku[5] = { HS_KEY_UPDATE, 0, 0, 1, 0 }; /* update_not_requested */
+	uint8_t rec[REC_HDR + sizeof(ku) + 1 + REC_TAG];
 
-	while (len) {
-		uint8_t rec[REC_HDR + sizeof(ku) + 1 + REC_TAG];
-
-		if (len < 5 || p[0] != HS_KEY_UPDATE || p[1] || p[2] || p[3] != 1)
-			return (int)fail(r, "unexpected handshake message after the handshake", -1);
-		if (p[4] > 1)
-			return (int)fail(r, "bad KeyUpdate", -1);
-		if (dir_update(r->s, &r->rd, false) < 0)
-			return (int)fail(r, "key schedule", -1);
-		if (p[4]) {
-			/* Answer under the current key, then move ours too. */
-			if (!seal(&r->wr, CT_HANDSHAKE, ku, sizeof(ku), rec) ||
-			    out_append(r, rec, sizeof(rec)) < 0 ||
-			    dir_update(r->s, &r->wr, true) < 0)
-				return (int)fail(r, "KeyUpdate answer", -1);
-		}
-		p += 5;
-		len -= 5;
+	if (len != 5 || p[0] != HS_KEY_UPDATE || p[1] || p[2] || p[3] != 1)
+		return (int)fail(r, "unexpected handshake message after the handshake", -1);
+	if (p[4] > 1)
+		return (int)fail(r, "bad KeyUpdate", -1);
+	if (dir_update(r->s, &r->rd, false) < 0)
+		return (int)fail(r, "key schedule", -1);
+	/* Asked for ours: answer under the current key, then move ours too.
+	 * One answer not yet sent covers any number of requests: it still
+	 * goes out before our next data (4.6.3), and it bounds what a peer
+	 * that does not read can make us queue. */
+	if (p[4] && !r->ku_queued) {
+		if (!seal(&r->wr, CT_HANDSHAKE, ku, sizeof(ku), rec) ||
+		    out_append(r, rec, sizeof(rec)) < 0 || dir_update(r->s, &r->wr, true) < 0)
+			return (int)fail(r, "KeyUpdate answer", -1);
+		r->ku_queued = true;
 	}
 	return 0;
 }
@@ -410,7 +418,7 @@ static int inner(struct tlsrec *r, uint8_t t, const uint8_t *p, size_t n)
 	case CT_APPDATA:
 		return 1;
 	case CT_HANDSHAKE:
-		return handshake_msgs(r, p, n) < 0 ? -1 : 0;
+		return handshake_msg(r, p, n) < 0 ? -1 : 0;
 	case CT_ALERT:
 		if (n != 2)
 			return (int)fail(r, "bad alert", -1);
@@ -438,6 +446,11 @@ bool tlsrec_want_write(const struct tlsrec *r)
 	return r->out_off < r->out_len && !r->out_plain;
 }
 
+size_t tlsrec_out_pending(const struct tlsrec *r)
+{
+	return r->out_len - r->out_off;
+}
+
 const char *tlsrec_error(const struct tlsrec *r)
 {
 	return r->why;
@@ -462,6 +475,10 @@ static long open_all(struct tlsrec *r, uint8_t *rx, size_t have, uint8_t *buf, s
 			return fail(r, "bad record length", -EIO);
 		if (have - pos < REC_HDR + clen)
 			break;
+		/* The inner plaintext, padding and type included, is at most
+		 * 2^14 + 1 (RFC 8446 5.4): known before opening. */
+		if (clen - REC_TAG > REC_MAX_PLAIN + 1)
+			return fail(r, "record too long", -EIO);
 		if (len - got >= clen - REC_TAG) {
 			dst = buf + got;
 		} else if (got) {
@@ -478,11 +495,15 @@ static long open_all(struct tlsrec *r, uint8_t *rx, size_t have, uint8_t *buf, s
 		pos += REC_HDR + clen;
 		if (n < 0)
 			return fail(r, "record does not authenticate", -EIO);
-		if (n > REC_MAX_PLAIN)
-			return fail(r, "record too long", -EIO);
 		k = inner(r, t, dst, (size_t)n);
 		if (k < 0)
 			return -EIO;
+		/* Records that bring the caller nothing (KeyUpdates, empty
+		 * data, warnings) cost work each: not endlessly in a row. */
+		if (k && n)
+			r->nodata = 0;
+		else if (++r->nodata > TLSREC_MAX_NODATA)
+			return fail(r, "too many records without data in a row", -EIO);
 		if (dst != r->pt) {
 			got += k ? (size_t)n : 0;
 		} else if (k && n) {
@@ -534,8 +555,10 @@ long tlsrec_read(struct tlsrec *r, int fd, uint8_t *buf, size_t len, uint8_t *rx
 		return (long)n;
 	}
 	/* Records that only move keys or warn give the caller nothing: go
-	 * on until data, the end, or an empty socket. */
-	for (;;) {
+	 * on until data, the end, or one recv(2) that brought none (then
+	 * -EAGAIN: epoll or the again list calls back, and the worker's
+	 * other connections get their turn). */
+	for (bool received = false;;) {
 		size_t have = r->ct_len, want;
 		bool whole;
 		long got;
@@ -575,6 +598,7 @@ long tlsrec_read(struct tlsrec *r, int fd, uint8_t *buf, size_t len, uint8_t *rx
 				return -e;
 			}
 			have += (size_t)n;
+			received = true;
 		}
 		got = open_all(r, rx, have, buf, len);
 		/* A KeyUpdate answer goes out now if the socket takes it. */
@@ -586,6 +610,10 @@ long tlsrec_read(struct tlsrec *r, int fd, uint8_t *buf, size_t len, uint8_t *rx
 		}
 		if (got != 0)
 			return got;
+		if (r->eof)
+			return 0;
+		if (received)
+			return -EAGAIN;
 	}
 }
 

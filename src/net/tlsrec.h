@@ -67,6 +67,10 @@ bool tlsrec_has_pending(const struct tlsrec *r);
  * and read (or write) again, which sends it first. */
 bool tlsrec_want_write(const struct tlsrec *r);
 
+/* Sealed bytes waiting for room in the socket (a cut record's tail, a
+ * KeyUpdate answer). */
+size_t tlsrec_out_pending(const struct tlsrec *r);
+
 /* Why the last call failed with -EIO/-EPIPE (a static string), or NULL. */
 const char *tlsrec_error(const struct tlsrec *r);
 

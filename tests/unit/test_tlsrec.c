@@ -22,7 +22,9 @@
 #include <cmocka.h>
 
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -42,6 +44,8 @@ struct pair {
 
 static EVP_PKEY *key;
 static X509 *cert;
+
+static void cli_keylog(const SSL *ssl, const char *line);
 
 static int group_setup(void **state)
 {
@@ -102,6 +106,7 @@ static void pair_open(struct pair *p, const char *suites, int max, bool setup, S
 		assert_int_equal(tlsrec_ctx_setup(p->sctx), 1);
 	if (suites)
 		assert_int_equal(SSL_CTX_set_ciphersuites(p->cctx, suites), 1);
+	SSL_CTX_set_keylog_callback(p->cctx, cli_keylog);
 	if (max)
 		assert_int_equal(SSL_CTX_set_max_proto_version(p->cctx, max), 1);
 	p->cli = SSL_new(p->cctx);
@@ -544,6 +549,238 @@ static void test_fin(void **state)
 	pair_close(&p);
 }
 
+/* ---- a hand-made client sender, for records OpenSSL's client never
+ * writes (several KeyUpdates in one record, floods, over-padding). Only
+ * TLS_AES_128_GCM_SHA256; the secret comes from the client's key log. ---- */
+
+static uint8_t cli_secret[32];
+static bool cli_secret_set;
+
+static void cli_keylog(const SSL *ssl, const char *line)
+{
+	static const char l[] = "CLIENT_TRAFFIC_SECRET_0 ";
+	const char *hex;
+
+	(void)ssl;
+	if (strncmp(line, l, sizeof(l) - 1))
+		return;
+	hex = strchr(line + sizeof(l) - 1, ' ') + 1;
+	for (int i = 0; i < 32; i++)
+		sscanf(hex + 2 * i, "%2hhx", &cli_secret[i]);
+	cli_secret_set = true;
+}
+
+struct sealer {
+	EVP_CIPHER_CTX *ctx;
+	uint8_t secret[32], iv[12];
+	uint64_t seq;
+};
+
+static void expand(const uint8_t *secret, const char *label, uint8_t *out, size_t outlen)
+{
+	uint8_t info[64];
+	size_t ll = strlen(label), n = 0;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *k = EVP_KDF_CTX_new(kdf);
+	OSSL_PARAM p[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 0),
+		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+		OSSL_PARAM_construct_end(),
+	};
+
+	info[n++] = 0;
+	info[n++] = (uint8_t)outlen;
+	info[n++] = (uint8_t)(6 + ll);
+	memcpy(info + n, "tls13 ", 6);
+	memcpy(info + n + 6, label, ll);
+	n += 6 + ll;
+	info[n++] = 0;
+	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, n);
+	assert_non_null(k);
+	assert_int_equal(EVP_KDF_derive(k, out, outlen, p), 1);
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+}
+
+static void sealer_keys(struct sealer *z)
+{
+	uint8_t k[16];
+
+	expand(z->secret, "key", k, sizeof(k));
+	expand(z->secret, "iv", z->iv, sizeof(z->iv));
+	if (!z->ctx)
+		z->ctx = EVP_CIPHER_CTX_new();
+	assert_int_equal(EVP_EncryptInit_ex(z->ctx, EVP_aes_128_gcm(), NULL, k, NULL), 1);
+	z->seq = 0;
+}
+
+/* Seal content of type plus pad zero bytes into out; returns its size. */
+static size_t sealer_seal(struct sealer *z, uint8_t type, const uint8_t *content, size_t len,
+			  size_t pad, uint8_t *out)
+{
+	static uint8_t inner[20000];
+	size_t ilen = len + 1 + pad, clen = ilen + 16;
+	uint8_t nonce[12];
+	int l;
+
+	memcpy(inner, content, len);
+	inner[len] = type;
+	memset(inner + len + 1, 0, pad);
+	out[0] = 23;
+	out[1] = out[2] = 3;
+	out[3] = (uint8_t)(clen >> 8);
+	out[4] = (uint8_t)clen;
+	memcpy(nonce, z->iv, 12);
+	for (int i = 0; i < 8; i++)
+		nonce[11 - i] ^= (uint8_t)(z->seq >> (8 * i));
+	assert_int_equal(EVP_EncryptInit_ex(z->ctx, NULL, NULL, NULL, nonce), 1);
+	assert_int_equal(EVP_EncryptUpdate(z->ctx, NULL, &l, out, 5), 1);
+	assert_int_equal(EVP_EncryptUpdate(z->ctx, out + 5, &l, inner, (int)ilen), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(z->ctx, out + 5 + ilen, &l), 1);
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(z->ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + 5 + ilen), 1);
+	z->seq++;
+	return 5 + clen;
+}
+
+static void sealer_send(struct pair *p, struct sealer *z, uint8_t type, const uint8_t *content,
+			size_t len, size_t pad)
+{
+	static uint8_t rec[20000];
+	size_t n = sealer_seal(z, type, content, len, pad, rec);
+
+	assert_int_equal(write(p->cfd, rec, n), (ssize_t)n);
+}
+
+/* A TLS 1.3 AES-128-GCM pair whose client-to-server records z writes. */
+static void pair_sealer(struct pair *p, struct sealer *z)
+{
+	cli_secret_set = false;
+	pair_tls13(p, "TLS_AES_128_GCM_SHA256");
+	assert_true(cli_secret_set);
+	memset(z, 0, sizeof(*z));
+	memcpy(z->secret, cli_secret, 32);
+	sealer_keys(z);
+}
+
+static const uint8_t ku_req[5] = { 24, 0, 0, 1, 1 }, ku_not[5] = { 24, 0, 0, 1, 0 };
+
+/* The peer's key moves after its KeyUpdate, as tlsrec's must. */
+static void sealer_update(struct sealer *z)
+{
+	uint8_t next[32];
+
+	expand(z->secret, "traffic upd", next, 32);
+	memcpy(z->secret, next, 32);
+	sealer_keys(z);
+}
+
+/* Requests for our KeyUpdate from a peer that does not read: one answer
+ * waits, not one per request (RFC 8446 4.6.3), and the client opens what
+ * comes after it. */
+static void test_key_update_flood_bounded(void **state)
+{
+	static uint8_t big[1 << 20], got[(1 << 20) + 64];
+	size_t sent = 0, recvd = 0, waiting;
+	uint8_t data[16] = "after the flood", in[16];
+	struct pair p;
+	struct sealer z;
+	long w;
+
+	(void)state;
+	pair_sealer(&p, &z);
+	fill(big, sizeof(big), 12);
+	while ((w = tlsrec_write(p.rec, p.sfd, big + sent, sizeof(big) - sent, tx, sizeof(tx))) > 0)
+		sent += (size_t)w;
+	waiting = tlsrec_out_pending(p.rec); /* maybe a cut record's tail */
+	for (int i = 0; i < 300; i++) {
+		sealer_send(&p, &z, 22, ku_req, sizeof(ku_req), 0);
+		sealer_update(&z);
+		if (i % 20 == 19) /* data now and then: not a run of empty records */
+			sealer_send(&p, &z, 23, data, sizeof(data), 0);
+		while ((w = tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx))) > 0)
+			assert_memory_equal(in, data, (size_t)w);
+		assert_int_equal(w, -EAGAIN);
+	}
+	assert_true(tlsrec_want_write(p.rec) || tlsrec_out_pending(p.rec) > waiting);
+	assert_true(tlsrec_out_pending(p.rec) <= waiting + 5 + 5 + 1 + 16);
+	while (recvd < sent || sent < sizeof(big)) {
+		recvd += cli_drain(&p, got + recvd, sizeof(got) - recvd);
+		w = tlsrec_write(p.rec, p.sfd, big + sent, sizeof(big) - sent, tx, sizeof(tx));
+		if (w > 0)
+			sent += (size_t)w;
+	}
+	assert_memory_equal(got, big, sizeof(big));
+	srv_write_all(&p, data, sizeof(data), got);
+	pair_close(&p);
+}
+
+/* A KeyUpdate changes the key at its record's end: a second message in the
+ * same record is refused (RFC 8446 5.1). */
+static void test_two_key_updates_in_one_record(void **state)
+{
+	uint8_t two[10], in[16];
+	struct pair p;
+	struct sealer z;
+
+	(void)state;
+	pair_sealer(&p, &z);
+	memcpy(two, ku_not, 5);
+	memcpy(two + 5, ku_not, 5);
+	sealer_send(&p, &z, 22, two, sizeof(two), 0);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
+	assert_non_null(strstr(tlsrec_error(p.rec), "unexpected handshake message"));
+	pair_close(&p);
+	pair_sealer(&p, &z);
+	sealer_send(&p, &z, 22, (const uint8_t *)"", 0, 0); /* empty handshake record */
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
+	pair_close(&p);
+}
+
+/* 32 records in a row that bring nothing are let through, the 33rd ends the
+ * connection; data in between resets the count. */
+static void test_records_without_data(void **state)
+{
+	uint8_t in[16];
+	struct pair p;
+	struct sealer z;
+
+	(void)state;
+	pair_sealer(&p, &z);
+	for (int i = 0; i < 32; i++)
+		sealer_send(&p, &z, 23, (const uint8_t *)"", 0, 0);
+	sealer_send(&p, &z, 23, (const uint8_t *)"x", 1, 0);
+	for (int i = 0; i < 32; i++)
+		sealer_send(&p, &z, 23, (const uint8_t *)"", 0, 0);
+	sealer_send(&p, &z, 23, (const uint8_t *)"y", 1, 0);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), 2);
+	assert_memory_equal(in, "xy", 2);
+	for (int i = 0; i < 33; i++)
+		sealer_send(&p, &z, 23, (const uint8_t *)"", 0, 0);
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
+	assert_non_null(strstr(tlsrec_error(p.rec), "without data"));
+	pair_close(&p);
+}
+
+/* Padding counts toward the 2^14 + 1 limit of the inner plaintext. */
+static void test_overpadded(void **state)
+{
+	uint8_t in[64];
+	struct pair p;
+	struct sealer z;
+
+	(void)state;
+	pair_sealer(&p, &z);
+	sealer_send(&p, &z, 23, (const uint8_t *)"ok", 2, 16384 - 2); /* 2^14 + 1: fine */
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), 2);
+	sealer_send(&p, &z, 23, (const uint8_t *)"no", 2, 16384 - 1); /* one more */
+	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
+	assert_non_null(strstr(tlsrec_error(p.rec), "too long"));
+	pair_close(&p);
+}
+
 /* What stays with OpenSSL: TLS 1.2, and a context tlsrec was not set up on;
  * the SSL keeps working. */
 static void test_stays_with_openssl(void **state)
@@ -583,6 +820,10 @@ int main(void)
 		cmocka_unit_test(test_replay),
 		cmocka_unit_test(test_close_notify),
 		cmocka_unit_test(test_fin),
+		cmocka_unit_test(test_key_update_flood_bounded),
+		cmocka_unit_test(test_two_key_updates_in_one_record),
+		cmocka_unit_test(test_records_without_data),
+		cmocka_unit_test(test_overpadded),
 		cmocka_unit_test(test_stays_with_openssl),
 	};
 
