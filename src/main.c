@@ -642,7 +642,8 @@ static int run(struct config *cfg, int argc, char **argv)
 		struct tls_opts to = { .hostname = cfg->hostname,
 				       .certdir = cfg->certdir,
 				       .certmode = (int)cfg->certmode,
-				       .server_pub = ds.pub };
+				       .server_pub = ds.pub,
+				       .openssl_records = cfg->tls_openssl_records };
 
 		srv.tls = tls_ctx_new(&to, err, sizeof(err));
 		if (!srv.tls)

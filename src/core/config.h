@@ -61,6 +61,7 @@ struct config {
 	char *acme_eab_kid;	       /* -acme-eab-kid (secret-ish: redacted in dumps) */
 	char *acme_eab_key;	       /* -acme-eab-key (secret: redacted in dumps) */
 	bool acme_ip_certs;	       /* -acme-ip-certs */
+	bool tls_openssl_records;      /* [tls] openssl_records: no tlsrec */
 
 	/* [acme] */
 	char *acme_directory;		  /* "letsencrypt", "letsencrypt-staging" or an https URL */

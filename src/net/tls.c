@@ -346,7 +346,7 @@ static SSL_CTX *tls_build_ctx(struct tls_ctx *t, const struct tls_material *m, c
 	SSL_CTX_set_num_tickets(ctx, 0);
 	/* Without kTLS, tlsrec takes the records over after the handshake
 	 * (conn.c); it needs the traffic secrets. */
-	if (!t->ktls && !tlsrec_ctx_setup(ctx))
+	if (t->tlsrec && !tlsrec_ctx_setup(ctx))
 		goto fail;
 	/* leaf + intermediates + meta cert, sent exactly in that order (an
 	 * explicit chain disables OpenSSL's chain building from a store).
@@ -492,16 +492,22 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err, size_t errlen)
 	}
 	r = tls_ktls_probe();
 	t->ktls = r == 0;
+	t->tlsrec = !t->ktls && !o->openssl_records;
 	if (t->ktls)
 		log_info("tls",
 			 "kTLS: on (the kernel has the tls ULP; OpenSSL %s hands it "
 			 "the record layer where the cipher allows)",
 			 OpenSSL_version(OPENSSL_VERSION_STRING));
-	else
+	else if (t->tlsrec)
 		log_info("tls",
 			 "kTLS: off, TLS 1.3 records are sealed by derper's record layer "
 			 "after OpenSSL's handshake (the kernel's "
 			 "tls ULP: %s)",
+			 strerror(-r));
+	else
+		log_info("tls",
+			 "kTLS: off, OpenSSL keeps every record layer (openssl_records = "
+			 "yes; the kernel's tls ULP: %s)",
 			 strerror(-r));
 	r = tls_load_and_swap(t, err, errlen);
 	if (r < 0)
@@ -538,7 +544,7 @@ SSL *tls_ssl_new(struct tls_ctx *t)
 	/* No read-ahead during the handshake, so that OpenSSL holds no
 	 * input past it when tlsrec takes over (conn.c turns it back on for
 	 * a connection that stays with OpenSSL). */
-	if (ssl && !t->ktls)
+	if (ssl && t->tlsrec)
 		SSL_set_read_ahead(ssl, 0);
 	return ssl;
 }

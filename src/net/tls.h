@@ -33,6 +33,7 @@ struct tls_opts {
 	const char *certdir;	   /* -certdir */
 	int certmode;		   /* enum config_certmode: MANUAL or LETSENCRYPT (GCP refused) */
 	const uint8_t *server_pub; /* 32-byte DERP server public key (for the meta cert) */
+	bool openssl_records;	   /* [tls] openssl_records: never hand records to tlsrec */
 };
 
 /*

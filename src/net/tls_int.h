@@ -36,6 +36,7 @@ struct tls_ctx {
 	X509 *meta_cert; /* Ed25519 "derpkey<hex>" cert, appended to every chain */
 	bool ktls;	 /* the kernel has the tls ULP: SSL_OP_ENABLE_KTLS is set */
 	bool kx_pq;	 /* X25519MLKEM768 offered (the OpenSSL in use has it) */
+	bool tlsrec;	 /* TLS 1.3 records go to tlsrec after the handshake */
 
 	/* tls-alpn-01 slot for a future ACME client: see tls_acme_alpn_fn. */
 	tls_acme_alpn_fn acme_alpn_hook;

@@ -1380,6 +1380,8 @@ struct htls {
 
 /* The client's highest TLS version (0: OpenSSL's, 1.3). */
 static int h_tls_max_version;
+/* [tls] openssl_records for the server. */
+static bool h_tls_openssl_records;
 
 /* Serve TLS (a self-signed certificate for 127.0.0.1) and connect a TLS
  * client over a socketpair; the handshake runs between loop turns. */
@@ -1389,7 +1391,8 @@ static void h_connect_tls(struct harness *h, struct htls *t)
 	struct tls_opts o = { .hostname = "127.0.0.1",
 			      .certdir = t->certdir,
 			      .certmode = CONFIG_CERTMODE_MANUAL,
-			      .server_pub = h->ds.pub };
+			      .server_pub = h->ds.pub,
+			      .openssl_records = h_tls_openssl_records };
 	int r = 0;
 
 	snprintf(t->certdir, sizeof(t->certdir), "/tmp/derper-test-conn-XXXXXX");
@@ -1477,9 +1480,9 @@ static void test_tls_random_splits(void **state)
 
 		h_connect_tls(h, &t);
 		h_tls_write_split(h, &t, sess, n, &s);
-		/* TLS 1.3: tlsrec has the records, the SSL is gone; 1.2
-		 * stays with OpenSSL (tlsrec.h). */
-		if (h_tls_max_version == TLS1_2_VERSION) {
+		/* TLS 1.3: tlsrec has the records, the SSL is gone; TLS 1.2
+		 * and openssl_records = yes stay with OpenSSL (tlsrec.h). */
+		if (h_tls_max_version == TLS1_2_VERSION || h_tls_openssl_records) {
 			assert_null(h->c->rec);
 			assert_non_null(h->c->ssl);
 		} else {
@@ -1499,6 +1502,14 @@ static void test_tls12_random_splits(void **state)
 	h_tls_max_version = TLS1_2_VERSION;
 	test_tls_random_splits(state);
 	h_tls_max_version = 0;
+}
+
+/* TLS 1.3 with openssl_records = yes: OpenSSL keeps the records. */
+static void test_tls_openssl_records(void **state)
+{
+	h_tls_openssl_records = true;
+	test_tls_random_splits(state);
+	h_tls_openssl_records = false;
 }
 
 /* A TLS 1.3 KeyUpdate (update requested) that arrives while the server's
@@ -1674,6 +1685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_readers_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_random_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls12_random_splits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_openssl_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_keyupdate_full_buffer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_pending_splits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_admission_deny_revoke_cached, setup, teardown),
