@@ -551,8 +551,8 @@ long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 			c->rd_want_write = true;
 		if (tlsrec_error(c->rec) && !c->tls_fatal) {
 			c->tls_fatal = true;
-			log_peer("tls", "%016llx %s: %s", (unsigned long long)c->id, c->addr,
-				 tlsrec_error(c->rec));
+			log_debug("tls", "%016llx %s: %s", (unsigned long long)c->id, c->addr,
+				  tlsrec_error(c->rec));
 		}
 		return n;
 	}

@@ -43,6 +43,12 @@
 /* Records in a row without data for the caller before the peer is cut off
  * (OpenSSL allows 32 empty records). */
 #define TLSREC_MAX_NODATA 32
+/* Records sealed for one send(2): from 1 after a send the socket took only
+ * in part (what it does not take is sealed in vain and sealed again next
+ * time: a slow reader would cost a whole batch of AES per wake-up), doubling
+ * while it takes them all. */
+#define TLSREC_BATCH_MIN 4
+#define TLSREC_BATCH_MAX 64
 
 enum {
 	CT_ALERT = 21,
@@ -85,6 +91,7 @@ struct tlsrec {
 	uint32_t out_plain; /* caller bytes out's first record carries, not yet counted */
 	bool eof;
 	bool ku_queued;	 /* out holds a KeyUpdate answer not yet sent */
+	uint8_t batch;	 /* records sealed per send: grows while the socket takes them all */
 	uint8_t nodata;	 /* records in a row that gave the caller nothing */
 	const char *why; /* set once: the connection is dead */
 };
@@ -327,6 +334,7 @@ struct tlsrec *tlsrec_from_ssl(SSL *ssl, const char **why)
 	r = calloc(1, sizeof(*r));
 	if (r) {
 		r->s = s;
+		r->batch = TLSREC_BATCH_MIN;
 		memcpy(r->rd.secret, keys.client, s->hashlen);
 		memcpy(r->wr.secret, keys.server, s->hashlen);
 	}
@@ -635,10 +643,10 @@ long tlsrec_write(struct tlsrec *r, int fd, const uint8_t *buf, size_t len, uint
 		r->out_plain = 0;
 	}
 	while (done < len) {
-		size_t ends[64], plains[64], n = 0, k = 0, i, start;
+		size_t ends[TLSREC_BATCH_MAX], plains[TLSREC_BATCH_MAX], n = 0, k = 0, i, start;
 		ssize_t sent;
 
-		while (done + n < len && k < 64) {
+		while (done + n < len && k < r->batch) {
 			size_t at = k ? ends[k - 1] : 0, take = len - done - n, w;
 
 			if (take > REC_MAX_PLAIN)
@@ -669,8 +677,11 @@ long tlsrec_write(struct tlsrec *r, int fd, const uint8_t *buf, size_t len, uint
 		}
 		if ((size_t)sent == ends[k - 1]) {
 			done += n;
+			if (k == r->batch && r->batch < TLSREC_BATCH_MAX)
+				r->batch *= 2;
 			continue;
 		}
+		r->batch = 1;
 		/* Part went out: whole records count, the one cut keeps its
 		 * tail here, the ones never sent give their numbers back. */
 		for (i = 0; ends[i] <= (size_t)sent; i++)

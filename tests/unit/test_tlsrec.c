@@ -714,6 +714,7 @@ static void test_key_update_flood_bounded(void **state)
 	}
 	assert_memory_equal(got, big, sizeof(big));
 	srv_write_all(&p, data, sizeof(data), got);
+	EVP_CIPHER_CTX_free(z.ctx);
 	pair_close(&p);
 }
 
@@ -732,10 +733,12 @@ static void test_two_key_updates_in_one_record(void **state)
 	sealer_send(&p, &z, 22, two, sizeof(two), 0);
 	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
 	assert_non_null(strstr(tlsrec_error(p.rec), "unexpected handshake message"));
+	EVP_CIPHER_CTX_free(z.ctx);
 	pair_close(&p);
 	pair_sealer(&p, &z);
 	sealer_send(&p, &z, 22, (const uint8_t *)"", 0, 0); /* empty handshake record */
 	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
+	EVP_CIPHER_CTX_free(z.ctx);
 	pair_close(&p);
 }
 
@@ -761,6 +764,7 @@ static void test_records_without_data(void **state)
 		sealer_send(&p, &z, 23, (const uint8_t *)"", 0, 0);
 	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
 	assert_non_null(strstr(tlsrec_error(p.rec), "without data"));
+	EVP_CIPHER_CTX_free(z.ctx);
 	pair_close(&p);
 }
 
@@ -778,6 +782,7 @@ static void test_overpadded(void **state)
 	sealer_send(&p, &z, 23, (const uint8_t *)"no", 2, 16384 - 1); /* one more */
 	assert_int_equal(tlsrec_read(p.rec, p.sfd, in, sizeof(in), rx, sizeof(rx)), -EIO);
 	assert_non_null(strstr(tlsrec_error(p.rec), "too long"));
+	EVP_CIPHER_CTX_free(z.ctx);
 	pair_close(&p);
 }
 
