@@ -542,9 +542,15 @@ static bool conn_tls_pending(const struct conn *c)
 long conn_io(struct conn *c, uint8_t *buf, size_t len, bool write)
 {
 	if (c->rec) {
+		uint64_t sent = tlsrec_sent(c->rec);
 		long n = write ? tlsrec_write(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF)
 			       : tlsrec_read(c->rec, c->fd, buf, len, c->w->tlsbuf, WORKER_TLSBUF);
 
+		/* A record going out in parts is progress too, though the
+		 * bytes it carries count only once it is whole: a reader whose
+		 * window is smaller than a record gets one piece per read. */
+		if (write && c->stall_since_ms && tlsrec_sent(c->rec) != sent)
+			c->stall_since_ms = c->w->now_ms;
 		/* A KeyUpdate answer waits for room: like OpenSSL's WANT_WRITE
 		 * on a read, only when the read brought nothing. */
 		if (!write && n == -EAGAIN && tlsrec_want_write(c->rec))

@@ -91,6 +91,7 @@ struct tlsrec {
 	uint32_t out_plain; /* caller bytes out's first record carries, not yet counted */
 	bool eof;
 	bool ku_queued;	 /* out holds a KeyUpdate answer not yet sent */
+	uint64_t sent;	 /* ciphertext bytes the socket took */
 	uint8_t batch;	 /* records sealed per send: grows while the socket takes them all */
 	uint8_t nodata;	 /* records in a row that gave the caller nothing */
 	const char *why; /* set once: the connection is dead */
@@ -365,6 +366,7 @@ static long flush_out(struct tlsrec *r, int fd)
 		if (n < 0)
 			return fail(r, "send failed", -errno);
 		r->out_off += (uint32_t)n;
+		r->sent += (uint64_t)n;
 	}
 	free(r->out);
 	r->out = NULL;
@@ -452,6 +454,11 @@ bool tlsrec_has_pending(const struct tlsrec *r)
 bool tlsrec_want_write(const struct tlsrec *r)
 {
 	return r->out_off < r->out_len && !r->out_plain;
+}
+
+uint64_t tlsrec_sent(const struct tlsrec *r)
+{
+	return r->sent;
 }
 
 size_t tlsrec_out_pending(const struct tlsrec *r)
@@ -675,6 +682,7 @@ long tlsrec_write(struct tlsrec *r, int fd, const uint8_t *buf, size_t len, uint
 			fail(r, "send failed", 0);
 			return done ? (long)done : -e;
 		}
+		r->sent += (uint64_t)sent;
 		if ((size_t)sent == ends[k - 1]) {
 			done += n;
 			if (k == r->batch && r->batch < TLSREC_BATCH_MAX)

@@ -67,6 +67,10 @@ bool tlsrec_has_pending(const struct tlsrec *r);
  * and read (or write) again, which sends it first. */
 bool tlsrec_want_write(const struct tlsrec *r);
 
+/* Bytes handed to the socket so far (ciphertext): progress a write's
+ * return value does not show while a record is sent in parts. */
+uint64_t tlsrec_sent(const struct tlsrec *r);
+
 /* Sealed bytes waiting for room in the socket (a cut record's tail, a
  * KeyUpdate answer). */
 size_t tlsrec_out_pending(const struct tlsrec *r);
