@@ -49,6 +49,12 @@
  * while it takes them all. */
 #define TLSREC_BATCH_MIN 4
 #define TLSREC_BATCH_MAX 64
+/* Records of a connection whose socket did not take a whole batch carry
+ * at most this much: a reader whose receive window is smaller than a
+ * 16 KiB record could otherwise wait for a record's end the window will
+ * not let through until it reads (a slow reader, a small SO_RCVBUF). Back
+ * to full records once the socket takes everything again. */
+#define TLSREC_SLOW_PLAIN 4096
 
 enum {
 	CT_ALERT = 21,
@@ -656,8 +662,8 @@ long tlsrec_write(struct tlsrec *r, int fd, const uint8_t *buf, size_t len, uint
 		while (done + n < len && k < r->batch) {
 			size_t at = k ? ends[k - 1] : 0, take = len - done - n, w;
 
-			if (take > REC_MAX_PLAIN)
-				take = REC_MAX_PLAIN;
+			if (take > (r->batch == 1 ? TLSREC_SLOW_PLAIN : REC_MAX_PLAIN))
+				take = r->batch == 1 ? TLSREC_SLOW_PLAIN : REC_MAX_PLAIN;
 			if (at + REC_HDR + take + 1 + REC_TAG > txcap)
 				break;
 			w = seal(&r->wr, CT_APPDATA, buf + done + n, take, tx + at);

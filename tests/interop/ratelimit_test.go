@@ -355,7 +355,14 @@ func TestAcceptConnectionLimit(t *testing.T) {
 		return
 	}
 	t.Logf("%d TLS connections in %v (expected about %v)", n, got.Round(time.Millisecond), want)
-	if got < want*3/4 || got > want*5/4+500*time.Millisecond {
+	// The lower bound is the limit itself; the upper one only says the
+	// pacing is not much slower than asked, and a sanitizer build's
+	// handshakes under a parallel suite are several times slower.
+	slack := 500 * time.Millisecond
+	if d.sanitized(t) {
+		slack = want
+	}
+	if got < want*3/4 || got > want*5/4+slack {
 		t.Errorf("%d connections took %v, want about %v (limit %d/s, burst %d)", n, got, want, limit, burst)
 	}
 	_, page := d.scrape(t, "/metrics")
