@@ -69,7 +69,7 @@ const struct config_row config_rows[] = {
 	  "acme-eab-key" },
 	{ "tls", "acme_ip_certs", T(bool), OFF(acme_ip_certs), "no", false, true, false, 0, 0,
 	  "acme-ip-certs" },
-	{ "tls", "openssl_records", T(bool), OFF(tls_openssl_records), "no", false, true, false, 0,
+	{ "tls", "openssl_records", T(bool), OFF(tls_openssl_records), "yes", false, true, false, 0,
 	  0, NULL },
 
 	{ "acme", "directory", T(str), OFF(acme_directory), "letsencrypt", false, true, false, 0, 0,
