@@ -8,6 +8,11 @@
  * files walk the same helpers (nft_int.h), so what nft_render prints is what
  * nft_apply installs.
  *
+ * Why over 800 lines: one netlink transaction builder and its reader of
+ * ACKs and dumps; the set, chain and rule messages share the batch, the
+ * sequence numbers and the error mapping, and split across files they would
+ * need all of it exported.
+ *
  * Invariants:
  * - nft_apply sends a transaction as ONE batch with ONE sendto. The normal
  *   batch updates the

@@ -657,13 +657,14 @@ long tlsrec_write(struct tlsrec *r, int fd, const uint8_t *buf, size_t len, uint
 	}
 	while (done < len) {
 		size_t ends[TLSREC_BATCH_MAX], plains[TLSREC_BATCH_MAX], n = 0, k = 0, i, start;
+		size_t most = r->batch == 1 ? TLSREC_SLOW_PLAIN : REC_MAX_PLAIN;
 		ssize_t sent;
 
 		while (done + n < len && k < r->batch) {
 			size_t at = k ? ends[k - 1] : 0, take = len - done - n, w;
 
-			if (take > (r->batch == 1 ? TLSREC_SLOW_PLAIN : REC_MAX_PLAIN))
-				take = r->batch == 1 ? TLSREC_SLOW_PLAIN : REC_MAX_PLAIN;
+			if (take > most)
+				take = most;
 			if (at + REC_HDR + take + 1 + REC_TAG > txcap)
 				break;
 			w = seal(&r->wr, CT_APPDATA, buf + done + n, take, tx + at);
